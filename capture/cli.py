@@ -1,0 +1,112 @@
+"""The `leadgate` command. Commands are thin: they parse options and call library functions."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+from flask.cli import FlaskGroup, with_appcontext
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+
+
+def _create_app():
+    from capture import create_app
+
+    return create_app()
+
+
+@click.group(cls=FlaskGroup, create_app=_create_app, add_default_commands=False,
+             add_version_option=False, load_dotenv=False)
+def main() -> None:
+    """Leadgate: gated content on a MkDocs site, a capture service, and exports for sales."""
+
+
+@main.command()
+@click.option("-f", "--config-file", default="mkdocs.yml", show_default=True,
+              type=click.Path(exists=True, dir_okay=False), help="The MkDocs configuration.")
+@click.option("-d", "--site-dir", type=click.Path(file_okay=False),
+              help="Where to write the site (default: site_dir from the configuration).")
+def build(config_file: str, site_dir: str | None) -> None:
+    """Build the static site from content/."""
+    out = _build(config_file, site_dir)
+    click.echo(f"Site built in {out}", err=True)
+
+
+def _build(config_file: str, site_dir: str | None) -> Path:
+    from mkdocs.exceptions import MkDocsException
+
+    from capture.static_site import build_site
+
+    try:
+        return build_site(config_file, site_dir)
+    except MkDocsException as e:
+        raise click.ClickException(f"The site could not be built:\n{e}") from None
+
+
+@main.command()
+@click.option("--host", default=DEFAULT_HOST, show_default=True, help="Address to listen on.")
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64),
+              help="gunicorn worker processes.")
+@click.option("--demo", is_flag=True,
+              help="Local demo: use (or create) instance/secret_key instead of LEADGATE_SECRET_KEY.")
+@click.option("--dev", is_flag=True, help="Flask's development server with the reloader.")
+@click.option("--build/--no-build", "build_first", default=True, show_default=True,
+              help="Build the site before serving it.")
+@click.option("-f", "--config-file", default="mkdocs.yml", show_default=True,
+              type=click.Path(dir_okay=False))
+@click.option("-d", "--site-dir", type=click.Path(file_okay=False),
+              help="The built site to serve (default: site_dir from the configuration).")
+def serve(host: str, port: int, workers: int, demo: bool, dev: bool, build_first: bool,
+          config_file: str, site_dir: str | None) -> None:
+    """Serve the built site and the capture service together (default http://127.0.0.1:8000)."""
+    from capture import create_app
+    from capture.config import ConfigError
+
+    if build_first:
+        site = _build(config_file, site_dir)
+    else:
+        site = Path(site_dir or "site")
+        if not (site / "index.html").is_file():
+            raise click.ClickException(f"No built site in {site}: run `leadgate build` first.")
+    env = {"LEADGATE_SITE_DIR": str(site.resolve())}
+    if demo:
+        env["LEADGATE_DEMO"] = "true"
+    os.environ.update(env)
+    try:
+        app = create_app({"DEBUG": True} if dev else None)
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"Leadgate on http://{host}:{port}/", err=True)
+    if dev:
+        app.run(host=host, port=port, debug=True)
+        return
+    # gunicorn imports the factory in each worker after forking, so no database connection is
+    # ever shared across processes.
+    os.execv(sys.executable, [
+        sys.executable, "-m", "gunicorn",
+        "--bind", f"{host}:{port}",
+        "--workers", str(workers),
+        "--worker-class", "sync",
+        "--timeout", "30",
+        "--graceful-timeout", "20",
+        "--keep-alive", "2",
+        "--access-logfile", "-",
+        "capture:create_app()",
+    ])
+
+
+@main.command()
+@click.option("-o", "--output", type=click.File("w", encoding="utf-8", lazy=True), default="-",
+              help="Write the CSV to FILE instead of standard output.")
+@with_appcontext
+def export(output) -> None:
+    """Export leads as CSV: one row per lead, with source and consent."""
+    from capture.export import write_csv
+    from capture.store import get_store
+
+    write_csv(get_store(), output)
