@@ -1,0 +1,477 @@
+"""Every table and every query: one :class:`Store` owns the engine and the sessions.
+
+The schema lives in :data:`metadata` alone so a migration can be generated from it.
+
+SQLite choices, per connection: WAL (readers run beside the one writer; every process must
+be on the same host, not a network filesystem), ``synchronous=NORMAL`` (a commit survives a
+crash of the service but the last commits may be lost on power loss; ``FULL`` would cost an
+fsync per lead while the HTTP layer, not the database, limits throughput — a lost lead on
+power failure is the accepted price), ``busy_timeout=5000`` and foreign keys on. Write
+transactions start with ``BEGIN IMMEDIATE`` so they take the write lock before their first
+read and wait for it instead of failing with "database is locked" when a read upgrades to a
+write. PostgreSQL (psycopg 3) needs none of this and gets plain transactions.
+
+The engine is created on first use, never at import or in ``create_app``, so no connection
+is opened before a server forks its workers.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import email_validator
+from flask import Flask, current_app
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Index,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    Uuid,
+    create_engine,
+    event,
+    func,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, aliased, mapped_column, sessionmaker
+
+from capture.catalog import ConsentText
+
+EXTENSION = "leadgate.store"
+
+#: Field limits, in characters, as in docs/architecture.md.
+EMAIL_MAX = 254
+NAME_MAX = 100
+COMPANY_MAX = 200
+JOB_TITLE_MAX = 150
+CHOICE_MAX = 100
+RESOURCE_ID_MAX = 64
+UTM_MAX = 200
+URL_MAX = 2000
+USER_AGENT_MAX = 500
+
+PROFILE_FIELDS = ("first_name", "last_name", "company", "job_title", "company_size", "industry")
+UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
+SOURCE_FIELDS = (*UTM_FIELDS, "referrer", "landing_page")
+#: The source of a lead as the export shows it (first and latest).
+EXPORT_SOURCE_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "referrer", "landing_page")
+#: Keys of each mapping iter_export_rows yields, in export order.
+EXPORT_COLUMNS = (
+    "email", *PROFILE_FIELDS,
+    *(f"first_{f}" for f in EXPORT_SOURCE_FIELDS), *(f"latest_{f}" for f in EXPORT_SOURCE_FIELDS),
+    "resources", "terms_version", "marketing_opt_in", "marketing_opt_in_at", "first_seen", "last_seen",
+)
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC in, timezone-aware UTC out, on SQLite (no time zones) as on PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: pass a timezone-aware UTC time")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData(naming_convention={
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+})
+
+
+class Base(DeclarativeBase):
+    metadata = metadata
+    type_annotation_map = {datetime: UTCDateTime}
+
+
+def _text(length: int) -> Any:
+    """A NOT NULL text column that holds "" when the visitor left the field empty."""
+    return mapped_column(String(length), default="", server_default="")
+
+
+class Profile:
+    """What a person tells about themselves: the latest on a lead, as sent on a submission."""
+
+    first_name: Mapped[str] = _text(NAME_MAX)
+    last_name: Mapped[str] = _text(NAME_MAX)
+    company: Mapped[str] = _text(COMPANY_MAX)
+    job_title: Mapped[str] = _text(JOB_TITLE_MAX)
+    company_size: Mapped[str] = _text(CHOICE_MAX)
+    industry: Mapped[str] = _text(CHOICE_MAX)
+
+
+class Lead(Profile, Base):
+    """One person, whatever the case of their address: the newest non-empty details win."""
+
+    __tablename__ = "leads"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(EMAIL_MAX))
+    email_key: Mapped[str] = mapped_column(String(EMAIL_MAX), unique=True)
+    first_seen: Mapped[datetime]
+    last_seen: Mapped[datetime]
+    # leads and submissions point at each other; use_alter lets PostgreSQL create (and drop)
+    # the cycle, SQLite writes the constraint inline.
+    first_submission_id: Mapped[int | None] = mapped_column(
+        ForeignKey("submissions.id", use_alter=True))
+    last_submission_id: Mapped[int | None] = mapped_column(
+        ForeignKey("submissions.id", use_alter=True))
+
+
+class ConsentTextRow(Base):
+    """The exact words of a consent box, stored once and referred to by their SHA-256."""
+
+    __tablename__ = "consent_texts"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    version: Mapped[str] = mapped_column(String(40))
+    text: Mapped[str] = mapped_column(Text)
+    first_seen: Mapped[datetime]
+
+
+class Submission(Profile, Base):
+    """One form post, kept as submitted: the evidence behind the lead and its consent."""
+
+    __tablename__ = "submissions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uid: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id"), index=True)
+    resource_id: Mapped[str] = mapped_column(String(RESOURCE_ID_MAX))
+    created_at: Mapped[datetime]
+    email: Mapped[str] = mapped_column(String(EMAIL_MAX))
+    utm_source: Mapped[str] = _text(UTM_MAX)
+    utm_medium: Mapped[str] = _text(UTM_MAX)
+    utm_campaign: Mapped[str] = _text(UTM_MAX)
+    utm_term: Mapped[str] = _text(UTM_MAX)
+    utm_content: Mapped[str] = _text(UTM_MAX)
+    referrer: Mapped[str] = _text(URL_MAX)
+    landing_page: Mapped[str] = _text(URL_MAX)
+    user_agent: Mapped[str] = _text(USER_AGENT_MAX)
+    ip_prefix: Mapped[str | None] = mapped_column(String(64))
+    terms_accepted: Mapped[bool] = mapped_column(Boolean)
+    terms_version: Mapped[str] = mapped_column(String(40))
+    terms_sha256: Mapped[str] = mapped_column(ForeignKey("consent_texts.sha256"))
+    marketing_opt_in: Mapped[bool] = mapped_column(Boolean)
+    marketing_version: Mapped[str] = mapped_column(String(40))
+    marketing_sha256: Mapped[str] = mapped_column(ForeignKey("consent_texts.sha256"))
+
+
+class ConsentEvent(Base):
+    """Append-only: who granted or declined what words, when, from which network."""
+
+    __tablename__ = "consent_events"
+    __table_args__ = (Index("ix_consent_events_lead_kind", "lead_id", "kind", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id"))
+    submission_id: Mapped[int | None] = mapped_column(ForeignKey("submissions.id"))
+    kind: Mapped[str] = mapped_column(String(20))
+    granted: Mapped[bool] = mapped_column(Boolean)
+    version: Mapped[str] = mapped_column(String(40))
+    sha256: Mapped[str] = mapped_column(ForeignKey("consent_texts.sha256"))
+    created_at: Mapped[datetime]
+    ip_prefix: Mapped[str | None] = mapped_column(String(64))
+
+
+class Download(Base):
+    __tablename__ = "downloads"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id"), index=True)
+    submission_id: Mapped[int | None] = mapped_column(ForeignKey("submissions.id"))
+    resource_id: Mapped[str] = mapped_column(String(RESOURCE_ID_MAX))
+    created_at: Mapped[datetime]
+    user_agent: Mapped[str] = _text(USER_AGENT_MAX)
+    ip_prefix: Mapped[str | None] = mapped_column(String(64))
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class NewSubmission:
+    """A validated form post plus what the request told us; the input of record_submission."""
+
+    email: str
+    resource_id: str
+    terms: ConsentText
+    marketing: ConsentText
+    marketing_opt_in: bool
+    first_name: str = ""
+    last_name: str = ""
+    company: str = ""
+    job_title: str = ""
+    company_size: str = ""
+    industry: str = ""
+    utm_source: str = ""
+    utm_medium: str = ""
+    utm_campaign: str = ""
+    utm_term: str = ""
+    utm_content: str = ""
+    referrer: str = ""
+    landing_page: str = ""
+    user_agent: str = ""
+    ip_prefix: str | None = None
+    uid: uuid.UUID = field(default_factory=uuid.uuid4)
+    created_at: datetime = field(default_factory=utcnow)
+
+
+def email_key(email: str) -> str:
+    """The key that makes Ann@Example.com and ann@example.com one lead."""
+    return email.lower()
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection: Any, record: Any) -> None:
+        # Take BEGIN away from the sqlite3 module so ours (below) is the only one.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=5000",
+                       "foreign_keys=ON"):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(connection: Any) -> None:
+        mode = connection.get_execution_options().get("leadgate_begin", "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+@dataclass(frozen=True)
+class _Connection:
+    engine: Engine
+    reader: sessionmaker[Session]
+    writer: sessionmaker[Session]
+
+
+def _connect(url: str) -> _Connection:
+    engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
+    if engine.dialect.name == "sqlite":
+        _configure_sqlite(engine)
+    writing = engine.execution_options(leadgate_begin="IMMEDIATE")
+    # Until migrations arrive the tables are made here, in a write transaction, so workers that
+    # start together queue for the lock instead of racing to create them.
+    metadata.create_all(writing)
+    return _Connection(engine, sessionmaker(engine, expire_on_commit=False),
+                       sessionmaker(writing, expire_on_commit=False))
+
+
+class Store:
+    """The database of one app: engine, sessions and every query the service runs."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self._connection: _Connection | None = None
+        self._lock = threading.Lock()
+
+    def _connected(self) -> _Connection:
+        """Engine, session factories and tables, made on first use: after any fork."""
+        if self._connection is None:
+            with self._lock:
+                if self._connection is None:
+                    self._connection = _connect(self.url)
+        return self._connection
+
+    @property
+    def engine(self) -> Engine:
+        return self._connected().engine
+
+    def dispose(self) -> None:
+        """Close every pooled connection (at shutdown, and between tests)."""
+        if self._connection is not None:
+            self._connection.engine.dispose()
+            self._connection = None
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for queries; closed (and its transaction ended) on exit."""
+        with self._connected().reader() as session:
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """One write transaction: committed on success, rolled back on any exception."""
+        with self._connected().writer.begin() as session:
+            yield session
+
+    def _insert(self, session: Session, model: type[Base]) -> Any:
+        """INSERT … ON CONFLICT for the dialect in use (SQLite and PostgreSQL both have it)."""
+        dialect = session.get_bind().dialect.name
+        module = {"sqlite": sqlite, "postgresql": postgresql}.get(dialect)
+        if module is None:
+            raise RuntimeError(f"unsupported database {dialect!r}: use SQLite or PostgreSQL")
+        return module.insert(model)
+
+    def record_submission(self, data: NewSubmission) -> tuple[Lead, Submission]:
+        """Store a valid form post in one transaction: lead upsert, submission, consent."""
+        key = email_key(data.email)
+        with self.write() as s:
+            existing = s.scalars(select(Submission).where(Submission.uid == data.uid)).one_or_none()
+            if existing is not None:
+                return s.get_one(Lead, existing.lead_id), existing
+            s.execute(
+                self._insert(s, Lead)
+                .values(email=data.email, email_key=key, first_seen=data.created_at,
+                        last_seen=data.created_at)
+                .on_conflict_do_nothing(index_elements=["email_key"])
+            )
+            lead = s.scalars(select(Lead).where(Lead.email_key == key).with_for_update()).one()
+            for text in (data.terms, data.marketing):
+                s.execute(
+                    self._insert(s, ConsentTextRow)
+                    .values(sha256=text.sha256, kind=text.kind, version=text.version,
+                            text=text.text, first_seen=data.created_at)
+                    .on_conflict_do_nothing(index_elements=["sha256"])
+                )
+            submission = Submission(
+                uid=data.uid, lead_id=lead.id, resource_id=data.resource_id,
+                created_at=data.created_at, email=data.email,
+                **{f: getattr(data, f) for f in (*PROFILE_FIELDS, *SOURCE_FIELDS)},
+                user_agent=data.user_agent[:USER_AGENT_MAX], ip_prefix=data.ip_prefix,
+                terms_accepted=True, terms_version=data.terms.version,
+                terms_sha256=data.terms.sha256, marketing_opt_in=data.marketing_opt_in,
+                marketing_version=data.marketing.version, marketing_sha256=data.marketing.sha256,
+            )
+            s.add(submission)
+            s.flush()
+            _merge_into_lead(lead, data, submission.id)
+            for text, granted in ((data.terms, True), (data.marketing, data.marketing_opt_in)):
+                s.add(ConsentEvent(
+                    lead_id=lead.id, submission_id=submission.id, kind=text.kind,
+                    granted=granted, version=text.version, sha256=text.sha256,
+                    created_at=data.created_at, ip_prefix=data.ip_prefix,
+                ))
+        return lead, submission
+
+    def record_download(self, *, lead_id: int, resource_id: str, submission_id: int | None,
+                        user_agent: str = "", ip_prefix: str | None = None) -> Download | None:
+        """Log one download; None when the lead no longer exists (erased since the link was sent)."""
+        with self.write() as s:
+            if s.get(Lead, lead_id) is None:
+                return None
+            if submission_id is not None and s.get(Submission, submission_id) is None:
+                submission_id = None
+            download = Download(
+                lead_id=lead_id, submission_id=submission_id, resource_id=resource_id,
+                created_at=utcnow(), user_agent=user_agent[:USER_AGENT_MAX], ip_prefix=ip_prefix,
+            )
+            s.add(download)
+        return download
+
+    def find_lead(self, email: str) -> Lead | None:
+        """The lead for an address typed in any case; None when unknown or not an address."""
+        try:
+            normalized = email_validator.validate_email(
+                email.strip(), check_deliverability=False).normalized
+        except email_validator.EmailNotValidError:
+            return None
+        with self.read() as s:
+            return s.scalars(select(Lead).where(Lead.email_key == email_key(normalized))).one_or_none()
+
+    def consent_events(self, lead_id: int) -> list[ConsentEvent]:
+        """A lead's consent history, oldest first: the proof GDPR Art. 7(1) asks for."""
+        with self.read() as s:
+            return list(s.scalars(
+                select(ConsentEvent).where(ConsentEvent.lead_id == lead_id).order_by(ConsentEvent.id)))
+
+    def known_consent_text(self, sha256: str) -> ConsentText | None:
+        """Words recorded earlier under this hash (pages built before a wording changed)."""
+        with self.read() as s:
+            row = s.get(ConsentTextRow, sha256)
+            return None if row is None else ConsentText(row.kind, row.version, row.text)
+
+    def iter_export_rows(self, chunk_size: int = 1000) -> Iterator[dict[str, Any]]:
+        """Every lead, oldest first, as a mapping of EXPORT_COLUMNS, fetched in chunks.
+
+        One statement (so one consistent snapshot), streamed: PostgreSQL reads it through a
+        server-side cursor, SQLite steps through it; memory stays at one chunk.
+        """
+        first, latest, marketing = aliased(Submission), aliased(Submission), aliased(ConsentEvent)
+        requested = (
+            select(func.aggregate_strings(Submission.resource_id, ";"))
+            .where(Submission.lead_id == Lead.id)
+            .scalar_subquery()
+        )
+        latest_marketing = (
+            select(ConsentEvent.id)
+            .where(ConsentEvent.lead_id == Lead.id, ConsentEvent.kind == "marketing")
+            .order_by(ConsentEvent.id.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+        stmt = (
+            select(
+                Lead.email, *(getattr(Lead, f) for f in PROFILE_FIELDS),
+                *(getattr(first, f).label(f"first_{f}") for f in EXPORT_SOURCE_FIELDS),
+                *(getattr(latest, f).label(f"latest_{f}") for f in EXPORT_SOURCE_FIELDS),
+                requested.label("resources"),
+                latest.terms_version.label("terms_version"),
+                marketing.granted.label("marketing_opt_in"),
+                marketing.created_at.label("marketing_opt_in_at"),
+                Lead.first_seen, Lead.last_seen,
+            )
+            .outerjoin(first, first.id == Lead.first_submission_id)
+            .outerjoin(latest, latest.id == Lead.last_submission_id)
+            .outerjoin(marketing, marketing.id == latest_marketing)
+            .order_by(Lead.id)
+            .execution_options(yield_per=chunk_size)
+        )
+        with self.read() as s:
+            for row in s.execute(stmt):
+                item = row._asdict()
+                item["resources"] = tuple(sorted(set(filter(None, (item["resources"] or "").split(";")))))
+                item["marketing_opt_in"] = bool(item["marketing_opt_in"])
+                yield item
+
+
+def _merge_into_lead(lead: Lead, data: NewSubmission, submission_id: int) -> None:
+    """Newest non-empty values win; an older post (a late replay) only fills gaps."""
+    newer = data.created_at >= lead.last_seen or lead.last_submission_id is None
+    for name in PROFILE_FIELDS:
+        value = getattr(data, name)
+        if value and (newer or not getattr(lead, name)):
+            setattr(lead, name, value)
+    if newer:
+        lead.email = data.email
+        lead.last_seen = data.created_at
+        lead.last_submission_id = submission_id
+    if lead.first_submission_id is None or data.created_at < lead.first_seen:
+        lead.first_seen = data.created_at
+        lead.first_submission_id = submission_id
+
+
+def get_store(app: Flask | None = None) -> Store:
+    """The store of the given app, or of the current one."""
+    return (app or current_app).extensions[EXTENSION]
+
+
+def init_app(app: Flask) -> None:
+    """Give the app its Store; nothing connects until the first query."""
+    app.extensions[EXTENSION] = Store(app.config["DATABASE_URL"])
