@@ -1,0 +1,198 @@
+"""The shape of a download request: which fields, which limits, which messages.
+
+The fields and limits are the contract in docs/architecture.md. The form is a plain
+``wtforms.Form``: it lives on static pages, possibly on another origin, where a session-bound
+CSRF token cannot work (the Origin allow-list in ``views`` protects it instead).
+
+Checkboxes are compared to their exact values: WTForms' BooleanField counts a posted ``"0"``
+or ``"off"`` as ticked, and a consent nobody gave must never be recorded as given.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import email_validator
+from werkzeug.datastructures import MultiDict
+from wtforms import Form, StringField
+from wtforms.validators import InputRequired, StopValidation, ValidationError
+
+from capture import store
+from capture.catalog import Catalog, ConsentText, Resource
+
+TERMS_VALUE = "accepted"
+MARKETING_VALUE = "yes"
+
+TERMS_REQUIRED = "You must accept the terms to get the download."
+STALE_PAGE = "This page is out of date. Reload it and submit again."
+EMAIL_REQUIRED = "Enter your email address."
+UNKNOWN_RESOURCE = "This resource is not available any more."
+
+#: Text fields a visitor sees, in the order of the form.
+VISIBLE = ("email", *store.PROFILE_FIELDS, "terms", "marketing_opt_in")
+
+
+def max_length(limit: int) -> Callable[[Form, StringField], None]:
+    def check(form: Form, field: StringField) -> None:
+        if field.data and len(field.data) > limit:
+            raise StopValidation(f"{field.label.text} must be at most {limit} characters.")
+    return check
+
+
+def single_line(form: Form, field: StringField) -> None:
+    """Refuse control characters (NUL, tab, line breaks…) and lone surrogates.
+
+    PostgreSQL refuses NUL where SQLite stores it, csv.writer passes it through and a lone
+    surrogate cannot even be encoded: refusing them here keeps every store and export alike.
+    """
+    for char in field.data or "":
+        category = unicodedata.category(char)
+        if category == "Cc":
+            raise StopValidation(
+                f"{field.label.text} must be one line of text, without tabs or other control characters.")
+        if category == "Cs":
+            raise StopValidation(f"{field.label.text} contains characters that cannot be stored.")
+
+
+def strip_spaces(value: str | None) -> str:
+    """Trim spaces a phone keyboard or a paste added; other whitespace is left to the checks."""
+    return (value or "").strip(" ")
+
+
+def text(label: str, limit: int, *validators: Callable) -> StringField:
+    return StringField(label, validators=[*validators, max_length(limit), single_line],
+                       filters=[strip_spaces])
+
+
+class LeadForm(Form):
+    """One download request, validated against a catalog."""
+
+    email = text("Email", store.EMAIL_MAX, InputRequired(EMAIL_REQUIRED))
+    first_name = text("First name", store.NAME_MAX)
+    last_name = text("Last name", store.NAME_MAX)
+    company = text("Company", store.COMPANY_MAX)
+    job_title = text("Job title", store.JOB_TITLE_MAX)
+    company_size = text("Company size", store.CHOICE_MAX)
+    industry = text("Industry", store.CHOICE_MAX)
+    terms = StringField("Terms")
+    marketing_opt_in = StringField("Marketing emails")
+    resource_id = text("Resource", store.RESOURCE_ID_MAX)
+    terms_sha256 = text("Terms version", 64)
+    marketing_sha256 = text("Marketing consent version", 64)
+    utm_source = text("Campaign source", store.UTM_MAX)
+    utm_medium = text("Campaign medium", store.UTM_MAX)
+    utm_campaign = text("Campaign name", store.UTM_MAX)
+    utm_term = text("Campaign term", store.UTM_MAX)
+    utm_content = text("Campaign content", store.UTM_MAX)
+    referrer = text("Referrer", store.URL_MAX)
+    landing_page = text("Landing page", store.URL_MAX)
+
+    def __init__(self, formdata: MultiDict, catalog: Catalog, check_deliverability: bool = False):
+        super().__init__(formdata)
+        self.catalog = catalog
+        self.check_deliverability = check_deliverability
+        self.normalized_email: str | None = None
+
+    def validate_email(self, field: StringField) -> None:
+        if not field.data:
+            raise ValidationError(EMAIL_REQUIRED)
+        try:
+            result = email_validator.validate_email(
+                field.data, check_deliverability=self.check_deliverability)
+        except email_validator.EmailNotValidError as e:
+            raise ValidationError(str(e)) from None
+        self.normalized_email = result.normalized
+
+    def validate_company_size(self, field: StringField) -> None:
+        if field.data and field.data not in self.catalog.settings.company_sizes:
+            raise ValidationError("Choose a company size from the list.")
+
+    def validate_industry(self, field: StringField) -> None:
+        if field.data and field.data not in self.catalog.settings.industries:
+            raise ValidationError("Choose an industry from the list.")
+
+    def validate_terms(self, field: StringField) -> None:
+        if field.data != TERMS_VALUE:
+            raise ValidationError(TERMS_REQUIRED)
+
+    def validate_resource_id(self, field: StringField) -> None:
+        if self.catalog.get(field.data or "") is None:
+            raise ValidationError(UNKNOWN_RESOURCE)
+
+    @property
+    def resource(self) -> Resource | None:
+        return self.catalog.get(self.resource_id.data or "")
+
+    @property
+    def marketing_ticked(self) -> bool:
+        return self.marketing_opt_in.data == MARKETING_VALUE
+
+
+@dataclass
+class Checked:
+    """The outcome of checking one post: what to store, or what to tell the visitor."""
+
+    values: dict[str, str]
+    errors: dict[str, list[str]] = field(default_factory=dict)
+    form_error: str | None = None
+    resource: Resource | None = None
+    submission: dict | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.submission is not None
+
+    @property
+    def status(self) -> int:
+        """201 stored, 409 the page showed words we do not know, 422 a field needs fixing."""
+        if self.ok:
+            return 201
+        return 409 if self.form_error == STALE_PAGE else 422
+
+
+def shown_text(posted: str, current: tuple[ConsentText, ...], kind: str,
+               known_text: Callable[[str], ConsentText | None]) -> ConsentText | None:
+    """The consent words behind a posted hash: the catalog's now, or ones recorded before."""
+    for text_ in current:
+        if posted == text_.sha256:
+            return text_
+    if len(posted) != 64:
+        return None
+    recorded = known_text(posted)
+    return recorded if recorded is not None and recorded.kind == kind else None
+
+
+def check_submission(formdata: MultiDict, catalog: Catalog, *,
+                     known_text: Callable[[str], ConsentText | None] = lambda sha256: None,
+                     check_deliverability: bool = False) -> Checked:
+    """Validate a post against the catalog; the fields of a NewSubmission when it is valid."""
+    form = LeadForm(formdata, catalog, check_deliverability)
+    valid = form.validate()
+    checked = Checked(
+        values={f.name: f.data for f in form if isinstance(f.data, str)},
+        errors={name: list(errs) for name, errs in form.errors.items()},
+        resource=form.resource,
+    )
+    resource = form.resource
+    if resource is None:
+        return checked
+    terms = shown_text(form.terms_sha256.data, (resource.terms, catalog.settings.terms), "terms",
+                       known_text)
+    marketing = shown_text(form.marketing_sha256.data, (catalog.settings.marketing,), "marketing",
+                           known_text)
+    if terms is None or marketing is None:
+        checked.form_error = STALE_PAGE
+        return checked
+    if not valid:
+        return checked
+    checked.submission = {
+        "email": form.normalized_email,
+        "resource_id": resource.id,
+        "terms": terms,
+        "marketing": marketing,
+        "marketing_opt_in": form.marketing_ticked,
+        **{name: form[name].data for name in (*store.PROFILE_FIELDS, *store.SOURCE_FIELDS)},
+    }
+    return checked
