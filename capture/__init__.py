@@ -1,0 +1,31 @@
+"""Leadgate's capture service: ``create_app()`` builds it; nothing happens at import time."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Defaults from config.Config, then ``LEADGATE_*`` variables, then test_config."""
+    from capture import config, static_site, store, views
+
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.from_object(config.Config)
+    app.config.from_prefixed_env("LEADGATE")
+    if test_config is not None:
+        app.config.from_mapping(test_config)
+    os.makedirs(app.instance_path, exist_ok=True)
+    config.finalize(app)
+
+    store.init_app(app)
+    views.init_app(app)
+    static_site.init_app(app)
+
+    proxies = {key: app.config[f"PROXY_FIX_X_{key.upper()}"] for key in ("for", "proto", "host")}
+    if any(proxies.values()):
+        app.wsgi_app = ProxyFix(app.wsgi_app, **{f"x_{k}": v for k, v in proxies.items()})
+    return app

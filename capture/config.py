@@ -1,0 +1,157 @@
+"""Settings of the capture service: documented defaults, read from ``LEADGATE_*`` variables.
+
+Every key below can be set as an environment variable with the ``LEADGATE_`` prefix
+(``LEADGATE_SITE_URL=https://www.example.com``). Flask parses each value as JSON when it can,
+so ``true`` and ``600`` arrive typed while ``yes`` or ``https://…`` arrive as text;
+:func:`finalize` turns every value into the type the service expects, or stops with a
+:class:`ConfigError` naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+SECRET_KEY_FILE = "secret_key"
+DATABASE_FILE = "leadgate.db"
+
+TRUE = {"1", "true", "yes", "on"}
+FALSE = {"0", "false", "no", "off", ""}
+
+
+class ConfigError(Exception):
+    """A setting the service cannot start with; the message says which and how to fix it."""
+
+
+class Config:
+    #: Signs download links. Set ``LEADGATE_SECRET_KEY``; without it the service uses
+    #: ``instance/secret_key`` when that file exists, and creates it only in demo, debug or
+    #: test mode. In production it refuses to start rather than invent a key per process.
+    SECRET_KEY: str | None = None
+    #: SQLAlchemy URL. None means ``sqlite:///<instance folder>/leadgate.db``.
+    #: PostgreSQL: ``postgresql+psycopg://user:password@host/dbname``.
+    DATABASE_URL: str | None = None
+    #: The content folder (resources and ``leadgate.yml``), relative to the working directory.
+    CONTENT_DIR: str = "content"
+    #: The built site (``mkdocs build`` output). When set, error and thank-you pages are
+    #: rendered inside the built pages so they look like the site.
+    SITE_DIR: str | None = None
+    #: Public address of the site, e.g. ``https://www.example.com/``; empty means the site is
+    #: served from the same host as the service. Links back to landing pages start here.
+    SITE_URL: str = ""
+    #: Comma-separated exact origins (``https://www.example.com``) whose pages may post the
+    #: form and read the JSON answer (CORS). The service's own origin is always allowed.
+    ALLOWED_ORIGINS: str | list[str] = ""
+    #: Seconds a download link stays valid.
+    DOWNLOAD_MAX_AGE: int = 7 * 24 * 3600
+    #: Ask DNS whether the email domain receives mail (slower; needs network access).
+    CHECK_DELIVERABILITY: bool = False
+    #: Number of proxies in front of the service whose ``X-Forwarded-For`` may be trusted.
+    #: 0 trusts none: the visitor's address is the connecting peer. IP addresses are never
+    #: stored whole: only the /24 (IPv4) or /48 (IPv6) network is kept.
+    PROXY_FIX_X_FOR: int = 0
+    #: Trusted proxies setting ``X-Forwarded-Proto`` (https behind a TLS-terminating proxy).
+    PROXY_FIX_X_PROTO: int = 0
+    #: Trusted proxies setting ``X-Forwarded-Host``.
+    PROXY_FIX_X_HOST: int = 0
+    #: Largest request body accepted, in bytes; larger posts are answered with 413.
+    MAX_CONTENT_LENGTH: int = 64 * 1024
+    #: Demo mode (``leadgate serve --demo``): a secret key is generated when none is set.
+    DEMO: bool = False
+
+
+BOOLEANS = ("CHECK_DELIVERABILITY", "DEMO", "TESTING", "DEBUG")
+INTEGERS = ("DOWNLOAD_MAX_AGE", "PROXY_FIX_X_FOR", "PROXY_FIX_X_PROTO", "PROXY_FIX_X_HOST",
+            "MAX_CONTENT_LENGTH")
+TEXTS = ("SECRET_KEY", "DATABASE_URL", "CONTENT_DIR", "SITE_DIR", "SITE_URL")
+
+
+def as_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in TRUE:
+        return True
+    if text in FALSE:
+        return False
+    raise ConfigError(f"LEADGATE_{name} must be true or false, not {value!r}.")
+
+
+def as_int(name: str, value: Any) -> int:
+    if isinstance(value, bool):
+        raise ConfigError(f"LEADGATE_{name} must be a whole number, not {value!r}.")
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"LEADGATE_{name} must be a whole number, not {value!r}.") from None
+
+
+def as_origins(value: Any) -> list[str]:
+    """Exact origins from a comma-separated string or a list, without trailing slashes."""
+    items = value if isinstance(value, (list, tuple)) else str(value or "").split(",")
+    origins = []
+    for item in items:
+        origin = str(item).strip().rstrip("/").lower()
+        if not origin:
+            continue
+        if not origin.startswith(("http://", "https://")) or "/" in origin.split("://", 1)[1]:
+            raise ConfigError(
+                f"LEADGATE_ALLOWED_ORIGINS: {item!r} is not an origin; "
+                "write scheme and host only, e.g. https://www.example.com"
+            )
+        origins.append(origin)
+    return origins
+
+
+def resolve_secret_key(configured: str | None, instance_path: Path, may_generate: bool) -> str:
+    """The configured key, else ``instance/secret_key``, else a new one where allowed."""
+    if configured:
+        return configured
+    path = Path(instance_path) / SECRET_KEY_FILE
+    if path.is_file():
+        key = path.read_text(encoding="utf-8").strip()
+        if key:
+            return key
+    if not may_generate:
+        raise ConfigError(
+            "No secret key: set LEADGATE_SECRET_KEY (generate one with "
+            "`python -c 'import secrets; print(secrets.token_hex(32))'`), "
+            f"or write one to {path}, or try the service with `leadgate serve --demo`."
+        )
+    key = secrets.token_hex(32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(key + "\n")
+    return key
+
+
+def finalize(app: Flask) -> None:
+    """Coerce values that came from the environment and fill the derived defaults."""
+    config = app.config
+    for name in BOOLEANS:
+        config[name] = as_bool(name, config.get(name, False))
+    for name in INTEGERS:
+        config[name] = as_int(name, config[name])
+    for name in TEXTS:
+        if config.get(name) is not None:
+            config[name] = str(config[name])
+    config["ALLOWED_ORIGINS"] = as_origins(config["ALLOWED_ORIGINS"])
+    if config["DOWNLOAD_MAX_AGE"] <= 0:
+        raise ConfigError("LEADGATE_DOWNLOAD_MAX_AGE must be a positive number of seconds.")
+    config["CONTENT_DIR"] = str(Path(config["CONTENT_DIR"]).resolve())
+    if config["SITE_URL"] and not config["SITE_URL"].endswith("/"):
+        config["SITE_URL"] += "/"
+    if config.get("SITE_DIR"):
+        config["SITE_DIR"] = str(Path(config["SITE_DIR"]).resolve())
+    if not config.get("DATABASE_URL"):
+        config["DATABASE_URL"] = f"sqlite:///{Path(app.instance_path) / DATABASE_FILE}"
+    config["SECRET_KEY"] = resolve_secret_key(
+        config.get("SECRET_KEY"),
+        Path(app.instance_path),
+        may_generate=config["DEMO"] or config["TESTING"] or config["DEBUG"] or app.debug,
+    )
