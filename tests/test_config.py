@@ -1,0 +1,82 @@
+"""Starting the service: settings from LEADGATE_* variables, and a secret key or a clear refusal."""
+
+from __future__ import annotations
+
+import stat
+
+import pytest
+
+from capture import create_app
+from capture.config import ConfigError, resolve_secret_key
+
+
+@pytest.fixture
+def base_config(content_dir, tmp_path):
+    return {"TESTING": True, "SECRET_KEY": "k" * 32, "CONTENT_DIR": str(content_dir),
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'leadgate.db'}"}
+
+
+def test_settings_from_the_environment(monkeypatch, base_config):
+    monkeypatch.setenv("LEADGATE_DOWNLOAD_MAX_AGE", "600")
+    monkeypatch.setenv("LEADGATE_CHECK_DELIVERABILITY", "yes")
+    monkeypatch.setenv("LEADGATE_ALLOWED_ORIGINS", "https://www.example.com, https://Blog.Example.com/")
+    monkeypatch.setenv("LEADGATE_SITE_URL", "https://www.example.com")
+    app = create_app(base_config)
+    assert app.config["DOWNLOAD_MAX_AGE"] == 600
+    assert app.config["CHECK_DELIVERABILITY"] is True
+    assert app.config["ALLOWED_ORIGINS"] == ["https://www.example.com", "https://blog.example.com"]
+    assert app.config["SITE_URL"] == "https://www.example.com/"
+
+
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("LEADGATE_DOWNLOAD_MAX_AGE", "a week", "LEADGATE_DOWNLOAD_MAX_AGE must be a whole number"),
+    ("LEADGATE_DOWNLOAD_MAX_AGE", "0", "LEADGATE_DOWNLOAD_MAX_AGE must be a positive number"),
+    ("LEADGATE_DEMO", "perhaps", "LEADGATE_DEMO must be true or false"),
+    ("LEADGATE_ALLOWED_ORIGINS", "https://www.example.com/resources/",
+     "LEADGATE_ALLOWED_ORIGINS: 'https://www.example.com/resources/' is not an origin"),
+])
+def test_bad_setting_names_the_variable(monkeypatch, base_config, name, value, message):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=message):
+        create_app(base_config)
+
+
+def test_configured_secret_key_wins(tmp_path):
+    (tmp_path / "secret_key").write_text("from-file\n")
+    assert resolve_secret_key("from-env", tmp_path, may_generate=False) == "from-env"
+
+
+def test_secret_key_from_the_instance_folder(tmp_path):
+    (tmp_path / "secret_key").write_text("from-file\n")
+    assert resolve_secret_key(None, tmp_path, may_generate=False) == "from-file"
+
+
+def test_demo_creates_a_private_secret_key_once(tmp_path):
+    key = resolve_secret_key(None, tmp_path, may_generate=True)
+    path = tmp_path / "secret_key"
+    assert len(key) == 64
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert resolve_secret_key(None, tmp_path, may_generate=True) == key
+
+
+def test_production_without_a_secret_key_refuses_to_start(tmp_path):
+    with pytest.raises(ConfigError) as refused:
+        resolve_secret_key(None, tmp_path, may_generate=False)
+    message = str(refused.value)
+    assert "LEADGATE_SECRET_KEY" in message
+    assert "secrets.token_hex(32)" in message
+    assert "leadgate serve --demo" in message
+    assert not (tmp_path / "secret_key").exists()
+
+
+def test_every_setting_is_documented():
+    """Each key of Config has a ``#:`` comment above it: that is where operators look."""
+    import inspect
+
+    from capture.config import Config
+
+    lines = inspect.getsource(Config).splitlines()
+    keys = [name for name in vars(Config) if name.isupper()]
+    for key in keys:
+        i = next(n for n, line in enumerate(lines) if line.strip().startswith(f"{key}:"))
+        assert lines[i - 1].strip().startswith("#:"), f"{key} has no #: comment"

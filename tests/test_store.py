@@ -1,0 +1,207 @@
+"""The store: one lead per person, newest details win, and all of a submission or nothing."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import event, func, select
+from sqlalchemy.exc import OperationalError
+
+from capture import create_app
+from capture.catalog import ConsentText
+from capture.store import (
+    ConsentEvent,
+    ConsentTextRow,
+    Download,
+    Lead,
+    NewSubmission,
+    Submission,
+    get_store,
+)
+
+TERMS = ConsentText("terms", "terms-1", "I agree that my details are stored.")
+MARKETING = ConsentText("marketing", "marketing-1", "Send me news.")
+
+
+def new(email: str = "ann@example.com", **fields) -> NewSubmission:
+    fields.setdefault("resource_id", "leads-vs-prospects")
+    fields.setdefault("marketing_opt_in", False)
+    return NewSubmission(email=email, terms=TERMS, marketing=MARKETING, **fields)
+
+
+def count(store, model) -> int:
+    with store.read() as s:
+        return s.scalar(select(func.count()).select_from(model))
+
+
+def test_first_submission_creates_lead_submission_and_consent(store):
+    lead, submission = store.record_submission(new(first_name="Ann", marketing_opt_in=True,
+                                                   ip_prefix="203.0.113.0/24"))
+    assert (lead.email, lead.first_name) == ("ann@example.com", "Ann")
+    assert lead.first_submission_id == lead.last_submission_id == submission.id
+    assert submission.lead_id == lead.id
+    with store.read() as s:
+        events = s.scalars(select(ConsentEvent).order_by(ConsentEvent.kind.desc())).all()
+        texts = {row.sha256: row.text for row in s.scalars(select(ConsentTextRow))}
+    assert [(e.kind, e.granted, e.version, e.sha256, e.ip_prefix) for e in events] == [
+        ("terms", True, "terms-1", TERMS.sha256, "203.0.113.0/24"),
+        ("marketing", True, "marketing-1", MARKETING.sha256, "203.0.113.0/24"),
+    ]
+    assert texts == {TERMS.sha256: TERMS.text, MARKETING.sha256: MARKETING.text}
+
+
+def test_same_person_in_any_case_is_one_lead(store):
+    first, _ = store.record_submission(new("Ann.Lee@example.com"))
+    again, _ = store.record_submission(new("ann.lee@example.com", resource_id="scoring"))
+    assert again.id == first.id
+    assert count(store, Lead) == 1
+    assert count(store, Submission) == 2
+    assert store.find_lead("ANN.LEE@EXAMPLE.COM").id == first.id
+
+
+def test_newest_non_empty_values_win(store):
+    t0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    store.record_submission(new(first_name="Ann", company="Acme", job_title="Analyst", created_at=t0))
+    lead, latest = store.record_submission(new(
+        first_name="Annie", company="", job_title="Head of Growth", industry="Software",
+        created_at=t0 + timedelta(days=3)))
+    assert (lead.first_name, lead.company, lead.job_title, lead.industry) == (
+        "Annie", "Acme", "Head of Growth", "Software")
+    assert lead.first_seen == t0
+    assert lead.last_seen == t0 + timedelta(days=3)
+    assert lead.last_submission_id == latest.id
+    assert lead.first_submission_id != latest.id
+
+
+def test_a_late_replay_only_fills_gaps(store):
+    t0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    store.record_submission(new(first_name="Annie", created_at=t0 + timedelta(days=1)))
+    lead, older = store.record_submission(new(first_name="Ann", company="Acme", created_at=t0))
+    assert (lead.first_name, lead.company) == ("Annie", "Acme")
+    assert lead.first_seen == t0 and lead.first_submission_id == older.id
+    assert lead.last_seen == t0 + timedelta(days=1)
+
+
+def test_recording_the_same_submission_twice_stores_it_once(store):
+    data = new()
+    first = store.record_submission(data)
+    second = store.record_submission(data)
+    assert second[1].id == first[1].id
+    assert count(store, Submission) == 1
+    assert count(store, ConsentEvent) == 2
+
+
+def test_consent_words_are_stored_once(store):
+    store.record_submission(new("ann@example.com"))
+    store.record_submission(new("bob@example.com"))
+    assert count(store, ConsentTextRow) == 2
+    assert store.known_consent_text(TERMS.sha256) == TERMS
+    assert store.known_consent_text("0" * 64) is None
+
+
+def test_consent_history_of_a_lead(store):
+    lead, _ = store.record_submission(new(marketing_opt_in=True))
+    store.record_submission(new(marketing_opt_in=False))
+    store.record_submission(new("bob@example.com"))
+    events = store.consent_events(lead.id)
+    assert [(e.kind, e.granted) for e in events] == [
+        ("terms", True), ("marketing", True), ("terms", True), ("marketing", False)]
+    assert {e.sha256 for e in events if e.kind == "marketing"} == {MARKETING.sha256}
+
+
+def test_times_are_utc_and_timezone_aware(store):
+    lead, submission = store.record_submission(new())
+    found = store.find_lead("ann@example.com")
+    for moment in (lead.first_seen, submission.created_at, found.first_seen, found.last_seen):
+        assert moment.tzinfo is not None and moment.utcoffset() == timedelta(0)
+
+
+def test_a_failure_midway_leaves_nothing(store):
+    engine = store.engine
+
+    def fail_on_consent_events(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith("INSERT INTO consent_events"):
+            raise OperationalError(statement, parameters, Exception("disk I/O error"))
+
+    event.listen(engine, "before_cursor_execute", fail_on_consent_events)
+    try:
+        with pytest.raises(OperationalError):
+            store.record_submission(new())
+    finally:
+        event.remove(engine, "before_cursor_execute", fail_on_consent_events)
+    for model in (Lead, Submission, ConsentTextRow, ConsentEvent):
+        assert count(store, model) == 0, model.__tablename__
+    store.record_submission(new())
+    assert count(store, Lead) == 1
+
+
+def test_downloads_are_recorded(store):
+    lead, submission = store.record_submission(new())
+    download = store.record_download(lead_id=lead.id, resource_id="leads-vs-prospects",
+                                     submission_id=submission.id, user_agent="x" * 600,
+                                     ip_prefix="2001:db8:1::/48")
+    assert download is not None
+    with store.read() as s:
+        row = s.scalars(select(Download)).one()
+    assert (row.lead_id, row.submission_id, row.resource_id, row.ip_prefix) == (
+        lead.id, submission.id, "leads-vs-prospects", "2001:db8:1::/48")
+    assert len(row.user_agent) == 500
+
+
+def test_download_for_a_lead_that_is_gone_is_not_recorded(store):
+    assert store.record_download(lead_id=999, resource_id="scoring", submission_id=None) is None
+    assert count(store, Download) == 0
+
+
+def test_find_lead_with_an_address_that_is_not_one(store):
+    store.record_submission(new())
+    assert store.find_lead("not an address") is None
+    assert store.find_lead("someone@example.com") is None
+
+
+@pytest.mark.parametrize("same_email", [False, True], ids=["many people", "one person"])
+def test_concurrent_posts_are_all_stored(store, same_email):
+    """Writers queue for the lock (SQLite: BEGIN IMMEDIATE) instead of failing as locked."""
+    errors: list[Exception] = []
+
+    def post(worker: int) -> None:
+        try:
+            for i in range(10):
+                email = "ann@example.com" if same_email else f"w{worker}-{i}@example.com"
+                store.record_submission(new(email))
+        except Exception as e:  # noqa: BLE001 - collected and asserted below
+            errors.append(e)
+
+    threads = [threading.Thread(target=post, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert count(store, Submission) == 40
+    assert count(store, Lead) == (1 if same_email else 40)
+
+
+def test_sqlite_settings(store):
+    if store.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite only")
+    with store.engine.connect() as conn:
+        pragma = lambda name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()  # noqa: E731
+        assert pragma("journal_mode") == "wal"
+        assert pragma("synchronous") == 1  # NORMAL
+        assert pragma("busy_timeout") == 5000
+        assert pragma("foreign_keys") == 1
+
+
+def test_nothing_connects_before_first_use(tmp_path: Path, content_dir):
+    db = tmp_path / "lazy.db"
+    app = create_app({"TESTING": True, "SECRET_KEY": "k" * 32, "CONTENT_DIR": str(content_dir),
+                      "DATABASE_URL": f"sqlite:///{db}"})
+    assert not db.exists()
+    store = get_store(app)
+    assert store.find_lead("ann@example.com") is None
+    assert db.exists()
+    store.dispose()
