@@ -1,0 +1,119 @@
+"""Signed download links: the file for the right person, recorded, and nothing for a forged link."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from conftest import SECRET_KEY, TINY_PDF
+from itsdangerous import TimestampSigner
+from sqlalchemy import select
+
+from capture.links import DownloadClaim, LinkExpired, LinkInvalid, read_download, sign_download
+from capture.store import Download
+
+JSON = {"Accept": "application/json"}
+WEEK = 7 * 24 * 3600
+
+
+def request_link(client, form_post, resource_id: str = "leads-vs-prospects") -> str:
+    response = client.post("/submit", data=form_post(resource_id), headers=JSON)
+    assert response.status_code == 201
+    return response.get_json()["download_url"]
+
+
+def downloads(store) -> list[Download]:
+    with store.read() as s:
+        return s.scalars(select(Download).order_by(Download.id)).all()
+
+
+def test_download_sends_the_pdf_as_an_attachment(client, form_post, store):
+    url = request_link(client, form_post)
+    with client.get(url, environ_base={"REMOTE_ADDR": "198.51.100.23"}) as response:
+        assert response.status_code == 200
+        assert response.mimetype == "application/pdf"
+        assert response.headers["Content-Disposition"] == "attachment; filename=leads-vs-prospects.pdf"
+        assert response.headers["Cache-Control"] == "private, no-store"
+        assert response.get_data() == TINY_PDF
+    [row] = downloads(store)
+    assert (row.resource_id, row.ip_prefix) == ("leads-vs-prospects", "198.51.100.0/24")
+    assert row.submission_id is not None
+
+
+def test_every_download_is_recorded(client, form_post, store):
+    url = request_link(client, form_post, "scoring")
+    for _ in range(2):
+        with client.get(url) as response:
+            assert response.status_code == 200
+    assert [d.resource_id for d in downloads(store)] == ["scoring", "scoring"]
+
+
+def tampered(url: str) -> str:
+    last = url[-1]
+    return url[:-1] + ("A" if last != "A" else "B")
+
+
+@pytest.mark.parametrize("make_path", [
+    lambda url: tampered(url),
+    lambda url: "/download/not-a-token",
+    lambda url: "/download/" + sign_download("another-secret-key-entirely-0123456789",
+                                             DownloadClaim(1, "leads-vs-prospects", 1)),
+    lambda url: "/download/" + url.rsplit("/", 1)[1].split(".", 1)[1],
+], ids=["changed signature", "garbage", "other key", "payload cut off"])
+def test_forged_link_is_not_found(client, form_post, store, make_path):
+    url = make_path(request_link(client, form_post))
+    response = client.get(url)
+    assert response.status_code == 404
+    assert "There is nothing at this address" in response.get_data(as_text=True)
+    assert downloads(store) == []
+
+
+def test_expired_link_explains_and_links_back_to_the_landing_page(make_app, form_post, store,
+                                                                  monkeypatch):
+    client = make_app(SITE_URL="https://site.example.com").test_client()
+    past = int(time.time()) - WEEK - 60
+    monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda self: past)
+    url = request_link(client, form_post)
+    thanks = client.post("/submit", data=form_post()).headers["Location"]
+    monkeypatch.undo()
+
+    for path in (url, thanks):
+        response = client.get(path)
+        page = response.get_data(as_text=True)
+        assert response.status_code == 410
+        assert "has expired" in page
+        assert 'href="https://site.example.com/resources/leads-vs-prospects/"' in page
+    assert downloads(store) == []
+
+
+def test_link_still_valid_within_its_age(make_app, form_post, monkeypatch):
+    client = make_app().test_client()
+    monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda self: int(time.time()) - WEEK + 60)
+    url = request_link(client, form_post)
+    monkeypatch.undo()
+    with client.get(url) as response:
+        assert response.status_code == 200
+
+
+def test_resource_removed_since_the_link_was_sent(make_app, content_dir, form_post):
+    url = request_link(make_app().test_client(), form_post, "scoring")
+    (content_dir / "resources" / "scoring.md").unlink()
+    response = make_app().test_client().get(url)
+    assert response.status_code == 410
+    assert "no longer available" in response.get_data(as_text=True)
+
+
+def test_missing_file_is_gone_not_an_error(client, form_post, content_dir):
+    url = request_link(client, form_post, "scoring")
+    (content_dir / "resources" / "scoring.pdf").unlink()
+    assert client.get(url).status_code == 410
+
+
+def test_tokens_name_lead_resource_and_submission():
+    token = sign_download(SECRET_KEY, DownloadClaim(7, "scoring", 12))
+    assert read_download(SECRET_KEY, token, max_age=60) == DownloadClaim(7, "scoring", 12)
+    with pytest.raises(LinkInvalid):
+        read_download("another-secret-key-entirely-0123456789", token, max_age=60)
+    with pytest.raises(LinkExpired) as expired:
+        read_download(SECRET_KEY, token, max_age=-1)
+    assert expired.value.claim.resource_id == "scoring"
