@@ -1,0 +1,173 @@
+"""A visitor in a real browser: headless Debian Chromium driven by Playwright, against `leadgate serve`."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from capture.store import Store
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Flags for a closed network: no background fetches, no sandbox (CI runs as root).
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+if not os.path.exists(CHROMIUM):
+    if os.environ.get("CI") == "true":
+        raise RuntimeError("Chromium is required on CI: .ci/run installs Debian's chromium package")
+    pytest.skip("Debian's chromium is not installed", allow_module_level=True)
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(accept_downloads=True)
+    yield context.new_page()
+    context.close()
+
+
+def export_rows(server) -> list[dict[str, str]]:
+    out = subprocess.run([server.leadgate, "export"], env=server.env, cwd=server.cwd,
+                         capture_output=True, text=True, check=True, timeout=60)
+    return list(csv.DictReader(io.StringIO(out.stdout)))
+
+
+def test_visitor_downloads_ebook_and_sales_sees_the_source(live_server, page):
+    base = live_server.url
+    page.goto(f"{base}/?utm_source=newsletter&utm_medium=email&utm_campaign=november")
+    # The UTM fields were on the first page only; the form is two clicks away.
+    page.get_by_role("link", name="Resources", exact=True).first.click()
+    page.get_by_role("link", name="Telling leads from prospects").first.click()
+    assert "utm_source" not in page.url
+
+    page.get_by_label("Work email").fill("Ada.Lovelace@Example.COM")
+    page.get_by_label("First name").fill("Ada")
+    page.get_by_label("Company", exact=True).fill("Analytical Engines")
+    page.get_by_label("Company size (employees)").select_option("11-50")
+    page.locator("input[name=terms]").check()
+    page.locator("form[data-leadgate-form] button[type=submit]").click()
+
+    link = page.locator("a[href*='/download/']")
+    link.wait_for(timeout=15_000)
+    with page.expect_download() as info:
+        link.click()
+    download = info.value
+    assert download.suggested_filename == "telling-leads-from-prospects.pdf"
+    with open(download.path(), "rb") as pdf:
+        assert pdf.read(5) == b"%PDF-"
+
+    rows = [r for r in export_rows(live_server) if r["email"] == "Ada.Lovelace@example.com"]
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["first_utm_source"] == "newsletter"
+    assert row["first_utm_medium"] == "email"
+    assert row["first_utm_campaign"] == "november"
+    assert row["first_landing_page"].startswith(f"{base}/?utm_source=newsletter")
+    assert row["resources"] == "telling-leads-from-prospects"
+    assert row["marketing_opt_in"] == "no"
+
+    store = Store(live_server.database_url)
+    try:
+        lead = store.find_lead("ada.lovelace@example.com")
+        events = store.consent_events(lead.id)
+    finally:
+        store.dispose()
+    terms = [e for e in events if e.kind == "terms"]
+    assert len(terms) == 1 and terms[0].granted
+    assert terms[0].version == row["terms_version"]
+    assert len(terms[0].sha256) == 64
+    assert [e.granted for e in events if e.kind == "marketing"] == [False]
+
+
+def test_without_javascript_the_plain_form_still_delivers(live_server, browser):
+    context = browser.new_context(java_script_enabled=False, accept_downloads=True)
+    try:
+        page = context.new_page()
+        page.goto(f"{live_server.url}/resources/lead-scoring-sales-trusts/?utm_source=linkedin")
+        page.get_by_label("Work email").fill("grace@example.org")
+        page.locator("input[name=terms]").check()
+        page.locator("input[name=marketing_opt_in]").check()
+        page.locator("form[data-leadgate-form] button[type=submit]").click()
+        page.wait_for_url("**/thanks/**")
+        with page.expect_download() as info:
+            page.locator("a[href*='/download/']").first.click()
+        assert info.value.suggested_filename == "lead-scoring-sales-trusts.pdf"
+    finally:
+        context.close()
+
+    row = next(r for r in export_rows(live_server) if r["email"] == "grace@example.org")
+    assert row["first_utm_source"] == "linkedin"  # recovered from the Referer
+    assert row["marketing_opt_in"] == "yes"
+
+
+class LiveServer:
+    """`leadgate serve` in a child process, on a free loopback port, with its own database."""
+
+    def __init__(self, tmp_path, database_url: str | None = None, workers: int = 2):
+        import socket
+        import sys
+        from pathlib import Path
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.cwd = Path(__file__).resolve().parent.parent
+        self.leadgate = str(Path(sys.executable).parent / "leadgate")
+        self.database_url = database_url or f"sqlite:///{tmp_path / 'live.db'}"
+        self.env = {**os.environ, "LEADGATE_DATABASE_URL": self.database_url,
+                    "LEADGATE_SECRET_KEY": "browser-test-secret"}
+        self.log = open(tmp_path / "serve.log", "w")
+        self.process = subprocess.Popen(
+            [self.leadgate, "serve", "--port", str(self.port), "--workers", str(workers),
+             "--site-dir", str(tmp_path / "site")],
+            cwd=self.cwd, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        import time
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"leadgate serve exited: {open(self.log.name).read()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"leadgate serve did not start: {open(self.log.name).read()}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory):
+    server = LiveServer(tmp_path_factory.mktemp("live"))
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
