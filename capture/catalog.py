@@ -294,6 +294,8 @@ def load_catalog(content_dir: Path | str, resources_dir: str = RESOURCES_DIR) ->
     seen: dict[str, str] = {}
     folder = content_dir / resources_dir
     for path in sorted(folder.rglob("*.md")) if folder.is_dir() else []:
+        if path == folder / "index.md":
+            continue  # the catalog page's own intro; the site build lists the resources below it
         try:
             res = _resource(path, content_dir, settings, problems)
         except CatalogError as e:
