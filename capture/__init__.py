@@ -11,9 +11,13 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Defaults from config.Config, then ``LEADGATE_*`` variables, then test_config."""
-    from capture import config, static_site, store, views
+    from capture import cli, config, static_site, store, views
 
-    app = Flask(__name__, instance_relative_config=True)
+    # The instance folder holds the SQLite file, the demo secret and the spool: a deployment
+    # may put it elsewhere (an absolute path), e.g. /var/lib/leadgate.
+    instance_path = os.environ.get("LEADGATE_INSTANCE_PATH") or None
+    app = Flask(__name__, instance_relative_config=True,
+                instance_path=os.path.abspath(instance_path) if instance_path else None)
     app.config.from_object(config.Config)
     app.config.from_prefixed_env("LEADGATE")
     if test_config is not None:
@@ -24,6 +28,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     store.init_app(app)
     views.init_app(app)
     static_site.init_app(app)
+    cli.init_app(app)
 
     proxies = {key: app.config[f"PROXY_FIX_X_{key.upper()}"] for key in ("for", "proto", "host")}
     if any(proxies.values()):

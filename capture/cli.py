@@ -25,7 +25,7 @@ def main() -> None:
     """Leadgate: gated content on a MkDocs site, a capture service, and exports for sales."""
 
 
-@main.command()
+@main.command(with_appcontext=False)
 @click.option("-f", "--config-file", default="mkdocs.yml", show_default=True,
               type=click.Path(exists=True, dir_okay=False), help="The MkDocs configuration.")
 @click.option("-d", "--site-dir", type=click.Path(file_okay=False),
@@ -37,21 +37,19 @@ def build(config_file: str, site_dir: str | None) -> None:
 
 
 def _build(config_file: str, site_dir: str | None) -> Path:
-    from mkdocs.exceptions import MkDocsException
-
-    from capture.static_site import build_site
+    from capture.static_site import SiteBuildError, build_site
 
     try:
         return build_site(config_file, site_dir)
-    except MkDocsException as e:
-        raise click.ClickException(f"The site could not be built:\n{e}") from None
+    except SiteBuildError as e:
+        raise click.ClickException(f"The site could not be built.\n{e}") from None
 
 
-@main.command()
+@main.command(with_appcontext=False)
 @click.option("--host", default=DEFAULT_HOST, show_default=True, help="Address to listen on.")
 @click.option("--port", default=DEFAULT_PORT, show_default=True, type=int)
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64),
-              help="gunicorn worker processes.")
+@click.option("--workers", type=click.IntRange(1, 64),
+              help="gunicorn worker processes (default: $WEB_CONCURRENCY, else 2).")
 @click.option("--demo", is_flag=True,
               help="Local demo: use (or create) instance/secret_key instead of LEADGATE_SECRET_KEY.")
 @click.option("--dev", is_flag=True, help="Flask's development server with the reloader.")
@@ -61,7 +59,7 @@ def _build(config_file: str, site_dir: str | None) -> Path:
               type=click.Path(dir_okay=False))
 @click.option("-d", "--site-dir", type=click.Path(file_okay=False),
               help="The built site to serve (default: site_dir from the configuration).")
-def serve(host: str, port: int, workers: int, demo: bool, dev: bool, build_first: bool,
+def serve(host: str, port: int, workers: int | None, demo: bool, dev: bool, build_first: bool,
           config_file: str, site_dir: str | None) -> None:
     """Serve the built site and the capture service together (default http://127.0.0.1:8000)."""
     from capture import create_app
@@ -85,19 +83,13 @@ def serve(host: str, port: int, workers: int, demo: bool, dev: bool, build_first
     if dev:
         app.run(host=host, port=port, debug=True)
         return
-    # gunicorn imports the factory in each worker after forking, so no database connection is
-    # ever shared across processes.
-    os.execv(sys.executable, [
-        sys.executable, "-m", "gunicorn",
-        "--bind", f"{host}:{port}",
-        "--workers", str(workers),
-        "--worker-class", "sync",
-        "--timeout", "30",
-        "--graceful-timeout", "20",
-        "--keep-alive", "2",
-        "--access-logfile", "-",
-        "capture:create_app()",
-    ])
+    # The settings operators use too; gunicorn imports the factory in each worker after
+    # forking, so no database connection is ever shared across processes.
+    argv = [sys.executable, "-m", "gunicorn", "-c", "python:capture.gunicorn_conf",
+            "--bind", f"{host}:{port}"]
+    if workers is not None:
+        argv += ["--workers", str(workers)]
+    os.execv(sys.executable, [*argv, "capture:create_app()"])
 
 
 @main.command()
@@ -110,3 +102,9 @@ def export(output) -> None:
     from capture.store import get_store
 
     write_csv(get_store(), output)
+
+
+def init_app(app) -> None:
+    """Make every command reachable as `flask --app capture COMMAND` too."""
+    for command in main.commands.values():
+        app.cli.add_command(command)

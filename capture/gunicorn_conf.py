@@ -1,0 +1,34 @@
+"""gunicorn settings of the capture service; `leadgate serve` runs gunicorn with this module.
+
+Operators can use it directly, adding or overriding any setting on the command line::
+
+    gunicorn -c python:capture.gunicorn_conf --bind 0.0.0.0:8000 'capture:create_app()'
+
+Measured on 2-core machines (docs/performance.md): two ``sync`` workers were the stable choice;
+more workers gained nothing and the ``gthread`` worker varied widely run to run. A ``sync``
+worker serves one request at a time and closes the connection after each answer (keep-alive
+is ignored), so in production it belongs behind a proxy that buffers slow clients, such as
+nginx with its default ``proxy_buffering on`` (docs/deployment.md).
+"""
+
+import os
+
+wsgi_app = "capture:create_app()"
+# No bind here: gunicorn listens on 127.0.0.1:8000 (or 0.0.0.0:$PORT) unless told --bind.
+# gunicorn's own convention for the worker count, set by many hosting platforms.
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+worker_class = "sync"
+# Never load the app before forking: each worker opens its own database connections
+# (a SQLite connection must not cross a fork). create_app() connects lazily anyway.
+preload_app = False
+# A submission takes milliseconds; 30 s only ends a worker that hangs (a stuck database).
+timeout = 30
+graceful_timeout = 20
+accesslog = "-"
+# gunicorn's default format without the client address (%(h)s): the service keeps only the
+# /24 or /48 network of a visitor, and the access log should not keep more.
+access_log_format = '%(t)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
+# gunicorn ≥ 25 opens a control socket at one path per user ($HOME/.gunicorn/gunicorn.ctl),
+# which a second instance on the same host takes over. Signals (HUP, TTIN, TTOU, TERM) do the
+# same work without that clash.
+control_socket_disable = True
