@@ -22,13 +22,14 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any
 
 import email_validator
 from flask import Flask, current_app
 from sqlalchemy import (
     Boolean,
+    ColumnElement,
     DateTime,
     Engine,
     ForeignKey,
@@ -40,13 +41,19 @@ from sqlalchemy import (
     Uuid,
     create_engine,
     event,
+    false,
     func,
+    or_,
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, aliased, mapped_column, sessionmaker
 
 from capture.catalog import ConsentText
+
+if TYPE_CHECKING:
+    from capture.catalog import Catalog
+    from capture.filters import LeadFilter
 
 EXTENSION = "leadgate.store"
 
@@ -247,6 +254,62 @@ def email_key(email: str) -> str:
     return email.lower()
 
 
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time(), UTC)
+
+
+def marketing_granted() -> Any:
+    """The lead's latest marketing choice (True/False), NULL when never asked; per Lead row."""
+    return (
+        select(ConsentEvent.granted)
+        .where(ConsentEvent.lead_id == Lead.id, ConsentEvent.kind == "marketing")
+        .order_by(ConsentEvent.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def lead_conditions(lead_filter: LeadFilter, catalog: Catalog | None = None) -> list[ColumnElement[bool]]:
+    """WHERE conditions on a query of :class:`Lead` for a filter (meanings in capture.filters).
+
+    Every list of leads (workspace, API, CLI export) filters through here so they agree.
+    ``catalog`` is needed only for a resource type filter.
+    """
+    f = lead_filter
+    conditions: list[ColumnElement[bool]] = []
+    if f.q:
+        needle = f.q.lower()
+        conditions.append(or_(*(
+            func.lower(column).contains(needle, autoescape=True)
+            for column in (Lead.email, Lead.first_name, Lead.last_name, Lead.company)
+        )))
+    # Criteria on one form post must hold together, on the same post.
+    per_post: list[ColumnElement[bool]] = []
+    if f.seen_from:
+        per_post.append(Submission.created_at >= _day_start(f.seen_from))
+    if f.seen_to:
+        per_post.append(Submission.created_at < _day_start(f.seen_to + timedelta(days=1)))
+    if f.resource:
+        per_post.append(Submission.resource_id == f.resource)
+    if f.resource_type:
+        if catalog is None:
+            raise ValueError("a resource type filter needs the catalog")
+        per_post.append(Submission.resource_id.in_(
+            sorted(r.id for r in catalog if r.type == f.resource_type)))
+    for name in ("utm_source", "utm_medium", "utm_campaign"):
+        value = getattr(f, name)
+        if value:
+            per_post.append(func.lower(getattr(Submission, name)) == value.lower())
+    if per_post:
+        conditions.append(
+            select(Submission.id).where(Submission.lead_id == Lead.id, *per_post).exists())
+    if f.marketing is True:
+        conditions.append(marketing_granted() == True)  # noqa: E712 (SQL, not Python)
+    elif f.marketing is False:
+        conditions.append(func.coalesce(marketing_granted(), false()) == False)  # noqa: E712
+    return conditions
+
+
 def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection: Any, record: Any) -> None:
@@ -407,8 +470,9 @@ class Store:
             row = s.get(ConsentTextRow, sha256)
             return None if row is None else ConsentText(row.kind, row.version, row.text)
 
-    def iter_export_rows(self, chunk_size: int = 1000) -> Iterator[dict[str, Any]]:
-        """Every lead, oldest first, as a mapping of EXPORT_COLUMNS, fetched in chunks.
+    def iter_export_rows(self, lead_filter: LeadFilter | None = None, *, catalog: Catalog | None = None,
+                         chunk_size: int = 1000) -> Iterator[dict[str, Any]]:
+        """The leads a filter selects (all by default), oldest first, as mappings of EXPORT_COLUMNS.
 
         One statement (so one consistent snapshot), streamed: PostgreSQL reads it through a
         server-side cursor, SQLite steps through it; memory stays at one chunk.
@@ -440,6 +504,7 @@ class Store:
             .outerjoin(first, first.id == Lead.first_submission_id)
             .outerjoin(latest, latest.id == Lead.last_submission_id)
             .outerjoin(marketing, marketing.id == latest_marketing)
+            .where(*(lead_conditions(lead_filter, catalog) if lead_filter else ()))
             .order_by(Lead.id)
             .execution_options(yield_per=chunk_size)
         )

@@ -1,0 +1,144 @@
+"""Which leads a person asked for: one filter shared by the workspace list, the API and the CLI.
+
+:meth:`LeadFilter.from_args` reads the same parameter names everywhere — the workspace's query
+string, ``GET /api/leads.csv`` and the options of ``leadgate export`` — and answers with a
+message per parameter a person got wrong. ``store.lead_conditions`` turns a filter into SQL.
+
+What each parameter means (all given parameters must hold):
+
+``q``
+    Part of the lead's email, first name, last name or company (their current values), in any
+    case. Case folding follows the database: PostgreSQL folds every letter, SQLite only A–Z.
+``from``, ``to``
+    Dates (``YYYY-MM-DD``, UTC days, both included). The lead sent at least one form in that
+    period — not "first seen" or "last seen" in it: a lead first seen in October who came
+    back in November is a November lead, and one who sent nothing in November is not, even
+    when seen before and after.
+``resource``, ``type``
+    A resource id, or a resource type (ebook, whitepaper…): the lead requested that resource,
+    or any resource of that type in the current catalog.
+``utm_source``, ``utm_medium``, ``utm_campaign``
+    Exact value, in any case (``LinkedIn`` finds ``linkedin``). Matched on any of the lead's
+    form posts, not only the first or the latest touch: "whom did this campaign reach" includes
+    leads who first came from elsewhere. The export's first/latest source columns then show
+    the first and latest touch of each of them.
+``marketing``
+    ``yes``: the lead's latest marketing choice was to opt in (what may be emailed today);
+    ``no``: the latest choice was no, or never asked.
+
+The per-form criteria (dates, resource, type, utm) must all hold on the **same** form post:
+``--utm-source linkedin --from 2026-11-01`` finds leads who came from LinkedIn in November,
+not leads who came from LinkedIn once and sent any form in November.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from datetime import date
+
+from capture.catalog import SLUG
+from capture.store import EMAIL_MAX, RESOURCE_ID_MAX, UTM_MAX
+
+#: Parameter name (query string, API, CLI) → LeadFilter field.
+ARGS = {
+    "q": "q",
+    "from": "seen_from",
+    "to": "seen_to",
+    "resource": "resource",
+    "type": "resource_type",
+    "utm_source": "utm_source",
+    "utm_medium": "utm_medium",
+    "utm_campaign": "utm_campaign",
+    "marketing": "marketing",
+}
+#: Longest search text: a whole email address fits.
+Q_MAX = EMAIL_MAX
+TYPE_MAX = 100
+YES, NO = "yes", "no"
+#: Only the calendar form: date.fromisoformat would also take 20261130 and 2026-W48-1.
+DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+@dataclass(frozen=True)
+class LeadFilter:
+    """What to show; None (or empty) means "any". See the module docstring for each meaning."""
+
+    q: str | None = None
+    seen_from: date | None = None
+    seen_to: date | None = None
+    resource: str | None = None
+    resource_type: str | None = None
+    utm_source: str | None = None
+    utm_medium: str | None = None
+    utm_campaign: str | None = None
+    marketing: bool | None = None
+
+    @classmethod
+    def from_args(cls, args: Mapping[str, str | None], resource_types: Collection[str] | None = None,
+                  ) -> tuple[LeadFilter, dict[str, list[str]]]:
+        """Read parameters by their public names; unknown names are ignored (page, sort…).
+
+        Returns the filter and ``{parameter: [messages]}``; when there are errors the filter
+        holds only the valid parameters and must not be used to answer. ``resource_types``
+        (the catalog's list) lets an unknown type be refused with the valid ones named.
+        """
+        values: dict[str, object] = {}
+        errors: dict[str, list[str]] = {}
+
+        def fail(name: str, message: str) -> None:
+            errors.setdefault(name, []).append(message)
+
+        for name, attr in ARGS.items():
+            raw = args.get(name)
+            text = "" if raw is None else str(raw).strip()
+            if not text:
+                continue
+            if any(unicodedata.category(c) in ("Cc", "Cs") for c in text):
+                fail(name, "Remove the control characters (tabs, line breaks…) from this value.")
+                continue
+            if attr in ("seen_from", "seen_to"):
+                day = _date(text)
+                if day is None:
+                    fail(name, f"'{text[:40]}' is not a date: write it as YYYY-MM-DD, e.g. 2026-11-30.")
+                else:
+                    values[attr] = day
+            elif attr == "marketing":
+                if text.lower() not in (YES, NO):
+                    fail(name, f"Use yes or no, not '{text}'.")
+                else:
+                    values[attr] = text.lower() == YES
+            elif attr == "resource":
+                if len(text) > RESOURCE_ID_MAX or not SLUG.match(text):
+                    fail(name, f"'{text[:RESOURCE_ID_MAX]}' is not a resource id "
+                               "(lower-case letters, digits and hyphens).")
+                else:
+                    values[attr] = text
+            elif attr == "resource_type":
+                if resource_types is not None and text not in resource_types:
+                    fail(name, f"Unknown type '{text[:TYPE_MAX]}': use one of {', '.join(resource_types)}.")
+                elif len(text) > TYPE_MAX:
+                    fail(name, f"Use at most {TYPE_MAX} characters.")
+                else:
+                    values[attr] = text
+            else:
+                limit = Q_MAX if attr == "q" else UTM_MAX
+                if len(text) > limit:
+                    fail(name, f"Use at most {limit} characters (this has {len(text)}).")
+                else:
+                    values[attr] = text
+        start, end = values.get("seen_from"), values.get("seen_to")
+        if isinstance(start, date) and isinstance(end, date) and end < start:
+            fail("to", f"The end date {end.isoformat()} is before the start date {start.isoformat()}.")
+        return cls(**values), errors  # type: ignore[arg-type]
+
+
+def _date(text: str) -> date | None:
+    if not DAY.fullmatch(text):
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None

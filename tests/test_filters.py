@@ -1,0 +1,157 @@
+"""The lead filter: what each parameter accepts, what it refuses, and which leads it finds."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from capture.catalog import ConsentText
+from capture.filters import LeadFilter
+from capture.store import NewSubmission
+
+TERMS = ConsentText("terms", "terms-2026-11", "I agree that my details are stored.")
+MARKETING = ConsentText("marketing", "marketing-2026-11", "Send me news.")
+T0 = datetime(2026, 11, 2, 8, 30, tzinfo=UTC)
+TYPES = ("ebook", "whitepaper", "tip-sheet", "report")
+
+
+def record(store, email: str, **fields) -> None:
+    fields.setdefault("resource_id", "leads-vs-prospects")
+    fields.setdefault("marketing_opt_in", False)
+    fields.setdefault("created_at", T0)
+    store.record_submission(NewSubmission(email=email, terms=TERMS, marketing=MARKETING, **fields))
+
+
+def emails(store, catalog=None, **args: str) -> list[str]:
+    lead_filter, errors = LeadFilter.from_args(args, TYPES)
+    assert errors == {}
+    return [row["email"] for row in store.iter_export_rows(lead_filter, catalog=catalog)]
+
+
+def test_every_parameter_read():
+    lead_filter, errors = LeadFilter.from_args({
+        "q": " Acme ", "from": "2026-11-01", "to": "2026-11-30", "resource": "scoring",
+        "type": "ebook", "utm_source": "LinkedIn", "utm_medium": "social", "utm_campaign": "q4",
+        "marketing": "YES", "page": "3", "sort": "email",
+    }, TYPES)
+    assert errors == {}
+    assert lead_filter == LeadFilter(
+        q="Acme", seen_from=date(2026, 11, 1), seen_to=date(2026, 11, 30), resource="scoring",
+        resource_type="ebook", utm_source="LinkedIn", utm_medium="social", utm_campaign="q4",
+        marketing=True)
+
+
+def test_empty_values_mean_any():
+    assert LeadFilter.from_args({"q": "", "from": "  ", "marketing": None}) == (LeadFilter(), {})
+
+
+@pytest.mark.parametrize(("args", "field", "message"), [
+    ({"from": "30/11/2026"}, "from", "'30/11/2026' is not a date: write it as YYYY-MM-DD"),
+    ({"to": "2026-02-30"}, "to", "'2026-02-30' is not a date"),
+    ({"from": "20261130"}, "from", "is not a date"),
+    ({"from": "2026-12-01", "to": "2026-11-30"}, "to", "The end date 2026-11-30 is before the start date 2026-12-01."),
+    ({"marketing": "maybe"}, "marketing", "Use yes or no, not 'maybe'."),
+    ({"marketing": "1"}, "marketing", "Use yes or no"),
+    ({"resource": "../etc"}, "resource", "'../etc' is not a resource id"),
+    ({"type": "video"}, "type", "Unknown type 'video': use one of ebook, whitepaper, tip-sheet, report."),
+    ({"q": "x" * 255}, "q", "Use at most 254 characters (this has 255)."),
+    ({"utm_source": "x" * 201}, "utm_source", "Use at most 200 characters"),
+    ({"utm_campaign": "a\x00b"}, "utm_campaign", "Remove the control characters"),
+    ({"q": "ann\nlee"}, "q", "Remove the control characters"),
+])
+def test_bad_parameters_are_named(args, field, message):
+    _, errors = LeadFilter.from_args(args, TYPES)
+    assert list(errors) == [field]
+    assert message in errors[field][0]
+
+
+def test_all_errors_at_once():
+    _, errors = LeadFilter.from_args({"from": "x", "marketing": "x", "q": "ok"}, TYPES)
+    assert set(errors) == {"from", "marketing"}
+
+
+def test_search_in_email_names_and_company_in_any_case(store):
+    record(store, "ann@example.com", first_name="Ann", company="Acme Analytics")
+    record(store, "bob@globex.example", last_name="Acmeson")
+    record(store, "cy@example.com", company="Initech")
+    record(store, "100%@example.com", company="Per_cent")
+    assert emails(store, q="ACME") == ["ann@example.com", "bob@globex.example"]
+    assert emails(store, q="globex") == ["bob@globex.example"]
+    assert emails(store, q="%") == ["100%@example.com"]  # LIKE wildcards are plain text
+    assert emails(store, q="pe_") == []  # "_" is no wildcard: "Per_cent" has no "pe_"
+
+
+def test_dates_are_days_with_a_form_post_both_ends_included(store):
+    record(store, "oct@example.com", created_at=datetime(2026, 10, 31, 23, 59, tzinfo=UTC))
+    record(store, "nov1@example.com", created_at=datetime(2026, 11, 1, 0, 0, tzinfo=UTC))
+    record(store, "nov30@example.com", created_at=datetime(2026, 11, 30, 23, 59, tzinfo=UTC))
+    record(store, "dec@example.com", created_at=datetime(2026, 12, 1, tzinfo=UTC))
+    # First seen in October, back in November: a November lead.
+    record(store, "oct@example.com", created_at=datetime(2026, 11, 15, tzinfo=UTC))
+    # Seen before and after November, nothing in it: not a November lead.
+    record(store, "gap@example.com", created_at=datetime(2026, 10, 1, tzinfo=UTC))
+    record(store, "gap@example.com", created_at=datetime(2026, 12, 5, tzinfo=UTC))
+    assert emails(store, **{"from": "2026-11-01", "to": "2026-11-30"}) == [
+        "oct@example.com", "nov1@example.com", "nov30@example.com"]
+    assert emails(store, **{"from": "2026-12-01"}) == ["dec@example.com", "gap@example.com"]
+    assert emails(store, to="2026-10-31") == ["oct@example.com", "gap@example.com"]
+
+
+def test_utm_matches_any_touch_in_any_case(store):
+    record(store, "first@example.com", utm_source="linkedin", created_at=T0)
+    record(store, "first@example.com", utm_source="newsletter", created_at=T0 + timedelta(days=1))
+    record(store, "middle@example.com", utm_source="google", created_at=T0)
+    record(store, "middle@example.com", utm_source="LinkedIn", created_at=T0 + timedelta(days=1))
+    record(store, "middle@example.com", utm_source="google", created_at=T0 + timedelta(days=2))
+    record(store, "never@example.com", utm_source="linkedin-ads")
+    assert emails(store, utm_source="linkedin") == ["first@example.com", "middle@example.com"]
+
+
+def test_per_post_criteria_hold_on_the_same_post(store):
+    # Came from LinkedIn in October, then from the newsletter in November.
+    record(store, "ann@example.com", utm_source="linkedin", utm_campaign="q4",
+           created_at=datetime(2026, 10, 20, tzinfo=UTC))
+    record(store, "ann@example.com", utm_source="newsletter", resource_id="scoring",
+           created_at=datetime(2026, 11, 20, tzinfo=UTC))
+    record(store, "bob@example.com", utm_source="linkedin", utm_campaign="q4",
+           created_at=datetime(2026, 11, 5, tzinfo=UTC))
+    november = {"from": "2026-11-01", "to": "2026-11-30"}
+    assert emails(store, utm_source="linkedin", **november) == ["bob@example.com"]
+    assert emails(store, utm_source="linkedin", utm_campaign="Q4") == ["ann@example.com", "bob@example.com"]
+    assert emails(store, utm_source="newsletter", resource="scoring") == ["ann@example.com"]
+    assert emails(store, utm_source="linkedin", resource="scoring") == []
+
+
+def test_resource_and_type(store, catalog):
+    record(store, "ebook@example.com", resource_id="leads-vs-prospects")
+    record(store, "paper@example.com", resource_id="scoring")
+    record(store, "gone@example.com", resource_id="retired-report")
+    assert emails(store, resource="scoring") == ["paper@example.com"]
+    assert emails(store, catalog, type="ebook") == ["ebook@example.com"]
+    assert emails(store, catalog, type="whitepaper") == ["paper@example.com"]
+    assert emails(store, catalog, type="report") == []  # no report in the catalog today
+    assert emails(store, resource="retired-report") == ["gone@example.com"]
+
+
+def test_type_needs_the_catalog(store):
+    with pytest.raises(ValueError, match="catalog"):
+        list(store.iter_export_rows(LeadFilter(resource_type="ebook")))
+
+
+def test_marketing_is_the_latest_choice(store):
+    record(store, "yes@example.com", marketing_opt_in=True)
+    record(store, "withdrew@example.com", marketing_opt_in=True, created_at=T0)
+    record(store, "withdrew@example.com", marketing_opt_in=False, created_at=T0 + timedelta(days=1))
+    record(store, "later@example.com", marketing_opt_in=False, created_at=T0)
+    record(store, "later@example.com", marketing_opt_in=True, created_at=T0 + timedelta(days=1))
+    record(store, "no@example.com")
+    assert emails(store, marketing="yes") == ["yes@example.com", "later@example.com"]
+    assert emails(store, marketing="no") == ["withdrew@example.com", "no@example.com"]
+
+
+def test_criteria_combine(store):
+    record(store, "ann@acme.example", company="Acme", utm_source="linkedin", marketing_opt_in=True)
+    record(store, "bob@acme.example", company="Acme", utm_source="linkedin")
+    record(store, "cy@initech.example", utm_source="linkedin", marketing_opt_in=True)
+    assert emails(store, q="acme", utm_source="linkedin", marketing="yes") == ["ann@acme.example"]
