@@ -1,36 +1,109 @@
-"""Leads as CSV for sales: one row per lead, streamed line by line.
+"""Leads for sales, as CSV or JSON Lines: one row per lead, streamed block by block.
 
-Rows come from ``Store.iter_export_rows`` one chunk at a time and leave as lines of text, so
-memory stays flat however many leads there are.
+Rows come from ``Store.iter_export_rows`` one chunk at a time and leave as blocks of text, so
+memory stays flat however many leads there are. The CSV header leaves before the query runs.
 
-Columns: the lead's details (newest non-empty values), the source of the first and of the
-latest request, the ids of every resource requested (``;``-joined), the terms version of the
-latest request, and the latest marketing choice: ``marketing_opt_in`` is ``yes`` only when the
-latest form the person sent had the box ticked (an unticked box later is read as "no" — the
-cautious reading) and ``marketing_opt_in_at`` is when that latest choice was made.
+Columns (``--columns a,b,c`` or ``?columns=a,b,c``, in the order given; :data:`COLUMNS`
+describes each and docs/export.md lists them): the default set is :data:`DEFAULT_COLUMNS`.
 
-Formula neutralising (OWASP CSV Injection): a text cell that starts with ``=``, ``+``, ``-``,
-``@``, tab, carriage return, line feed or a full-width ``＝ ＋ － ＠`` gets a leading ``'``, so a
-spreadsheet shows it as text instead of running it. This applies to every column a visitor
-could type or a page could send — the email column too, since ``=cmd|'/C calc'!A0@example.com``
-is a valid address. Columns the service writes itself are left alone: timestamps
-(ISO 8601 UTC, e.g. ``2026-11-23T12:00:00Z``), ``yes``/``no``, and resource ids (slugs).
+Formula neutralising (OWASP CSV Injection), by the kind of a column:
+
+- **text** — everything a visitor could type or a page could send, the email address too
+  (``=cmd|'/C calc'!A0@example.com`` is a valid address), and consent versions: a cell that
+  starts with ``=``, ``+``, ``-``, ``@``, tab, carriage return, line feed or a full-width
+  ``＝ ＋ － ＠`` gets a leading ``'``, so a spreadsheet shows it as text instead of running
+  it. ``Ann-Marie`` and ``foo@example.org`` stay as they are; ``-2+3`` becomes ``'-2+3``.
+- **time** — ISO 8601 UTC written by the service (``2026-11-23T12:00:00Z``), empty when none.
+- **yes/no** — ``marketing_opt_in``.
+- **number** — the lead id and counts, written by the database; never negative.
+- **resource id** — catalog slugs (lower-case letters, digits, single hyphens, checked when the
+  form is posted), ``;``-joined in ``resources``.
+
+Only text cells are neutralised: the others are produced by the service in a form that cannot
+start with a formula character, and leaving them alone keeps numbers and dates usable as such.
+Quoting is csv's: commas, quotes and line breaks stay inside their cell, and any Unicode is
+written as it is (NUL and lone surrogates are refused when a form is posted).
+
+``marketing_opt_in`` is ``yes`` only when the latest form the person sent had the box ticked
+(an unticked box later is read as "no" — the cautious reading); ``marketing_opt_in_at`` is
+when that latest choice was made.
+
+JSON Lines (``--format jsonl``) carries the raw values — text as typed, ``true``/``false``,
+numbers, ``null`` for no time, a list for ``resources`` — with no ``'`` prefixes: JSON is read
+by programs, not run by spreadsheets, so there is nothing to neutralise.
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+import io
+import json
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any, TextIO
 
-from capture.store import EXPORT_COLUMNS, Store
+from capture.catalog import Catalog
+from capture.filters import LeadFilter
+from capture.store import Store
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "＝", "＋", "－", "＠")
 BOM = "\ufeff"
 
-HEADER = EXPORT_COLUMNS
-TIME_COLUMNS = frozenset({"marketing_opt_in_at", "first_seen", "last_seen"})
+TEXT, TIME, FLAG, NUMBER, RESOURCE, RESOURCES = "text", "time", "yes/no", "number", "resource id", "resource ids"
+FORMATS = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson; charset=utf-8"}
+TRUE, FALSE = frozenset({"1", "true", "yes", "on"}), frozenset({"0", "false", "no", "off", ""})
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: str
+    description: str
+
+
+#: Each of store.EXPORT_SOURCE_FIELDS as the column descriptions name it.
+_SOURCE = {
+    "utm_source": "utm_source", "utm_medium": "utm_medium", "utm_campaign": "utm_campaign",
+    "utm_term": "utm_term", "utm_content": "utm_content", "referrer": "referring page",
+    "landing_page": "landing page", "resource_id": "resource id",
+}
+
+#: Every column, in the order ``all`` gives them.
+COLUMNS: dict[str, Column] = {c.name: c for c in (
+    Column("id", NUMBER, "The lead's number: stable, to match one export with the next."),
+    Column("email", TEXT, "Email address as last typed (one lead per address, whatever its case)."),
+    Column("first_name", TEXT, "Newest non-empty first name the person gave."),
+    Column("last_name", TEXT, "Newest non-empty last name."),
+    Column("company", TEXT, "Newest non-empty company."),
+    Column("job_title", TEXT, "Newest non-empty job title."),
+    Column("company_size", TEXT, "Newest non-empty company size (a choice from leadgate.yml)."),
+    Column("industry", TEXT, "Newest non-empty industry (a choice from leadgate.yml)."),
+    *(Column(f"first_{f}", RESOURCE if f == "resource_id" else TEXT,
+             f"The {label} of the person's first request.") for f, label in _SOURCE.items()),
+    *(Column(f"latest_{f}", RESOURCE if f == "resource_id" else TEXT,
+             f"The {label} of the person's latest request.") for f, label in _SOURCE.items()),
+    Column("resources", RESOURCES, "Every resource the person requested, ;-joined, sorted."),
+    Column("submissions", NUMBER, "How many forms the person sent."),
+    Column("downloads", NUMBER, "How many times the person's download links were used."),
+    Column("last_download_at", TIME, "When a download link of theirs was last used."),
+    Column("terms_version", TEXT, "Version of the terms accepted on the latest request."),
+    Column("marketing_opt_in", FLAG, "yes when the latest marketing choice was to opt in."),
+    Column("marketing_opt_in_at", TIME, "When that latest marketing choice was made."),
+    Column("marketing_version", TEXT, "Version of the marketing text of that latest choice."),
+    Column("first_seen", TIME, "When the person first sent a form."),
+    Column("last_seen", TIME, "When the person last sent a form."),
+)}
+
+#: What an export holds when no columns are asked for.
+DEFAULT_COLUMNS = (
+    "email", "first_name", "last_name", "company", "job_title", "company_size", "industry",
+    "first_utm_source", "first_utm_medium", "first_utm_campaign", "first_referrer", "first_landing_page",
+    "latest_utm_source", "latest_utm_medium", "latest_utm_campaign", "latest_referrer",
+    "latest_landing_page", "resources", "terms_version", "marketing_opt_in", "marketing_opt_in_at",
+    "first_seen", "last_seen",
+)
 
 
 def neutralise(value: str) -> str:
@@ -42,46 +115,129 @@ def iso(moment: datetime | None) -> str:
     return "" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def cells(row: dict[str, Any]) -> list[str]:
-    """One export row as the text of its cells, in HEADER order."""
-    out = []
-    for name in HEADER:
-        value = row[name]
-        if name in TIME_COLUMNS:
-            out.append(iso(value))
-        elif name == "marketing_opt_in":
-            out.append("yes" if value else "no")
-        elif name == "resources":
-            out.append(";".join(value))
-        else:
-            out.append(neutralise(value or ""))
-    return out
+def _text_cell(value: str | None) -> str:
+    return "'" + value if value and value.startswith(FORMULA_STARTS) else value or ""
 
 
-class _Line:
-    """A file-like target for csv.writer that hands back each line it is given."""
+#: Kind of column → the text of its CSV cell.
+CSV_CELL: dict[str, Callable[[Any], str]] = {
+    TEXT: _text_cell,
+    TIME: iso,
+    FLAG: lambda value: "yes" if value else "no",
+    NUMBER: lambda value: "" if value is None else str(value),
+    RESOURCE: lambda value: value or "",
+    RESOURCES: ";".join,
+}
+#: Kind of column → its raw JSON value.
+JSON_VALUE: dict[str, Callable[[Any], Any]] = {
+    TEXT: lambda value: value or "",
+    TIME: lambda value: iso(value) or None,
+    FLAG: bool,
+    NUMBER: lambda value: value,
+    RESOURCE: lambda value: value or "",
+    RESOURCES: list,
+}
 
-    def __init__(self) -> None:
-        self.text = ""
 
-    def write(self, text: str) -> None:
-        self.text = text
+@dataclass(frozen=True)
+class ExportOptions:
+    """What an export holds and how it is written; the same names on the CLI and the API."""
+
+    columns: tuple[str, ...] = DEFAULT_COLUMNS
+    format: str = "csv"
+    excel: bool = False
+
+    @property
+    def content_type(self) -> str:
+        return FORMATS[self.format]
+
+    @classmethod
+    def from_args(cls, args: Mapping[str, str | None]) -> tuple[ExportOptions, dict[str, list[str]]]:
+        """Read ``columns``, ``format`` and ``excel``; messages per parameter like LeadFilter's."""
+        errors: dict[str, list[str]] = {}
+        columns = DEFAULT_COLUMNS
+        text = (args.get("columns") or "").strip()
+        if text == "all":
+            columns = tuple(COLUMNS)
+        elif text:
+            names = [name.strip() for name in text.split(",") if name.strip()]
+            unknown = [name for name in names if name not in COLUMNS]
+            repeated = sorted({name for name in names if names.count(name) > 1})
+            if unknown:
+                errors["columns"] = [
+                    f"Unknown column{'s' if len(unknown) > 1 else ''}: {', '.join(u[:40] for u in unknown[:10])}. "
+                    f"Valid columns: {', '.join(COLUMNS)} (or all)."]
+            elif repeated:
+                errors["columns"] = [f"Each column once: {', '.join(repeated)} is listed twice."]
+            elif not names:
+                errors["columns"] = ["Name at least one column."]
+            else:
+                columns = tuple(names)
+        fmt = (args.get("format") or "csv").strip().lower()
+        if fmt not in FORMATS:
+            errors["format"] = [f"Use csv or jsonl, not '{fmt[:20]}'."]
+            fmt = "csv"
+        excel_text = (args.get("excel") or "").strip().lower()
+        excel = excel_text in TRUE
+        if not excel and excel_text not in FALSE:
+            errors["excel"] = [f"Use yes or no, not '{excel_text[:20]}'."]
+        elif excel and fmt != "csv":
+            errors["excel"] = ["The Excel mark (a UTF-8 BOM) is for CSV only."]
+        return cls(columns, fmt, excel), errors
+
+    def filename(self, today: datetime) -> str:
+        """``leads-2026-11-30.csv``: dated, so downloads on different days do not overwrite."""
+        return f"leads-{today.astimezone(UTC):%Y-%m-%d}.{self.format}"
 
 
-def iter_csv(store: Store, *, bom: bool = False, chunk_size: int = 1000) -> Iterator[str]:
-    """The export as lines of CSV text (header first); ``bom`` for Excel's UTF-8 detection."""
-    line = _Line()
-    writer = csv.writer(line)
-    writer.writerow(HEADER)
-    yield (BOM if bom else "") + line.text
-    for row in store.iter_export_rows(chunk_size=chunk_size):
-        writer.writerow(cells(row))
-        yield line.text
+def render(rows: Iterable[tuple[Any, ...]], options: ExportOptions, chunk_size: int = 1000) -> Iterator[str]:
+    """Rows (tuples of options.columns) as blocks of text; the CSV header first, on its own."""
+    kinds = [COLUMNS[name].kind for name in options.columns]
+    rows = iter(rows)
+    if options.format == "jsonl":
+        converters = [(name, JSON_VALUE[kind]) for name, kind in zip(options.columns, kinds)]
+        dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+        while batch := list(islice(rows, chunk_size)):
+            yield "".join([
+                dumps({name: convert(value) for (name, convert), value in zip(converters, row)}) + "\n"
+                for row in batch])
+        return
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+
+    def take() -> str:
+        text = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        return text
+
+    writer.writerow(options.columns)
+    yield (BOM if options.excel else "") + take()
+    cells = [CSV_CELL[kind] for kind in kinds]
+    while batch := list(islice(rows, chunk_size)):
+        writer.writerows([[cell(value) for cell, value in zip(cells, row)] for row in batch])
+        yield take()
 
 
-def write_csv(store: Store, stream: TextIO, *, bom: bool = False) -> int:
+def iter_export(store: Store, options: ExportOptions = ExportOptions(), lead_filter: LeadFilter | None = None,
+                catalog: Catalog | None = None, chunk_size: int = 1000) -> Iterator[str]:
+    """The export as blocks of text; nothing is queried until the header has been taken."""
+    rows = store.iter_export_rows(lead_filter, columns=options.columns, catalog=catalog,
+                                  chunk_size=chunk_size)
+    return render(rows, options, chunk_size)
+
+
+def write_export(store: Store, stream: TextIO, options: ExportOptions = ExportOptions(),
+                 lead_filter: LeadFilter | None = None, catalog: Catalog | None = None) -> int:
     """Write the export to an open text stream; returns the number of leads written."""
-    rows = 0
-    for rows, line in enumerate(iter_csv(store, bom=bom)):
-        stream.write(line)
-    return rows
+    count = 0
+
+    def counted() -> Iterator[tuple[Any, ...]]:
+        nonlocal count
+        for count, row in enumerate(
+                store.iter_export_rows(lead_filter, columns=options.columns, catalog=catalog), 1):
+            yield row
+
+    for block in render(counted(), options):
+        stream.write(block)
+    return count

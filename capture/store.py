@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -71,13 +71,14 @@ USER_AGENT_MAX = 500
 PROFILE_FIELDS = ("first_name", "last_name", "company", "job_title", "company_size", "industry")
 UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 SOURCE_FIELDS = (*UTM_FIELDS, "referrer", "landing_page")
-#: The source of a lead as the export shows it (first and latest).
-EXPORT_SOURCE_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "referrer", "landing_page")
-#: Keys of each mapping iter_export_rows yields, in export order.
+#: The source of a lead as the export shows it (first and latest request).
+EXPORT_SOURCE_FIELDS = (*UTM_FIELDS, "referrer", "landing_page", "resource_id")
+#: Every column iter_export_rows can give (meanings in capture.export).
 EXPORT_COLUMNS = (
-    "email", *PROFILE_FIELDS,
+    "id", "email", *PROFILE_FIELDS,
     *(f"first_{f}" for f in EXPORT_SOURCE_FIELDS), *(f"latest_{f}" for f in EXPORT_SOURCE_FIELDS),
-    "resources", "terms_version", "marketing_opt_in", "marketing_opt_in_at", "first_seen", "last_seen",
+    "resources", "submissions", "downloads", "last_download_at", "terms_version",
+    "marketing_opt_in", "marketing_opt_in_at", "marketing_version", "first_seen", "last_seen",
 )
 
 
@@ -470,50 +471,71 @@ class Store:
             row = s.get(ConsentTextRow, sha256)
             return None if row is None else ConsentText(row.kind, row.version, row.text)
 
-    def iter_export_rows(self, lead_filter: LeadFilter | None = None, *, catalog: Catalog | None = None,
-                         chunk_size: int = 1000) -> Iterator[dict[str, Any]]:
-        """The leads a filter selects (all by default), oldest first, as mappings of EXPORT_COLUMNS.
+    def iter_export_rows(self, lead_filter: LeadFilter | None = None, *,
+                         columns: Sequence[str] = EXPORT_COLUMNS, catalog: Catalog | None = None,
+                         chunk_size: int = 1000) -> Iterator[tuple[Any, ...]]:
+        """The leads a filter selects (all by default), oldest first, as tuples of ``columns``.
 
         One statement (so one consistent snapshot), streamed: PostgreSQL reads it through a
-        server-side cursor, SQLite steps through it; memory stays at one chunk.
+        server-side cursor, SQLite steps through it; memory stays at one chunk. Only the
+        joins and subqueries the columns need are in it. Values are Python's: text ("" when
+        empty), aware UTC datetimes or None, ints, ``marketing_opt_in`` a bool (False when
+        never asked) and ``resources`` a sorted tuple of ids.
         """
         first, latest, marketing = aliased(Submission), aliased(Submission), aliased(ConsentEvent)
-        requested = (
-            select(func.aggregate_strings(Submission.resource_id, ";"))
-            .where(Submission.lead_id == Lead.id)
-            .scalar_subquery()
-        )
-        latest_marketing = (
-            select(ConsentEvent.id)
-            .where(ConsentEvent.lead_id == Lead.id, ConsentEvent.kind == "marketing")
-            .order_by(ConsentEvent.id.desc())
-            .limit(1)
-            .scalar_subquery()
-        )
-        stmt = (
-            select(
-                Lead.email, *(getattr(Lead, f) for f in PROFILE_FIELDS),
-                *(getattr(first, f).label(f"first_{f}") for f in EXPORT_SOURCE_FIELDS),
-                *(getattr(latest, f).label(f"latest_{f}") for f in EXPORT_SOURCE_FIELDS),
-                requested.label("resources"),
-                latest.terms_version.label("terms_version"),
-                marketing.granted.label("marketing_opt_in"),
-                marketing.created_at.label("marketing_opt_in_at"),
-                Lead.first_seen, Lead.last_seen,
+        expressions: dict[str, Any] = {
+            "id": Lead.id, "email": Lead.email,
+            **{f: getattr(Lead, f) for f in PROFILE_FIELDS},
+            **{f"first_{f}": getattr(first, f) for f in EXPORT_SOURCE_FIELDS},
+            **{f"latest_{f}": getattr(latest, f) for f in EXPORT_SOURCE_FIELDS},
+            "resources": select(func.aggregate_strings(Submission.resource_id, ";"))
+            .where(Submission.lead_id == Lead.id).scalar_subquery(),
+            "submissions": select(func.count()).where(Submission.lead_id == Lead.id).scalar_subquery(),
+            "downloads": select(func.count()).where(Download.lead_id == Lead.id).scalar_subquery(),
+            "last_download_at": select(func.max(Download.created_at))
+            .where(Download.lead_id == Lead.id).scalar_subquery(),
+            "terms_version": latest.terms_version,
+            "marketing_opt_in": marketing.granted,
+            "marketing_opt_in_at": marketing.created_at,
+            "marketing_version": marketing.version,
+            "first_seen": Lead.first_seen, "last_seen": Lead.last_seen,
+        }
+        unknown = [c for c in columns if c not in expressions]
+        if unknown:
+            raise ValueError(f"unknown export columns: {', '.join(unknown)}")
+        stmt = select(*(expressions[c].label(c) for c in columns)).select_from(Lead)
+        wanted = set(columns)
+        if wanted & {f"first_{f}" for f in EXPORT_SOURCE_FIELDS}:
+            stmt = stmt.outerjoin(first, first.id == Lead.first_submission_id)
+        if wanted & ({f"latest_{f}" for f in EXPORT_SOURCE_FIELDS} | {"terms_version"}):
+            stmt = stmt.outerjoin(latest, latest.id == Lead.last_submission_id)
+        if wanted & {"marketing_opt_in", "marketing_opt_in_at", "marketing_version"}:
+            latest_marketing = (
+                select(ConsentEvent.id)
+                .where(ConsentEvent.lead_id == Lead.id, ConsentEvent.kind == "marketing")
+                .order_by(ConsentEvent.id.desc())
+                .limit(1)
+                .scalar_subquery()
             )
-            .outerjoin(first, first.id == Lead.first_submission_id)
-            .outerjoin(latest, latest.id == Lead.last_submission_id)
-            .outerjoin(marketing, marketing.id == latest_marketing)
-            .where(*(lead_conditions(lead_filter, catalog) if lead_filter else ()))
+            stmt = stmt.outerjoin(marketing, marketing.id == latest_marketing)
+        stmt = (
+            stmt.where(*(lead_conditions(lead_filter, catalog) if lead_filter else ()))
             .order_by(Lead.id)
             .execution_options(yield_per=chunk_size)
         )
+        resources = columns.index("resources") if "resources" in columns else None
+        opt_in = columns.index("marketing_opt_in") if "marketing_opt_in" in columns else None
         with self.read() as s:
             for row in s.execute(stmt):
-                item = row._asdict()
-                item["resources"] = tuple(sorted(set(filter(None, (item["resources"] or "").split(";")))))
-                item["marketing_opt_in"] = bool(item["marketing_opt_in"])
-                yield item
+                if resources is None and opt_in is None:
+                    yield row
+                    continue
+                values = list(row)
+                if resources is not None:
+                    values[resources] = tuple(sorted(set(filter(None, (row[resources] or "").split(";")))))
+                if opt_in is not None:
+                    values[opt_in] = bool(row[opt_in])
+                yield tuple(values)
 
 
 def _merge_into_lead(lead: Lead, data: NewSubmission, submission_id: int) -> None:

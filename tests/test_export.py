@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import io
 import re
 from datetime import UTC, datetime, timedelta
@@ -12,7 +13,7 @@ from sqlalchemy import event
 
 from capture.catalog import ConsentText
 from capture.cli import main
-from capture.export import iter_csv, neutralise, write_csv
+from capture.export import ExportOptions, iter_export, neutralise, write_export
 from capture.store import NewSubmission
 
 TERMS = ConsentText("terms", "terms-2026-11", "I agree that my details are stored.")
@@ -35,7 +36,7 @@ def record(store, email: str = "ann@example.com", **fields) -> None:
 
 
 def rows(store) -> list[dict[str, str]]:
-    text = "".join(iter_csv(store))
+    text = "".join(iter_export(store))
     return list(csv.DictReader(io.StringIO(text)))
 
 
@@ -43,7 +44,7 @@ def test_header_and_one_row_per_lead(store):
     record(store, "ann@example.com")
     record(store, "Ann@example.com", resource_id="scoring")
     record(store, "bob@example.com")
-    text = "".join(iter_csv(store))
+    text = "".join(iter_export(store))
     reader = csv.reader(io.StringIO(text))
     assert next(reader) == HEADER
     assert [row[0] for row in reader] == ["Ann@example.com", "bob@example.com"]  # as last typed
@@ -131,14 +132,15 @@ def test_export_streams(store):
 
     event.listen(store.engine, "before_cursor_execute", watch)
     try:
-        lines = iter_csv(store, chunk_size=10)
-        assert next(lines).startswith("email,")
+        blocks = iter_export(store, chunk_size=10)
+        assert next(blocks).startswith("email,")
         assert statements == []  # the header leaves before the query runs
-        body = list(lines)
+        body = list(blocks)
     finally:
         event.remove(store.engine, "before_cursor_execute", watch)
-    assert len(body) == 25
-    assert body[0].startswith("lead00@example.com,") and body[-1].startswith("lead24@example.com,")
+    assert [block.count("\r\n") for block in body] == [10, 10, 5]  # a block per chunk
+    lines = "".join(body).splitlines()
+    assert lines[0].startswith("lead00@example.com,") and lines[-1].startswith("lead24@example.com,")
     assert len(statements) == 1
     assert statements[0]["stream_results"] is True
     assert statements[0]["yield_per"] == 10
@@ -147,18 +149,155 @@ def test_export_streams(store):
 def test_write_csv_with_bom_for_excel(store):
     record(store)
     out = io.StringIO()
-    assert write_csv(store, out, bom=True) == 1
+    assert write_export(store, out, ExportOptions(excel=True)) == 1
     assert out.getvalue().startswith("\ufeffemail,")
 
 
 def test_empty_database_gives_just_the_header(store):
-    assert list(iter_csv(store)) == [",".join(HEADER) + "\r\n"]
+    assert list(iter_export(store)) == [",".join(HEADER) + "\r\n"]
 
 
 def test_export_command(runner, store):
     record(store, "=cmd@example.com")
     result = runner.invoke(main, ["export"])
     assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
+    lines = result.stdout.splitlines()
     assert lines[0].split(",") == HEADER
     assert lines[1].startswith("'=cmd@example.com,")
+
+
+# --- Filters, columns and formats through the command, as sales runs it ---------------------
+
+def export(runner, *args: str):
+    result = runner.invoke(main, ["export", *args])
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def export_rows(runner, *args: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(export(runner, *args))))
+
+
+def test_export_command_filters_like_a_sales_rep(runner, store):
+    november = T0 + timedelta(days=10)
+    record(store, "ann@acme.example", company="Acme", utm_source="linkedin", utm_campaign="q4",
+           marketing_opt_in=True, created_at=november)
+    record(store, "bob@acme.example", company="Acme", utm_source="linkedin", created_at=november)
+    record(store, "cy@initech.example", company="Initech", utm_source="newsletter",
+           marketing_opt_in=True, created_at=november)
+    record(store, "dee@acme.example", company="Acme", utm_source="LinkedIn", marketing_opt_in=True,
+           created_at=T0 - timedelta(days=40))
+    found = export_rows(runner, "--utm-source", "linkedin", "--marketing", "yes")
+    assert [r["email"] for r in found] == ["ann@acme.example", "dee@acme.example"]
+    found = export_rows(runner, "--utm-source", "linkedin", "--marketing", "yes",
+                        "--from", "2026-11-01", "--to", "2026-11-30")
+    assert [(r["email"], r["latest_utm_campaign"]) for r in found] == [("ann@acme.example", "q4")]
+    found = export_rows(runner, "--search", "ACME", "--marketing", "no")
+    assert [r["email"] for r in found] == ["bob@acme.example"]
+    found = export_rows(runner, "--q", "initech", "--type", "ebook", "--resource", "leads-vs-prospects")
+    assert [r["email"] for r in found] == ["cy@initech.example"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--from", "30/11/2026"], "--from: '30/11/2026' is not a date: write it as YYYY-MM-DD"),
+    (["--marketing", "maybe"], "--marketing: Use yes or no, not 'maybe'."),
+    (["--type", "video"], "--type: Unknown type 'video': use one of ebook, whitepaper, tip-sheet, report."),
+    (["--columns", "email,phone,fax"], "--columns: Unknown columns: phone, fax. Valid columns: id, email,"),
+    (["--columns", "email,email"], "--columns: Each column once: email is listed twice."),
+    (["--format", "xlsx"], "--format: Use csv or jsonl, not 'xlsx'."),
+    (["--format", "jsonl", "--excel"], "--excel: The Excel mark (a UTF-8 BOM) is for CSV only."),
+])
+def test_export_command_refuses_bad_options(runner, store, args, message):
+    result = runner.invoke(main, ["export", *args])
+    assert result.exit_code == 2
+    assert message in result.output
+    assert result.stdout == ""
+
+
+def test_export_command_reports_every_bad_option_at_once(runner, store):
+    result = runner.invoke(main, ["export", "--from", "x", "--to", "y", "--columns", "nope"])
+    assert result.exit_code == 2
+    assert all(f"{name}:" in result.output for name in ("--from", "--to", "--columns"))
+
+
+def test_chosen_columns_in_the_order_given(runner, store):
+    record(store, "ann@example.com", first_name="Ann", created_at=T0)
+    record(store, "ann@example.com", resource_id="scoring", utm_source="linkedin",
+           created_at=T0 + timedelta(days=1))
+    store.record_download(lead_id=store.find_lead("ann@example.com").id, resource_id="scoring",
+                          submission_id=None)
+    lines = export(runner, "--columns", " last_seen, email,submissions,downloads,id,"
+                   "first_resource_id,latest_resource_id,latest_utm_source,marketing_version").splitlines()
+    assert lines == [
+        "last_seen,email,submissions,downloads,id,first_resource_id,latest_resource_id,"
+        "latest_utm_source,marketing_version",
+        "2026-11-03T08:30:00Z,ann@example.com,2,1,1,leads-vs-prospects,scoring,linkedin,marketing-2026-11",
+    ]
+
+
+def test_all_columns(runner, store):
+    from capture.export import COLUMNS
+    from capture.store import EXPORT_COLUMNS
+
+    assert tuple(COLUMNS) == EXPORT_COLUMNS  # every column the store gives is described
+    record(store)
+    header, row = csv.reader(io.StringIO(export(runner, "--columns", "all")))
+    assert header == list(EXPORT_COLUMNS)
+    assert len(row) == len(header)
+
+
+def test_excel_gets_a_bom_and_the_default_none(runner, store, tmp_path):
+    record(store, first_name="Zoë")
+    assert export(runner).startswith("email,")
+    target = tmp_path / "leads.csv"
+    result = runner.invoke(main, ["export", "--excel", "-o", str(target)])
+    assert result.exit_code == 0, result.output
+    assert "1 lead written to" in result.output
+    data = target.read_bytes()
+    assert data.startswith(b"\xef\xbb\xbfemail,")
+    assert "Zoë".encode() in data
+
+
+def test_jsonl_carries_raw_values(runner, store):
+    record(store, "=cmd@example.com", first_name="-2+3", company='Acme, "The" Inc.\nLtd',
+           marketing_opt_in=True, created_at=T0)
+    record(store, "=cmd@example.com", resource_id="scoring", created_at=T0 + timedelta(hours=1))
+    record(store, "bob@example.com", created_at=T0)
+    text = export(runner, "--format", "jsonl", "--columns",
+                  "id,email,first_name,company,resources,marketing_opt_in,first_seen,last_download_at")
+    ann, bob = [json.loads(line) for line in text.splitlines()]
+    assert ann == {
+        "id": 1, "email": "=cmd@example.com", "first_name": "-2+3", "company": 'Acme, "The" Inc.\nLtd',
+        "resources": ["leads-vs-prospects", "scoring"], "marketing_opt_in": False,
+        "first_seen": "2026-11-02T08:30:00Z", "last_download_at": None,
+    }
+    assert bob["email"] == "bob@example.com"
+
+
+def test_jsonl_default_columns(runner, store):
+    record(store)
+    [line] = export(runner, "--format", "jsonl").splitlines()
+    assert list(json.loads(line)) == HEADER
+
+
+@pytest.mark.parametrize("value", [
+    'Acme, Inc.', 'The "Best" Co', "Line one\nLine two", "Carriage\r\nreturn", "Ünïcödé 🚀 data",
+    "שלום עולם", "مرحبا، العالم", "\u202eevil\u202c", "a;b|c\tz", "😀,\"\n",
+])
+def test_any_text_survives_the_round_trip(store, value):
+    record(store, company=value, job_title=value, utm_campaign=value)
+    [row] = rows(store)
+    assert (row["company"], row["job_title"], row["first_utm_campaign"]) == (value, value, value)
+
+
+def test_neutralising_by_kind_of_column(runner, store):
+    record(store, "-lead@example.com", first_name="@Ann", company="+Acme", utm_source="-x",
+           referrer="=HYPERLINK(1)", created_at=T0, marketing_opt_in=True)
+    [row] = export_rows(runner, "--columns", "all")
+    text = ("email", "first_name", "company", "first_utm_source", "latest_referrer")
+    assert [row[c] for c in text] == ["'-lead@example.com", "'@Ann", "'+Acme", "'-x", "'=HYPERLINK(1)"]
+    # Columns the service writes itself are never prefixed.
+    assert (row["id"], row["submissions"], row["downloads"]) == ("1", "1", "0")
+    assert (row["first_seen"], row["marketing_opt_in"]) == ("2026-11-02T08:30:00Z", "yes")
+    assert row["resources"] == row["first_resource_id"] == "leads-vs-prospects"
+    assert row["last_download_at"] == ""
