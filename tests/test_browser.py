@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import shutil
-import subprocess
 
 import pytest
 
 from capture.store import Store
+from live import LiveServer
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Flags for a closed network: no background fetches, no sandbox (CI runs as root).
@@ -40,12 +38,6 @@ def page(browser):
     context.close()
 
 
-def export_rows(server) -> list[dict[str, str]]:
-    out = subprocess.run([server.leadgate, "export"], env=server.env, cwd=server.cwd,
-                         capture_output=True, text=True, check=True, timeout=60)
-    return list(csv.DictReader(io.StringIO(out.stdout)))
-
-
 def test_visitor_downloads_ebook_and_sales_sees_the_source(live_server, page):
     base = live_server.url
     page.goto(f"{base}/?utm_source=newsletter&utm_medium=email&utm_campaign=november")
@@ -70,7 +62,7 @@ def test_visitor_downloads_ebook_and_sales_sees_the_source(live_server, page):
     with open(download.path(), "rb") as pdf:
         assert pdf.read(5) == b"%PDF-"
 
-    rows = [r for r in export_rows(live_server) if r["email"] == "Ada.Lovelace@example.com"]
+    rows = [r for r in live_server.export_rows() if r["email"] == "Ada.Lovelace@example.com"]
     assert len(rows) == 1
     row = rows[0]
     assert row["first_utm_source"] == "newsletter"
@@ -109,65 +101,12 @@ def test_without_javascript_the_plain_form_still_delivers(live_server, browser):
     finally:
         context.close()
 
-    row = next(r for r in export_rows(live_server) if r["email"] == "grace@example.org")
+    row = next(r for r in live_server.export_rows() if r["email"] == "grace@example.org")
     assert row["first_utm_source"] == "linkedin"  # recovered from the Referer
     assert row["marketing_opt_in"] == "yes"
 
 
-class LiveServer:
-    """`leadgate serve` in a child process, on a free loopback port, with its own database."""
-
-    def __init__(self, tmp_path, database_url: str | None = None, workers: int = 2):
-        import socket
-        import sys
-        from pathlib import Path
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.cwd = Path(__file__).resolve().parent.parent
-        self.leadgate = str(Path(sys.executable).parent / "leadgate")
-        self.database_url = database_url or f"sqlite:///{tmp_path / 'live.db'}"
-        self.env = {**os.environ, "LEADGATE_DATABASE_URL": self.database_url,
-                    "LEADGATE_SECRET_KEY": "browser-test-secret"}
-        self.log = open(tmp_path / "serve.log", "w")
-        self.process = subprocess.Popen(
-            [self.leadgate, "serve", "--port", str(self.port), "--workers", str(workers),
-             "--site-dir", str(tmp_path / "site")],
-            cwd=self.cwd, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
-
-    def wait_ready(self, timeout: float = 90) -> None:
-        import time
-        import urllib.request
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"leadgate serve exited: {open(self.log.name).read()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError(f"leadgate serve did not start: {open(self.log.name).read()}")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.log.close()
-
-
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory):
-    server = LiveServer(tmp_path_factory.mktemp("live"))
-    try:
-        server.wait_ready()
+    with LiveServer(tmp_path_factory.mktemp("live")) as server:
         yield server
-    finally:
-        server.stop()
