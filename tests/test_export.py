@@ -14,7 +14,7 @@ from sqlalchemy import event
 from capture.catalog import ConsentText
 from capture.cli import main
 from capture.export import ExportOptions, iter_export, neutralise, write_export
-from capture.store import NewSubmission
+from capture.store import Download, NewSubmission
 
 TERMS = ConsentText("terms", "terms-2026-11", "I agree that my details are stored.")
 MARKETING = ConsentText("marketing", "marketing-2026-11", "Send me news.")
@@ -224,8 +224,9 @@ def test_chosen_columns_in_the_order_given(runner, store):
     record(store, "ann@example.com", first_name="Ann", created_at=T0)
     record(store, "ann@example.com", resource_id="scoring", utm_source="linkedin",
            created_at=T0 + timedelta(days=1))
-    store.record_download(lead_id=store.find_lead("ann@example.com").id, resource_id="scoring",
-                          submission_id=None)
+    with store.write() as s:
+        s.add(Download(lead_id=store.find_lead("ann@example.com").id, resource_id="scoring",
+                       created_at=T0 + timedelta(days=2)))
     lines = export(runner, "--columns", " last_seen, email,submissions,downloads,id,"
                    "first_resource_id,latest_resource_id,latest_utm_source,marketing_version").splitlines()
     assert lines == [
