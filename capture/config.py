@@ -18,6 +18,7 @@ from flask import Flask
 
 SECRET_KEY_FILE = "secret_key"
 DATABASE_FILE = "leadgate.db"
+SPOOL_FILE = "spool.jsonl"
 
 TRUE = {"1", "true", "yes", "on"}
 FALSE = {"0", "false", "no", "off", ""}
@@ -35,6 +36,22 @@ class Config:
     #: SQLAlchemy URL. None means ``sqlite:///<instance folder>/leadgate.db``.
     #: PostgreSQL: ``postgresql+psycopg://user:password@host/dbname``.
     DATABASE_URL: str | None = None
+    #: Milliseconds a SQLite write waits for another writer before it gives up (and the
+    #: submission goes to the spool instead).
+    SQLITE_BUSY_TIMEOUT_MS: int = 5000
+    #: Where submissions wait when the database cannot take them: an append-only file of JSON
+    #: lines, fsync'd, shared by the workers of one host. None means
+    #: ``<instance folder>/spool.jsonl``. See ``leadgate spool status`` and ``leadgate spool replay``.
+    SPOOL_PATH: str | None = None
+    #: Seconds between replays of the spool by each worker while it holds lines (a worker
+    #: starts replaying when it spools a line, or finds lines at its first request).
+    #: 0 turns the background replay off: run ``leadgate spool replay`` yourself.
+    SPOOL_RETRY_SECONDS: float = 30
+    #: ``leadgate serve`` migrates the database to the newest schema before its workers start
+    #: (``leadgate db upgrade`` does the same on its own). Set to false when deployments run
+    #: ``leadgate db upgrade`` as a separate step; the service never changes the schema itself,
+    #: and answers ``/readyz`` with 503 until the database is at the schema it needs.
+    AUTO_UPGRADE: bool = True
     #: The content folder (resources and ``leadgate.yml``), relative to the working directory.
     CONTENT_DIR: str = "content"
     #: The built site (``mkdocs build`` output). When set, error and thank-you pages are
@@ -88,6 +105,17 @@ def as_int(name: str, value: Any) -> int:
         return int(str(value).strip())
     except ValueError:
         raise ConfigError(f"LEADGATE_{name} must be a whole number, not {value!r}.") from None
+
+
+def as_seconds(name: str, value: Any) -> float:
+    """A number of seconds, fractions allowed, never negative."""
+    try:
+        seconds = float(str(value).strip())
+    except ValueError:
+        seconds = -1.0
+    if isinstance(value, bool) or not seconds >= 0:  # "not >=" refuses nan too
+        raise ConfigError(f"LEADGATE_{name} must be a number of seconds (0 or more), not {value!r}.")
+    return seconds
 
 
 def as_origins(value: Any) -> list[str]:
@@ -150,6 +178,11 @@ def finalize(app: Flask) -> None:
         config["SITE_DIR"] = str(Path(config["SITE_DIR"]).resolve())
     if not config.get("DATABASE_URL"):
         config["DATABASE_URL"] = f"sqlite:///{Path(app.instance_path) / DATABASE_FILE}"
+    config["SQLITE_BUSY_TIMEOUT_MS"] = as_int("SQLITE_BUSY_TIMEOUT_MS", config["SQLITE_BUSY_TIMEOUT_MS"])
+    if config["SQLITE_BUSY_TIMEOUT_MS"] < 0:
+        raise ConfigError("LEADGATE_SQLITE_BUSY_TIMEOUT_MS must be 0 or more milliseconds.")
+    config["SPOOL_PATH"] = str(Path(config.get("SPOOL_PATH") or Path(app.instance_path) / SPOOL_FILE).resolve())
+    config["SPOOL_RETRY_SECONDS"] = as_seconds("SPOOL_RETRY_SECONDS", config["SPOOL_RETRY_SECONDS"])
     config["SECRET_KEY"] = resolve_secret_key(
         config.get("SECRET_KEY"),
         Path(app.instance_path),

@@ -1,12 +1,16 @@
-"""Signed, expiring download links: the token names who asked for which resource, and when.
+"""Signed, expiring download links: the token names the request, its resource, and when.
 
 Nobody can guess a link to a gated file or reuse one forever: the token is signed with the
 app's secret key (itsdangerous, salt ``download``) and refused after ``DOWNLOAD_MAX_AGE``.
 An expired token is still authentic, so it can say which resource to request again.
+
+The token binds the submission's uid, which exists before any row does: a link works while
+its submission waits in the spool (capture.spool), and the lead is found through it later.
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 from itsdangerous import BadData, SignatureExpired, URLSafeTimedSerializer
@@ -16,9 +20,8 @@ SALT = "download"
 
 @dataclass(frozen=True)
 class DownloadClaim:
-    lead_id: int
+    submission_uid: uuid.UUID
     resource_id: str
-    submission_id: int | None
 
 
 class LinkInvalid(Exception):
@@ -38,17 +41,19 @@ def _serializer(secret_key: str) -> URLSafeTimedSerializer:
 
 
 def _claim(payload: object) -> DownloadClaim:
-    if not (isinstance(payload, dict) and isinstance(payload.get("l"), int)
-            and isinstance(payload.get("r"), str)
-            and (payload.get("s") is None or isinstance(payload.get("s"), int))):
+    if not (isinstance(payload, dict) and isinstance(payload.get("u"), str)
+            and isinstance(payload.get("r"), str)):
         raise LinkInvalid("token payload has the wrong shape")
-    return DownloadClaim(lead_id=payload["l"], resource_id=payload["r"], submission_id=payload.get("s"))
+    try:
+        uid = uuid.UUID(hex=payload["u"])
+    except ValueError:
+        raise LinkInvalid("token payload has the wrong shape") from None
+    return DownloadClaim(submission_uid=uid, resource_id=payload["r"])
 
 
 def sign_download(secret_key: str, claim: DownloadClaim) -> str:
     """A URL-safe token for the download and thank-you links."""
-    return _serializer(secret_key).dumps(
-        {"l": claim.lead_id, "r": claim.resource_id, "s": claim.submission_id})
+    return _serializer(secret_key).dumps({"u": claim.submission_uid.hex, "r": claim.resource_id})
 
 
 def read_download(secret_key: str, token: str, max_age: int) -> DownloadClaim:

@@ -6,7 +6,8 @@ SQLite choices, per connection: WAL (readers run beside the one writer; every pr
 be on the same host, not a network filesystem), ``synchronous=NORMAL`` (a commit survives a
 crash of the service but the last commits may be lost on power loss; ``FULL`` would cost an
 fsync per lead while the HTTP layer, not the database, limits throughput — a lost lead on
-power failure is the accepted price), ``busy_timeout=5000`` and foreign keys on. Write
+power failure is the accepted price), ``busy_timeout`` (``SQLITE_BUSY_TIMEOUT_MS``, 5 s by
+default; past it the write fails and the service spools the lead) and foreign keys on. Write
 transactions start with ``BEGIN IMMEDIATE`` so they take the write lock before their first
 read and wait for it instead of failing with "database is locked" when a read upgrades to a
 write. PostgreSQL (psycopg 3) needs none of this and gets plain transactions.
@@ -68,6 +69,8 @@ RESOURCE_ID_MAX = 64
 UTM_MAX = 200
 URL_MAX = 2000
 USER_AGENT_MAX = 500
+#: Milliseconds a SQLite write waits for the lock by default (the SQLITE_BUSY_TIMEOUT_MS setting).
+SQLITE_BUSY_TIMEOUT_MS = 5000
 
 PROFILE_FIELDS = ("first_name", "last_name", "company", "job_title", "company_size", "industry")
 UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
@@ -320,13 +323,13 @@ def _iso_text(dialect: str) -> Callable[[Any], Any]:
     return lambda column: func.strftime("%Y-%m-%dT%H:%M:%SZ", column)
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection: Any, record: Any) -> None:
         # Take BEGIN away from the sqlite3 module so ours (below) is the only one.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=5000",
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", f"busy_timeout={int(busy_timeout_ms)}",
                        "foreign_keys=ON"):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
@@ -344,10 +347,10 @@ class _Connection:
     writer: sessionmaker[Session]
 
 
-def _connect(url: str) -> _Connection:
+def _connect(url: str, busy_timeout_ms: int) -> _Connection:
     engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
     if engine.dialect.name == "sqlite":
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, busy_timeout_ms)
     writing = engine.execution_options(leadgate_begin="IMMEDIATE")
     # Until migrations arrive the tables are made here, in a write transaction, so workers that
     # start together queue for the lock instead of racing to create them.
@@ -359,8 +362,9 @@ def _connect(url: str) -> _Connection:
 class Store:
     """The database of one app: engine, sessions and every query the service runs."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, *, sqlite_busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS):
         self.url = url
+        self.sqlite_busy_timeout_ms = sqlite_busy_timeout_ms
         self._connection: _Connection | None = None
         self._lock = threading.Lock()
 
@@ -369,7 +373,7 @@ class Store:
         if self._connection is None:
             with self._lock:
                 if self._connection is None:
-                    self._connection = _connect(self.url)
+                    self._connection = _connect(self.url, self.sqlite_busy_timeout_ms)
         return self._connection
 
     @property
@@ -443,20 +447,34 @@ class Store:
                 ))
         return lead, submission
 
-    def record_download(self, *, lead_id: int, resource_id: str, submission_id: int | None,
-                        user_agent: str = "", ip_prefix: str | None = None) -> Download | None:
-        """Log one download; None when the lead no longer exists (erased since the link was sent)."""
+    def has_submission(self, uid: uuid.UUID) -> bool:
+        """Whether a submission is stored (a replay tells new leads from ones it already had)."""
+        with self.read() as s:
+            return s.scalars(select(Submission.id).where(Submission.uid == uid)).first() is not None
+
+    def record_download(self, *, submission_uid: uuid.UUID, resource_id: str, user_agent: str = "",
+                        ip_prefix: str | None = None, at: datetime | None = None) -> Download | None:
+        """Log one download of a submission's link, now or ``at`` (replayed from the spool);
+        None when that submission is not stored (still in the spool, or erased since)."""
         with self.write() as s:
-            if s.get(Lead, lead_id) is None:
+            submission = s.scalars(
+                select(Submission).where(Submission.uid == submission_uid)).one_or_none()
+            if submission is None:
                 return None
-            if submission_id is not None and s.get(Submission, submission_id) is None:
-                submission_id = None
             download = Download(
-                lead_id=lead_id, submission_id=submission_id, resource_id=resource_id,
-                created_at=utcnow(), user_agent=user_agent[:USER_AGENT_MAX], ip_prefix=ip_prefix,
+                lead_id=submission.lead_id, submission_id=submission.id, resource_id=resource_id,
+                created_at=at or utcnow(), user_agent=user_agent[:USER_AGENT_MAX], ip_prefix=ip_prefix,
             )
             s.add(download)
         return download
+
+    def has_download(self, submission_uid: uuid.UUID, at: datetime) -> bool:
+        """Whether a download of this submission at this instant is recorded: a spooled
+        download is replayed once, however often its line is read."""
+        with self.read() as s:
+            return s.scalars(
+                select(Download.id).join(Submission, Submission.id == Download.submission_id)
+                .where(Submission.uid == submission_uid, Download.created_at == at)).first() is not None
 
     def find_lead(self, email: str) -> Lead | None:
         """The lead for an address typed in any case; None when unknown or not an address."""
@@ -577,4 +595,5 @@ def get_store(app: Flask | None = None) -> Store:
 
 def init_app(app: Flask) -> None:
     """Give the app its Store; nothing connects until the first query."""
-    app.extensions[EXTENSION] = Store(app.config["DATABASE_URL"])
+    app.extensions[EXTENSION] = Store(app.config["DATABASE_URL"],
+                                      sqlite_busy_timeout_ms=app.config["SQLITE_BUSY_TIMEOUT_MS"])

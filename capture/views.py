@@ -30,6 +30,7 @@ from capture.catalog import Catalog, Resource, load_catalog
 from capture.forms import Checked, check_submission
 from capture.links import DownloadClaim, LinkExpired, LinkInvalid, read_download, sign_download
 from capture.shells import fill, read_shell, with_base
+from capture.spool import SpoolError, get_spool
 from capture.store import NewSubmission, get_store
 
 CATALOG = "leadgate.catalog"
@@ -92,6 +93,8 @@ def error_page(code: int, message: str | None = None, link_url: str | None = Non
             "error.html", title=title, message=message, link_url=link_url or site_link(),
             link_text=link_text or "Browse the resources"))
     response.status_code = code
+    if code == 503:
+        response.headers["Retry-After"] = "60"
     return response
 
 
@@ -156,10 +159,13 @@ def submit() -> Response:
         check_deliverability=current_app.config["CHECK_DELIVERABILITY"])
     if not checked.ok:
         return invalid_answer(checked)
-    lead, submission = get_store().record_submission(from_request(checked))
+    data = from_request(checked)
+    try:
+        get_spool().save(data)
+    except SpoolError:
+        return error_page(503)
     resource = checked.resource
-    token = sign_download(current_app.config["SECRET_KEY"],
-                          DownloadClaim(lead.id, resource.id, submission.id))
+    token = sign_download(current_app.config["SECRET_KEY"], DownloadClaim(data.uid, resource.id))
     thanks_url = url_for(".thanks", token=token, _external=True)
     if not wants_json():
         return redirect(thanks_url, 303)
@@ -226,10 +232,10 @@ def thanks(token: str) -> Response:
 @bp.get("/download/<token>")
 def download(token: str) -> Response:
     claim, resource = open_link(token)
-    recorded = get_store().record_download(
-        lead_id=claim.lead_id, resource_id=resource.id, submission_id=claim.submission_id,
-        user_agent=request.user_agent.string, ip_prefix=ip_prefix(request.remote_addr))
-    if recorded is None:
+    known = get_spool().record_download(
+        claim.submission_uid, resource.id, user_agent=request.user_agent.string,
+        ip_prefix=ip_prefix(request.remote_addr))
+    if not known:
         abort(error_page(410, "This download link is no longer valid. Request the resource again.",
                          link_url=site_link(resource.url), link_text=f"Request {resource.title} again"))
     # Every request is a download to record, so no conditional or partial answers.

@@ -32,6 +32,9 @@ def test_settings_from_the_environment(monkeypatch, base_config):
     ("LEADGATE_DOWNLOAD_MAX_AGE", "a week", "LEADGATE_DOWNLOAD_MAX_AGE must be a whole number"),
     ("LEADGATE_DOWNLOAD_MAX_AGE", "0", "LEADGATE_DOWNLOAD_MAX_AGE must be a positive number"),
     ("LEADGATE_DEMO", "perhaps", "LEADGATE_DEMO must be true or false"),
+    ("LEADGATE_SPOOL_RETRY_SECONDS", "soon", "LEADGATE_SPOOL_RETRY_SECONDS must be a number of seconds"),
+    ("LEADGATE_SPOOL_RETRY_SECONDS", "-1", "LEADGATE_SPOOL_RETRY_SECONDS must be a number of seconds"),
+    ("LEADGATE_SQLITE_BUSY_TIMEOUT_MS", "-1", "LEADGATE_SQLITE_BUSY_TIMEOUT_MS must be 0 or more"),
     ("LEADGATE_ALLOWED_ORIGINS", "https://www.example.com/resources/",
      "LEADGATE_ALLOWED_ORIGINS: 'https://www.example.com/resources/' is not an origin"),
 ])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -140,9 +141,8 @@ def test_a_failure_midway_leaves_nothing(store):
 
 def test_downloads_are_recorded(store):
     lead, submission = store.record_submission(new())
-    download = store.record_download(lead_id=lead.id, resource_id="leads-vs-prospects",
-                                     submission_id=submission.id, user_agent="x" * 600,
-                                     ip_prefix="2001:db8:1::/48")
+    download = store.record_download(submission_uid=submission.uid, resource_id="leads-vs-prospects",
+                                     user_agent="x" * 600, ip_prefix="2001:db8:1::/48")
     assert download is not None
     with store.read() as s:
         row = s.scalars(select(Download)).one()
@@ -151,9 +151,20 @@ def test_downloads_are_recorded(store):
     assert len(row.user_agent) == 500
 
 
-def test_download_for_a_lead_that_is_gone_is_not_recorded(store):
-    assert store.record_download(lead_id=999, resource_id="scoring", submission_id=None) is None
+def test_download_of_a_submission_not_stored_is_not_recorded(store):
+    assert store.record_download(submission_uid=uuid.uuid4(), resource_id="scoring") is None
     assert count(store, Download) == 0
+
+
+def test_a_download_replayed_from_the_spool_keeps_its_time(store):
+    _, submission = store.record_submission(new())
+    at = datetime(2026, 11, 23, 12, 0, 0, 123456, tzinfo=UTC)
+    assert not store.has_download(submission.uid, at)
+    store.record_download(submission_uid=submission.uid, resource_id="scoring", at=at)
+    assert store.has_download(submission.uid, at)
+    assert not store.has_download(submission.uid, at + timedelta(microseconds=1))
+    with store.read() as s:
+        assert s.scalars(select(Download.created_at)).all() == [at]
 
 
 def test_find_lead_with_an_address_that_is_not_one(store):

@@ -295,8 +295,9 @@ def test_words_recorded_before_a_change_are_still_accepted(make_app, content_dir
     assert versions == ["terms-2026-11", "terms-2026-11"]
 
 
-def test_database_failure_answers_503_and_says_try_again(make_app, tmp_path, form_post):
-    broken = make_app(DATABASE_URL=f"sqlite:///{tmp_path / 'missing-folder' / 'leadgate.db'}")
+def test_database_and_spool_failure_answers_503_and_says_try_again(make_app, tmp_path, form_post):
+    broken = make_app(DATABASE_URL=f"sqlite:///{tmp_path / 'missing-folder' / 'leadgate.db'}",
+                      SPOOL_PATH=str(tmp_path / "missing-folder" / "spool.jsonl"))
     client = broken.test_client()
     response = client.post("/submit", data=form_post(), headers=JSON)
     assert response.status_code == 503
