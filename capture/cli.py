@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
+from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
 
 DEFAULT_HOST = "127.0.0.1"
@@ -59,8 +62,11 @@ def _build(config_file: str, site_dir: str | None) -> Path:
               type=click.Path(dir_okay=False))
 @click.option("-d", "--site-dir", type=click.Path(file_okay=False),
               help="The built site to serve (default: site_dir from the configuration).")
+@click.option("--upgrade/--no-upgrade", default=None,
+              help="Migrate the database to the newest schema first (default: $LEADGATE_AUTO_UPGRADE, "
+                   "else yes).")
 def serve(host: str, port: int, workers: int | None, demo: bool, dev: bool, build_first: bool,
-          config_file: str, site_dir: str | None) -> None:
+          config_file: str, site_dir: str | None, upgrade: bool | None) -> None:
     """Serve the built site and the capture service together (default http://127.0.0.1:8000)."""
     from capture import create_app
     from capture.config import ConfigError
@@ -79,6 +85,9 @@ def serve(host: str, port: int, workers: int | None, demo: bool, dev: bool, buil
         app = create_app({"DEBUG": True} if dev else None)
     except ConfigError as e:
         raise click.ClickException(str(e)) from None
+    if app.config["AUTO_UPGRADE"] if upgrade is None else upgrade:
+        # Once, here, before any worker starts: workers never change the schema.
+        _upgrade(app.config["DATABASE_URL"])
     click.echo(f"Leadgate on http://{host}:{port}/", err=True)
     if dev:
         app.run(host=host, port=port, debug=True)
@@ -149,6 +158,47 @@ def export(output, q, seen_from, seen_to, resource, resource_type, utm_source, u
     count = write_export(get_store(), output, options, lead_filter, catalog)
     if output.name != "-":
         click.echo(f"{count} lead{'' if count == 1 else 's'} written to {output.name}", err=True)
+
+
+@main.group()
+def db() -> None:
+    """The database's schema: Leadgate's migrations bring it to the version this code needs."""
+
+
+@contextmanager
+def _database_errors(doing: str) -> Iterator[None]:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        yield
+    except SQLAlchemyError as e:
+        raise click.ClickException(f"Could not {doing}: {getattr(e, 'orig', None) or e}") from None
+
+
+def _upgrade(url: str) -> None:
+    from capture import migrate
+
+    with _database_errors("upgrade the database"):
+        migrate.upgrade(url)
+    click.echo(f"Database schema at revision {migrate.head()}, the newest.", err=True)
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Create the tables, or migrate them to the newest schema; does nothing when up to date."""
+    _upgrade(current_app.config["DATABASE_URL"])
+
+
+@db.command("current")
+def db_current() -> None:
+    """Show the database's schema revision and the one this version of Leadgate needs."""
+    from capture import migrate
+    from capture.store import get_store
+
+    with _database_errors("read the database's revision"):
+        revision = migrate.current(get_store().engine)
+    needed = "the newest" if revision == migrate.head() else f"this version needs {migrate.head()}"
+    click.echo(f"{revision or 'none'} ({needed})")
 
 
 @main.group()

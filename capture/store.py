@@ -1,6 +1,8 @@
 """Every table and every query: one :class:`Store` owns the engine and the sessions.
 
-The schema lives in :data:`metadata` alone so a migration can be generated from it.
+The schema lives in :data:`metadata` alone so a migration can be generated from it; the
+migrations in ``capture/migrations`` (run by :mod:`capture.migrate`) create and change the
+tables. The service never creates a table itself.
 
 SQLite choices, per connection: WAL (readers run beside the one writer; every process must
 be on the same host, not a network filesystem), ``synchronous=NORMAL`` (a commit survives a
@@ -10,7 +12,9 @@ power failure is the accepted price), ``busy_timeout`` (``SQLITE_BUSY_TIMEOUT_MS
 default; past it the write fails and the service spools the lead) and foreign keys on. Write
 transactions start with ``BEGIN IMMEDIATE`` so they take the write lock before their first
 read and wait for it instead of failing with "database is locked" when a read upgrades to a
-write. PostgreSQL (psycopg 3) needs none of this and gets plain transactions.
+write. PostgreSQL (psycopg 3) needs none of this and gets plain transactions, from a small
+pool per process whose connections are tested before use, so the first request after the
+server restarted gets a fresh connection instead of an error.
 
 The engine is created on first use, never at import or in ``create_app``, so no connection
 is opened before a server forks its workers.
@@ -45,6 +49,7 @@ from sqlalchemy import (
     event,
     false,
     func,
+    make_url,
     or_,
     select,
 )
@@ -315,6 +320,26 @@ def lead_conditions(lead_filter: LeadFilter, catalog: Catalog | None = None) -> 
     return conditions
 
 
+#: Per process. A sync gunicorn worker uses one connection at a time; the overflow serves
+#: threads (tests, commands). A request waits at most pool_timeout for a connection and
+#: connect_timeout for the server, well inside gunicorn's 30 s worker timeout.
+POSTGRESQL_ENGINE: dict[str, Any] = {
+    "pool_size": 5, "max_overflow": 5, "pool_timeout": 10, "pool_recycle": 1800,
+    "pool_pre_ping": True,
+    "connect_args": {"connect_timeout": 5, "application_name": "leadgate"},
+}
+
+
+def create_store_engine(url: str, *, foreign_keys: bool = True,
+                        busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> Engine:
+    """An engine with the settings above; foreign keys off only to rebuild SQLite tables."""
+    if make_url(url).get_backend_name() != "sqlite":
+        return create_engine(url, **POSTGRESQL_ENGINE)
+    engine = create_engine(url)
+    _configure_sqlite(engine, foreign_keys, busy_timeout_ms)
+    return engine
+
+
 def _iso_text(dialect: str) -> Callable[[Any], Any]:
     """A UTC time column as ISO 8601 text to the second, formatted by the database itself."""
     if dialect == "postgresql":
@@ -323,14 +348,16 @@ def _iso_text(dialect: str) -> Callable[[Any], Any]:
     return lambda column: func.strftime("%Y-%m-%dT%H:%M:%SZ", column)
 
 
-def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
+def _configure_sqlite(engine: Engine, foreign_keys: bool, busy_timeout_ms: int) -> None:
+    pragmas = ("journal_mode=WAL", "synchronous=NORMAL", f"busy_timeout={int(busy_timeout_ms)}",
+               f"foreign_keys={'ON' if foreign_keys else 'OFF'}")
+
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection: Any, record: Any) -> None:
         # Take BEGIN away from the sqlite3 module so ours (below) is the only one.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", f"busy_timeout={int(busy_timeout_ms)}",
-                       "foreign_keys=ON"):
+        for pragma in pragmas:
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 
@@ -338,6 +365,11 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     def on_begin(connection: Any) -> None:
         mode = connection.get_execution_options().get("leadgate_begin", "DEFERRED")
         connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def writing(engine: Engine) -> Engine:
+    """The same engine whose SQLite transactions take the write lock at BEGIN."""
+    return engine.execution_options(leadgate_begin="IMMEDIATE")
 
 
 @dataclass(frozen=True)
@@ -348,15 +380,9 @@ class _Connection:
 
 
 def _connect(url: str, busy_timeout_ms: int) -> _Connection:
-    engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
-    if engine.dialect.name == "sqlite":
-        _configure_sqlite(engine, busy_timeout_ms)
-    writing = engine.execution_options(leadgate_begin="IMMEDIATE")
-    # Until migrations arrive the tables are made here, in a write transaction, so workers that
-    # start together queue for the lock instead of racing to create them.
-    metadata.create_all(writing)
+    engine = create_store_engine(url, busy_timeout_ms=busy_timeout_ms)
     return _Connection(engine, sessionmaker(engine, expire_on_commit=False),
-                       sessionmaker(writing, expire_on_commit=False))
+                       sessionmaker(writing(engine), expire_on_commit=False))
 
 
 class Store:
@@ -369,7 +395,7 @@ class Store:
         self._lock = threading.Lock()
 
     def _connected(self) -> _Connection:
-        """Engine, session factories and tables, made on first use: after any fork."""
+        """Engine and session factories, made on first use: after any fork."""
         if self._connection is None:
             with self._lock:
                 if self._connection is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import textwrap
 import uuid
 from collections.abc import Callable, Iterator
@@ -11,9 +12,11 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskCliRunner, FlaskClient
-from sqlalchemy import create_engine, make_url
+from sqlalchemy import Engine, create_engine, make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool
 
-from capture import create_app
+from capture import create_app, migrate
 from capture.catalog import Catalog, load_catalog
 from capture.store import Store, get_store
 
@@ -65,31 +68,85 @@ def content_dir(tmp_path: Path) -> Path:
     return content
 
 
-# --- The capture service -------------------------------------------------------------------
+# --- Databases: every test that uses one runs on SQLite and on PostgreSQL ------------------
 
-#: Set to a PostgreSQL URL to run the service tests there, each test in a schema of its own.
-TEST_DATABASE_URL = os.environ.get("LEADGATE_TEST_DATABASE_URL")
-SECRET_KEY = "test-secret-key-not-for-production-0123456789"
-SITE_ORIGIN = "https://site.example.com"
+#: The machine's PostgreSQL, used unless --postgres-url or LEADGATE_TEST_DATABASE_URL names another.
+DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--postgres-url", metavar="URL",
+        help="PostgreSQL server for the [postgresql] tests, each in a schema of its own "
+             f"(default: $LEADGATE_TEST_DATABASE_URL, else {DEFAULT_POSTGRES_URL}). When it cannot "
+             "be reached those tests are skipped, or fail when CI=true.")
+
+
+@pytest.fixture(scope="session")
+def postgres_admin(pytestconfig: pytest.Config) -> Iterator[Engine]:
+    """The PostgreSQL server of this run, checked once: unreachable skips, or fails on CI."""
+    url = (pytestconfig.getoption("postgres_url") or os.environ.get("LEADGATE_TEST_DATABASE_URL")
+           or DEFAULT_POSTGRES_URL)
+    engine = create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": 5})
+    try:
+        with engine.connect():
+            pass
+    except OperationalError as e:
+        problem = f"PostgreSQL at {engine.url} cannot be reached ({' '.join(str(e.orig).split())})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{problem}; CI=true needs it: start it, or point LEADGATE_TEST_DATABASE_URL "
+                        "or --postgres-url at one", pytrace=False)
+        pytest.skip(f"{problem}; set LEADGATE_TEST_DATABASE_URL or --postgres-url to run these")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated once per run; each test gets a copy (a file copy is ~100× faster)."""
+    path = tmp_path_factory.mktemp("template") / "leadgate.db"
+    migrate.upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_kind(request: pytest.FixtureRequest) -> str:
+    """Which database a test runs on; a test needing one kind parametrizes this indirectly."""
+    return request.param
 
 
 @pytest.fixture
-def database_url(tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database: a SQLite file, or a new PostgreSQL schema dropped afterwards."""
-    if not TEST_DATABASE_URL:
+def empty_database_url(request: pytest.FixtureRequest, database_kind: str, tmp_path: Path) -> Iterator[str]:
+    """A database with no tables: a new SQLite file, or a new PostgreSQL schema dropped after."""
+    if database_kind == "sqlite":
         yield f"sqlite:///{tmp_path / 'leadgate.db'}"
         return
+    admin: Engine = request.getfixturevalue("postgres_admin")
     schema = f"leadgate_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(TEST_DATABASE_URL)
     with admin.begin() as conn:
         conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    url = make_url(TEST_DATABASE_URL).update_query_dict({"options": f"-csearch_path={schema}"})
     try:
-        yield url.render_as_string(hide_password=False)
+        yield admin.url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+            hide_password=False)
     finally:
         with admin.begin() as conn:
             conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest, database_kind: str, empty_database_url: str) -> str:
+    """A database with the newest schema and no rows."""
+    if database_kind == "sqlite":
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), make_url(empty_database_url).database)
+    else:
+        migrate.upgrade(empty_database_url)
+    return empty_database_url
+
+
+# --- The capture service -------------------------------------------------------------------
+
+SECRET_KEY = "test-secret-key-not-for-production-0123456789"
+SITE_ORIGIN = "https://site.example.com"
 
 
 @pytest.fixture

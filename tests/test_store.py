@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, func, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import event, func, inspect, select, text
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from capture import create_app
 from capture.catalog import ConsentText
@@ -19,6 +20,7 @@ from capture.store import (
     Download,
     Lead,
     NewSubmission,
+    Store,
     Submission,
     get_store,
 )
@@ -196,9 +198,58 @@ def test_concurrent_posts_are_all_stored(store, same_email):
     assert count(store, Lead) == (1 if same_email else 40)
 
 
+def test_two_workers_racing_for_a_new_address_make_one_lead(database_url):
+    """Two processes' stores post for the same new person at the same instant, round after round.
+
+    A barrier holds each worker at the point of the race: on PostgreSQL both transactions are
+    open and about to insert the lead (INSERT … ON CONFLICT on email_key); on SQLite both are
+    about to take the write lock (BEGIN IMMEDIATE).
+    """
+    workers = [Store(database_url), Store(database_url)]
+    race_point = "BEGIN IMMEDIATE" if workers[0].engine.dialect.name == "sqlite" else "INSERT INTO leads"
+    barrier = threading.Barrier(len(workers), timeout=10)
+
+    def wait_for_the_other(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith(race_point):
+            barrier.wait()
+
+    for worker in workers:
+        event.listen(worker.engine, "before_cursor_execute", wait_for_the_other)
+    rounds, errors = 10, []
+
+    def post(worker: Store, name: str) -> None:
+        try:
+            for n in range(rounds):
+                worker.record_submission(new(f"racer{n}@example.com", first_name=name))
+        except Exception as e:  # noqa: BLE001 - collected and asserted below
+            errors.append(e)
+            barrier.abort()
+
+    threads = [threading.Thread(target=post, args=(w, name)) for w, name in zip(workers, "AB")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert errors == []
+        with workers[0].read() as s:
+            leads = s.scalars(select(Lead).order_by(Lead.id)).all()
+            posts = {lead.id: s.scalars(select(Submission.id).where(Submission.lead_id == lead.id)).all()
+                     for lead in leads}
+            events = s.scalar(select(func.count()).select_from(ConsentEvent))
+        assert [lead.email for lead in leads] == [f"racer{n}@example.com" for n in range(rounds)]
+        for lead in leads:
+            assert len(posts[lead.id]) == 2
+            assert {lead.first_submission_id, lead.last_submission_id} <= set(posts[lead.id])
+            assert lead.first_name in {"A", "B"}
+        assert events == 4 * rounds
+    finally:
+        for worker in workers:
+            worker.dispose()
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)
 def test_sqlite_settings(store):
-    if store.engine.dialect.name != "sqlite":
-        pytest.skip("SQLite only")
     with store.engine.connect() as conn:
         pragma = lambda name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()  # noqa: E731
         assert pragma("journal_mode") == "wal"
@@ -207,12 +258,40 @@ def test_sqlite_settings(store):
         assert pragma("foreign_keys") == 1
 
 
+@pytest.mark.parametrize("database_kind", ["postgresql"], indirect=True)
+def test_first_query_after_postgresql_restarted_succeeds(store, postgres_admin):
+    """A restart closes every pooled connection; pre-ping replaces them before they are used."""
+    store.record_submission(new())
+    with store.engine.connect() as conn:
+        pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+    with postgres_admin.connect() as admin:
+        assert admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
+        for _ in range(100):
+            if not admin.execute(text("SELECT 1 FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}).first():
+                break
+            time.sleep(0.05)
+    assert store.find_lead("ann@example.com") is not None
+
+
+def test_the_service_never_creates_tables(empty_database_url, content_dir):
+    """Unmigrated, the store fails (the caller answers 503) and leaves the database as it was."""
+    app = create_app({"TESTING": True, "SECRET_KEY": "k" * 32, "CONTENT_DIR": str(content_dir),
+                      "DATABASE_URL": empty_database_url})
+    store = get_store(app)
+    try:
+        with pytest.raises(SQLAlchemyError):
+            store.record_submission(new())
+        assert inspect(store.engine).get_table_names() == []
+    finally:
+        store.dispose()
+
+
 def test_nothing_connects_before_first_use(tmp_path: Path, content_dir):
     db = tmp_path / "lazy.db"
     app = create_app({"TESTING": True, "SECRET_KEY": "k" * 32, "CONTENT_DIR": str(content_dir),
                       "DATABASE_URL": f"sqlite:///{db}"})
     assert not db.exists()
+    assert app.test_cli_runner().invoke(args=["db", "upgrade"]).exit_code == 0
     store = get_store(app)
     assert store.find_lead("ann@example.com") is None
-    assert db.exists()
     store.dispose()
