@@ -25,6 +25,7 @@ from markupsafe import Markup
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
+from capture import migrate
 from capture.attribution import ip_prefix, is_site_page, origin_of, source_fields
 from capture.catalog import Catalog, Resource, load_catalog
 from capture.forms import Checked, check_submission
@@ -245,7 +246,21 @@ def download(token: str) -> Response:
 
 @bp.get("/healthz")
 def healthz() -> Response:
+    """The process answers; says nothing of the database (that is /readyz)."""
     return current_app.response_class("ok", mimetype="text/plain")
+
+
+@bp.get("/readyz")
+def readyz() -> Response:
+    """Ready for traffic: the database answers and has the schema this code needs."""
+    problem = migrate.problem(get_store().engine)
+    if problem is not None:
+        response = jsonify(ok=False, database=problem)
+        response.status_code = 503
+    else:
+        response = jsonify(ok=True, database="ok")
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def handle_http_error(e: HTTPException) -> Response:

@@ -1,0 +1,81 @@
+"""/healthz says the process answers; /readyz says the database is there and has our schema."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+
+import pytest
+import sqlalchemy as sa
+
+from capture import create_app, migrate
+from capture.store import create_store_engine, get_store
+from live import BIN, ChildServer, free_port
+
+
+def probe(content_dir, url: str) -> tuple[int, dict, int]:
+    """(/readyz status, its JSON, /healthz status) of a fresh service on the database at url."""
+    app = create_app({"TESTING": True, "SECRET_KEY": "k" * 32, "CONTENT_DIR": str(content_dir),
+                      "DATABASE_URL": url})
+    try:
+        client = app.test_client()
+        ready = client.get("/readyz")
+        return ready.status_code, ready.get_json(), client.get("/healthz").status_code
+    finally:
+        get_store(app).dispose()
+
+
+def test_ready_when_the_database_has_the_newest_schema(client):
+    response = client.get("/readyz")
+    assert (response.status_code, response.get_json()) == (200, {"ok": True, "database": "ok"})
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_not_ready_until_the_database_is_migrated(content_dir, empty_database_url):
+    assert probe(content_dir, empty_database_url) == (
+        503, {"ok": False, "database": "database has no tables yet: run `leadgate db upgrade`"}, 200)
+    migrate.upgrade(empty_database_url)
+    assert probe(content_dir, empty_database_url)[:2] == (200, {"ok": True, "database": "ok"})
+
+
+def test_not_ready_on_a_schema_of_another_version(content_dir, database_url):
+    engine = create_store_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE alembic_version SET version_num = 'ffff'"))
+    finally:
+        engine.dispose()
+    assert probe(content_dir, database_url)[:2] == (503, {"ok": False, "database": (
+        f"database schema is at revision ffff; this version of Leadgate needs {migrate.head()}")})
+
+
+@pytest.mark.parametrize("url", [
+    "sqlite:////nonexistent-folder/leadgate.db",
+    "postgresql+psycopg://postgres@127.0.0.1:9/test",
+], ids=["sqlite", "postgresql"])
+def test_not_ready_when_the_database_cannot_be_reached(content_dir, url, caplog):
+    assert probe(content_dir, url) == (503, {"ok": False, "database": "database unreachable"}, 200)
+    assert "database unreachable" in caplog.text
+
+
+@pytest.mark.parametrize(("setting", "status"), [(None, 200), ("false", 503)],
+                         ids=["auto-upgrade", "no-auto-upgrade"])
+def test_serve_migrates_before_its_workers_start(tmp_path, empty_database_url, setting, status):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text("<h1>site</h1>", encoding="utf-8")
+    port = free_port()
+    env = {"LEADGATE_DATABASE_URL": empty_database_url, "LEADGATE_SECRET_KEY": "k" * 32,
+           "LEADGATE_INSTANCE_PATH": str(tmp_path / "instance")}
+    if setting is not None:
+        env["LEADGATE_AUTO_UPGRADE"] = setting
+    argv = [str(BIN / "leadgate"), "serve", "--no-build", "--site-dir", str(site),
+            "--port", str(port), "--workers", "2"]
+    with ChildServer(argv, port, tmp_path / "serve.log", env) as server:
+        try:
+            with urllib.request.urlopen(f"{server.url}/readyz", timeout=10) as response:
+                answer = response.status
+        except urllib.error.HTTPError as e:
+            answer = e.code
+    assert answer == status, server.log()
+    assert ("Database schema at revision" in server.log()) is (status == 200)
