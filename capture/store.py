@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import email_validator
@@ -37,6 +38,7 @@ from sqlalchemy import (
     ColumnElement,
     DateTime,
     Engine,
+    Executable,
     ForeignKey,
     Index,
     MetaData,
@@ -44,6 +46,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     Uuid,
+    bindparam,
     case,
     create_engine,
     event,
@@ -375,14 +378,17 @@ def writing(engine: Engine) -> Engine:
 @dataclass(frozen=True)
 class _Connection:
     engine: Engine
+    #: The same engine, its SQLite transactions beginning IMMEDIATE.
+    write_engine: Engine
     reader: sessionmaker[Session]
     writer: sessionmaker[Session]
 
 
 def _connect(url: str, busy_timeout_ms: int) -> _Connection:
     engine = create_store_engine(url, busy_timeout_ms=busy_timeout_ms)
-    return _Connection(engine, sessionmaker(engine, expire_on_commit=False),
-                       sessionmaker(writing(engine), expire_on_commit=False))
+    write_engine = writing(engine)
+    return _Connection(engine, write_engine, sessionmaker(engine, expire_on_commit=False),
+                       sessionmaker(write_engine, expire_on_commit=False))
 
 
 class Store:
@@ -424,54 +430,47 @@ class Store:
         with self._connected().writer.begin() as session:
             yield session
 
-    def _insert(self, session: Session, model: type[Base]) -> Any:
-        """INSERT … ON CONFLICT for the dialect in use (SQLite and PostgreSQL both have it)."""
-        dialect = session.get_bind().dialect.name
-        module = {"sqlite": sqlite, "postgresql": postgresql}.get(dialect)
-        if module is None:
-            raise RuntimeError(f"unsupported database {dialect!r}: use SQLite or PostgreSQL")
-        return module.insert(model)
-
     def record_submission(self, data: NewSubmission) -> tuple[Lead, Submission]:
-        """Store a valid form post in one transaction: lead upsert, submission, consent."""
-        key = email_key(data.email)
-        with self.write() as s:
-            existing = s.scalars(select(Submission).where(Submission.uid == data.uid)).one_or_none()
-            if existing is not None:
-                return s.get_one(Lead, existing.lead_id), existing
-            s.execute(
-                self._insert(s, Lead)
-                .values(email=data.email, email_key=key, first_seen=data.created_at,
-                        last_seen=data.created_at)
-                .on_conflict_do_nothing(index_elements=["email_key"])
-            )
-            lead = s.scalars(select(Lead).where(Lead.email_key == key).with_for_update()).one()
-            for text in (data.terms, data.marketing):
-                s.execute(
-                    self._insert(s, ConsentTextRow)
-                    .values(sha256=text.sha256, kind=text.kind, version=text.version,
-                            text=text.text, first_seen=data.created_at)
-                    .on_conflict_do_nothing(index_elements=["sha256"])
-                )
-            submission = Submission(
-                uid=data.uid, lead_id=lead.id, resource_id=data.resource_id,
-                created_at=data.created_at, email=data.email,
-                **{f: getattr(data, f) for f in (*PROFILE_FIELDS, *SOURCE_FIELDS)},
-                user_agent=data.user_agent[:USER_AGENT_MAX], ip_prefix=data.ip_prefix,
-                terms_accepted=True, terms_version=data.terms.version,
-                terms_sha256=data.terms.sha256, marketing_opt_in=data.marketing_opt_in,
-                marketing_version=data.marketing.version, marketing_sha256=data.marketing.sha256,
-            )
-            s.add(submission)
-            s.flush()
-            _merge_into_lead(lead, data, submission.id)
-            for text, granted in ((data.terms, True), (data.marketing, data.marketing_opt_in)):
-                s.add(ConsentEvent(
-                    lead_id=lead.id, submission_id=submission.id, kind=text.kind,
-                    granted=granted, version=text.version, sha256=text.sha256,
-                    created_at=data.created_at, ip_prefix=data.ip_prefix,
-                ))
-        return lead, submission
+        """Store a valid form post in one transaction: lead upsert, submission, consent.
+
+        Idempotent on ``data.uid``: recording a submission again (a spool replay) adds nothing
+        and returns what the first time stored. Every visitor's post runs this, so it runs the
+        prebuilt statements of :func:`_writes`, not the ORM's unit of work.
+        """
+        submission = {
+            "uid": data.uid, "resource_id": data.resource_id, "created_at": data.created_at,
+            "email": data.email, **{f: getattr(data, f) for f in (*PROFILE_FIELDS, *SOURCE_FIELDS)},
+            "user_agent": data.user_agent[:USER_AGENT_MAX], "ip_prefix": data.ip_prefix,
+            "terms_accepted": True, "terms_version": data.terms.version,
+            "terms_sha256": data.terms.sha256, "marketing_opt_in": data.marketing_opt_in,
+            "marketing_version": data.marketing.version, "marketing_sha256": data.marketing.sha256,
+        }
+        with self._connected().write_engine.begin() as conn:
+            sql = _writes(conn.dialect.name)
+            row = conn.execute(sql.lead, {
+                "email": data.email, "email_key": email_key(data.email),
+                "first_seen": data.created_at, "last_seen": data.created_at}).one()
+            conn.execute(sql.consent_texts, [
+                {"sha256": text.sha256, "kind": text.kind, "version": text.version,
+                 "text": text.text, "first_seen": data.created_at}
+                for text in (data.terms, data.marketing)])
+            submission["lead_id"] = row.id
+            submission_id = conn.execute(sql.submission, submission).scalar()
+            if submission_id is not None:
+                lead = Lead(**row._mapping)
+                _merge_into_lead(lead, data, submission_id)
+                conn.execute(sql.lead_update, {
+                    "lead_id": lead.id, **{name: getattr(lead, name) for name in MERGED_FIELDS}})
+                conn.execute(sql.consent_events, [
+                    {"lead_id": lead.id, "submission_id": submission_id, "kind": text.kind,
+                     "granted": granted, "version": text.version, "sha256": text.sha256,
+                     "created_at": data.created_at, "ip_prefix": data.ip_prefix}
+                    for text, granted in ((data.terms, True), (data.marketing, data.marketing_opt_in))])
+        if submission_id is None:
+            with self.read() as s:
+                stored = s.scalars(select(Submission).where(Submission.uid == data.uid)).one()
+                return s.get_one(Lead, stored.lead_id), stored
+        return lead, Submission(id=submission_id, **submission)
 
     def has_submission(self, uid: uuid.UUID) -> bool:
         """Whether a submission is stored (a replay tells new leads from ones it already had)."""
@@ -596,6 +595,47 @@ class Store:
                 # Most leads asked for one resource: no split, no sort.
                 values[at] = tuple(sorted(set(joined.split(";")))) if ";" in joined else (joined,) if joined else ()
                 yield values
+
+
+@dataclass(frozen=True)
+class _Writes:
+    consent_texts: Executable
+    lead: Executable
+    submission: Executable
+    lead_update: Executable
+    consent_events: Executable
+
+
+#: The lead's columns _merge_into_lead may change.
+MERGED_FIELDS = ("email", "first_seen", "last_seen", "first_submission_id", "last_submission_id",
+                 *PROFILE_FIELDS)
+
+
+@cache
+def _writes(dialect: str) -> _Writes:
+    """The statements of record_submission, built once per dialect, values bound at execution.
+
+    Building ``insert(…).values(…).on_conflict_…()`` anew for each post cost SQLAlchemy more
+    than running it, and the ORM's flush as much again (docs/performance.md).
+    """
+    module = {"sqlite": sqlite, "postgresql": postgresql}.get(dialect)
+    if module is None:
+        raise RuntimeError(f"unsupported database {dialect!r}: use SQLite or PostgreSQL")
+    leads, submissions = Lead.__table__, Submission.__table__
+    lead = module.insert(leads)
+    return _Writes(
+        consent_texts=module.insert(ConsentTextRow.__table__)
+        .on_conflict_do_nothing(index_elements=["sha256"]),
+        # DO UPDATE of nothing rather than DO NOTHING: the row comes back, and stays locked
+        # until commit, whether this statement inserted it or it was there already.
+        lead=lead.on_conflict_do_update(index_elements=["email_key"],
+                                        set_={"email_key": lead.excluded.email_key})
+        .returning(*leads.c),
+        submission=module.insert(submissions).on_conflict_do_nothing(index_elements=["uid"])
+        .returning(submissions.c.id),
+        lead_update=leads.update().where(leads.c.id == bindparam("lead_id")),
+        consent_events=ConsentEvent.__table__.insert(),
+    )
 
 
 def _merge_into_lead(lead: Lead, data: NewSubmission, submission_id: int) -> None:
