@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 SECRET_KEY = "live-server-test-secret"
 #: A PostgreSQL server the tests may create databases on; one database per run.
-POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+POSTGRES_URL = (os.environ.get("LEADGATE_TEST_DATABASE_URL")
+                or "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 def free_port() -> int:
