@@ -18,6 +18,7 @@ from sqlalchemy.pool import NullPool
 
 from capture import create_app, migrate
 from capture.catalog import Catalog, load_catalog
+from capture.spool import get_spool
 from capture.store import Store, get_store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -150,8 +151,9 @@ SITE_ORIGIN = "https://site.example.com"
 
 
 @pytest.fixture
-def make_app(content_dir: Path, database_url: str) -> Iterator[Callable[..., Flask]]:
-    """Build apps on the test database (a restart, changed content…); stores closed after."""
+def make_app(content_dir: Path, database_url: str, tmp_path: Path) -> Iterator[Callable[..., Flask]]:
+    """Build apps on the test database (a restart, changed content…); stores closed and spool
+    threads stopped after. Their spool is in tmp_path, never in the instance folder."""
     apps: list[Flask] = []
 
     def build(**config: object) -> Flask:
@@ -163,6 +165,7 @@ def make_app(content_dir: Path, database_url: str) -> Iterator[Callable[..., Fla
             "SITE_DIR": None,
             "SITE_URL": "",
             "ALLOWED_ORIGINS": SITE_ORIGIN,
+            "SPOOL_PATH": str(tmp_path / "spool.jsonl"),
             **config,
         })
         apps.append(app)
@@ -170,6 +173,7 @@ def make_app(content_dir: Path, database_url: str) -> Iterator[Callable[..., Fla
 
     yield build
     for app in apps:
+        get_spool(app).stop()
         get_store(app).dispose()
 
 
