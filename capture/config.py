@@ -79,12 +79,30 @@ class Config:
     MAX_CONTENT_LENGTH: int = 64 * 1024
     #: Demo mode (``leadgate serve --demo``): a secret key is generated when none is set.
     DEMO: bool = False
+    #: Send the workspace's sign-in cookie over HTTPS only. Set it to true whenever staff reach
+    #: the service over HTTPS (directly or through a TLS-terminating proxy); the default, false,
+    #: is for the local demo on http://127.0.0.1.
+    SESSION_COOKIE_SECURE: bool = False
+    #: The sign-in cookie is never readable by scripts in the page.
+    SESSION_COOKIE_HTTPONLY: bool = True
+    #: Browsers send the sign-in cookie when following a link from another site, but not with
+    #: another site's form posts or embedded requests (a second guard beside the CSRF tokens).
+    SESSION_COOKIE_SAMESITE: str = "Lax"
+    #: Seconds a workspace sign-in lasts without being used; every page viewed renews it.
+    PERMANENT_SESSION_LIFETIME: int = 12 * 3600
+    #: Where failed workspace sign-ins are counted (a Flask-Limiter storage URI). ``memory://``
+    #: counts in each worker process, so N workers allow about N times the limit; with several
+    #: workers share the counts through Redis: ``redis://127.0.0.1:6379`` (needs the ``redis``
+    #: package: ``pip install 'leadgate[redis]'``).
+    RATELIMIT_STORAGE_URI: str = "memory://"
 
 
-BOOLEANS = ("CHECK_DELIVERABILITY", "DEMO", "TESTING", "DEBUG", "AUTO_UPGRADE")
+BOOLEANS = ("CHECK_DELIVERABILITY", "DEMO", "TESTING", "DEBUG", "AUTO_UPGRADE", "SESSION_COOKIE_SECURE",
+            "SESSION_COOKIE_HTTPONLY")
 INTEGERS = ("DOWNLOAD_MAX_AGE", "PROXY_FIX_X_FOR", "PROXY_FIX_X_PROTO", "PROXY_FIX_X_HOST",
-            "MAX_CONTENT_LENGTH")
-TEXTS = ("SECRET_KEY", "DATABASE_URL", "CONTENT_DIR", "SITE_DIR", "SITE_URL")
+            "MAX_CONTENT_LENGTH", "PERMANENT_SESSION_LIFETIME")
+TEXTS = ("SECRET_KEY", "DATABASE_URL", "CONTENT_DIR", "SITE_DIR", "SITE_URL", "SESSION_COOKIE_SAMESITE",
+         "RATELIMIT_STORAGE_URI")
 
 
 def as_bool(name: str, value: Any) -> bool:

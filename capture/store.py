@@ -52,9 +52,11 @@ from sqlalchemy import (
     event,
     false,
     func,
+    literal,
     make_url,
     or_,
     select,
+    tuple_,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, aliased, mapped_column, sessionmaker
@@ -79,6 +81,7 @@ URL_MAX = 2000
 USER_AGENT_MAX = 500
 #: Milliseconds a SQLite write waits for the lock by default (the SQLITE_BUSY_TIMEOUT_MS setting).
 SQLITE_BUSY_TIMEOUT_MS = 5000
+TOKEN_NAME_MAX = 100
 
 PROFILE_FIELDS = ("first_name", "last_name", "company", "job_title", "company_size", "industry")
 UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
@@ -147,6 +150,12 @@ class Lead(Profile, Base):
     """One person, whatever the case of their address: the newest non-empty details win."""
 
     __tablename__ = "leads"
+    # The workspace pages through leads by (sort key, id): see Store.list_leads.
+    __table_args__ = (
+        Index("ix_leads_last_seen_id", "last_seen", "id"),
+        Index("ix_leads_first_seen_id", "first_seen", "id"),
+        Index("ix_leads_company_id", "company", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(EMAIL_MAX))
@@ -228,6 +237,34 @@ class Download(Base):
     created_at: Mapped[datetime]
     user_agent: Mapped[str] = _text(USER_AGENT_MAX)
     ip_prefix: Mapped[str | None] = mapped_column(String(64))
+
+
+class User(Base):
+    """A member of staff who signs in to the workspace; rules in capture.auth."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(EMAIL_MAX), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime]
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ApiToken(Base):
+    """A bearer token for scripts; only its SHA-256 is kept, and a prefix to recognise it by."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    name: Mapped[str] = _text(TOKEN_NAME_MAX)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
 
 
 def utcnow() -> datetime:
@@ -595,6 +632,184 @@ class Store:
                 # Most leads asked for one resource: no split, no sort.
                 values[at] = tuple(sorted(set(joined.split(";")))) if ";" in joined else (joined,) if joined else ()
                 yield values
+
+    # Staff accounts and API tokens: the rules (normalising, hashing, roles) are in capture.auth.
+
+    def add_user(self, email: str, password_hash: str, role: str) -> User:
+        """A new account; AlreadyExists when the address has one."""
+        with self.write() as s:
+            if s.scalars(select(User.id).where(User.email == email)).first() is not None:
+                raise AlreadyExists(f"There is already an account for {email}.")
+            user = User(email=email, password_hash=password_hash, role=role, created_at=utcnow(),
+                        disabled=False)
+            s.add(user)
+        return user
+
+    def users(self) -> list[User]:
+        with self.read() as s:
+            return list(s.scalars(select(User).order_by(User.email)))
+
+    def get_user(self, user_id: int) -> User | None:
+        with self.read() as s:
+            return s.get(User, user_id)
+
+    def user_by_email(self, email: str) -> User | None:
+        with self.read() as s:
+            return s.scalars(select(User).where(User.email == email)).one_or_none()
+
+    def update_user(self, email: str, *, disabled: bool | None = None,
+                    password_hash: str | None = None) -> User | None:
+        """Disable or enable an account, or set its password; None when there is no account."""
+        with self.write() as s:
+            user = s.scalars(select(User).where(User.email == email)).one_or_none()
+            if user is not None and disabled is not None:
+                user.disabled = disabled
+            if user is not None and password_hash is not None:
+                user.password_hash = password_hash
+        return user
+
+    def add_token(self, user_id: int, name: str, token_hash: str, prefix: str) -> ApiToken:
+        with self.write() as s:
+            token = ApiToken(user_id=user_id, name=name, token_hash=token_hash, prefix=prefix,
+                             created_at=utcnow())
+            s.add(token)
+        return token
+
+    def tokens(self) -> list[tuple[ApiToken, str]]:
+        """Every token with its owner's email, oldest first, revoked ones included."""
+        with self.read() as s:
+            return [(token, email) for token, email in s.execute(
+                select(ApiToken, User.email).join(User).order_by(ApiToken.id))]
+
+    def revoke_token(self, token_id: int) -> ApiToken | None:
+        """Revoke once (a second revoke keeps the first time); None when there is no such token."""
+        with self.write() as s:
+            token = s.get(ApiToken, token_id)
+            if token is not None and token.revoked_at is None:
+                token.revoked_at = utcnow()
+        return token
+
+    def use_token(self, token_hash: str) -> User | None:
+        """The owner of a live token, noting when it was used; None when unknown, revoked or
+        the owner is disabled."""
+        with self.write() as s:
+            row = s.execute(
+                select(ApiToken, User).join(User)
+                .where(ApiToken.token_hash == token_hash, ApiToken.revoked_at.is_(None),
+                       User.disabled == false())
+            ).one_or_none()
+            if row is None:
+                return None
+            token, user = row
+            token.last_used_at = utcnow()
+        return user
+
+    # The sales workspace.
+
+    def list_leads(self, lead_filter: LeadFilter | None = None, sort: str = "last_seen",
+                   direction: str = "desc", *, after: tuple[Any, int] | None = None,
+                   before: tuple[Any, int] | None = None, limit: int = 50,
+                   catalog: Catalog | None = None) -> LeadPage:
+        """One page of the leads a filter selects, by keyset on (sort key, id).
+
+        ``after`` and ``before`` are the (sort key, id) of the row the page starts after or
+        ends before (``LeadPage.first_key``/``last_key`` of the page next to it). The database
+        walks the (sort key, id) index from there, so the 500th page costs what the first does:
+        there is no OFFSET, and rows added meanwhile neither repeat nor skip a row.
+        """
+        if sort not in LEAD_SORTS or direction not in ("asc", "desc"):
+            raise ValueError(f"unknown order {sort!r} {direction!r}")
+        if after is not None and before is not None:
+            raise ValueError("give after or before, not both")
+        column = LEAD_SORTS[sort]
+        latest = aliased(Submission)
+        backwards = before is not None
+        # Going back reads the rows before the cursor nearest first, then turns them round.
+        descending = (direction == "desc") != backwards
+        stmt = (
+            select(Lead.id, Lead.email, Lead.first_name, Lead.last_name, Lead.company,
+                   Lead.job_title, Lead.first_seen, Lead.last_seen,
+                   marketing_granted().label("marketing"),
+                   latest.resource_id.label("latest_resource_id"),
+                   latest.utm_source.label("latest_utm_source"),
+                   latest.utm_medium.label("latest_utm_medium"),
+                   latest.utm_campaign.label("latest_utm_campaign"),
+                   column.label("sort_key"))
+            .outerjoin(latest, latest.id == Lead.last_submission_id)
+            .where(*(lead_conditions(lead_filter, catalog) if lead_filter else ()))
+            .order_by(*((column.desc(), Lead.id.desc()) if descending else (column, Lead.id)))
+            .limit(limit + 1)
+        )
+        cursor = before if backwards else after
+        if cursor is not None:
+            key = tuple_(column, Lead.id)
+            bound = tuple_(literal(cursor[0], column.type), literal(cursor[1], Lead.id.type))
+            stmt = stmt.where(key < bound if descending else key > bound)
+        with self.read() as s:
+            rows = list(s.execute(stmt))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        if backwards:
+            rows.reverse()
+        return LeadPage(rows, has_previous=more if backwards else after is not None,
+                        has_next=backwards or more)
+
+    def get_lead(self, lead_id: int) -> Lead | None:
+        with self.read() as s:
+            return s.get(Lead, lead_id)
+
+    def lead_timeline(self, lead_id: int) -> list[TimelineEntry]:
+        """Everything a lead did, oldest first; a form post comes before the consent it gave."""
+        with self.read() as s:
+            entries = [
+                *(TimelineEntry(row.created_at, "submission", row) for row in s.scalars(
+                    select(Submission).where(Submission.lead_id == lead_id))),
+                *(TimelineEntry(row.created_at, "consent", row) for row in s.scalars(
+                    select(ConsentEvent).where(ConsentEvent.lead_id == lead_id))),
+                *(TimelineEntry(row.created_at, "download", row) for row in s.scalars(
+                    select(Download).where(Download.lead_id == lead_id))),
+            ]
+        return sorted(entries, key=lambda e: (e.at, TIMELINE_ORDER.index(e.kind), e.item.id))
+
+
+
+#: What the lead list can be sorted by, in the words of its links.
+LEAD_SORTS: dict[str, Any] = {
+    "last_seen": Lead.last_seen,
+    "first_seen": Lead.first_seen,
+    "email": Lead.email_key,
+    "company": Lead.company,
+}
+TIMELINE_ORDER = ("submission", "consent", "download")
+
+
+@dataclass(frozen=True)
+class LeadPage:
+    """Rows of the lead list (``sort_key`` and ``id`` make each row's cursor), and whether
+    there are rows on either side."""
+
+    rows: list[Any]
+    has_previous: bool
+    has_next: bool
+
+    @property
+    def first_key(self) -> tuple[Any, int] | None:
+        return (self.rows[0].sort_key, self.rows[0].id) if self.rows else None
+
+    @property
+    def last_key(self) -> tuple[Any, int] | None:
+        return (self.rows[-1].sort_key, self.rows[-1].id) if self.rows else None
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    at: datetime
+    kind: str
+    item: Submission | ConsentEvent | Download
+
+
+class AlreadyExists(Exception):
+    """An insert that would break a unique rule; the message names the value."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,337 @@
+"""Who may use the workspace and the API: staff accounts, passwords, tokens and the guards.
+
+Roles are ``sales``, ``marketing`` and ``admin``; an admin passes every role check.
+People sign in with email and password and get a session cookie (settings in
+capture.config); scripts send ``Authorization: Bearer <token>``. Guard a page with
+:func:`login_required` and an API route with :func:`api_token_required`.
+
+Passwords are hashed with werkzeug's default (scrypt). API tokens are 256 random bits, so a
+plain SHA-256 of a token is enough to find it and reveals nothing; only that hash and a short
+prefix (to recognise a token in ``leadgate token list``) are stored. The token itself is
+shown once, when created.
+
+Failed sign-ins are counted by Flask-Limiter (storage ``RATELIMIT_STORAGE_URI``): after
+:data:`SIGN_IN_LIMIT_PER_ACCOUNT` failures for one address from one network address, or
+:data:`SIGN_IN_LIMIT_PER_CLIENT` from one network address, sign-in answers 429 until the
+minute is over, whether the next password is right or not. CSRF tokens (Flask-WTF) guard
+every form post under ``/workspace/``; the public ``/submit`` form lives on a static site on
+another origin where a session-bound token cannot work (see capture.views).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import secrets
+from collections.abc import Callable
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import email_validator
+from flask import (
+    Flask,
+    Response,
+    g,
+    jsonify,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_limiter import Limiter
+from flask_limiter.errors import RateLimitExceeded
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from capture.store import AlreadyExists, ApiToken, Store, User, get_store
+
+ROLES = ("sales", "marketing", "admin")
+PASSWORD_MIN = 12
+#: Marks Leadgate tokens, so a secret scanner (or a person) can tell what leaked.
+TOKEN_PREFIX = "lg_"
+#: Characters of a token kept for display: the marker and 6 random characters.
+TOKEN_DISPLAY = len(TOKEN_PREFIX) + 6
+WORKSPACE = "/workspace/"
+SESSION_USER = "user_id"
+SESSION_PASSWORD = "password_mark"
+
+SIGN_IN_LIMIT_PER_ACCOUNT = "5 per minute"
+SIGN_IN_LIMIT_PER_CLIENT = "20 per minute"
+
+WRONG_CREDENTIALS = "Wrong email or password."
+ACCOUNT_DISABLED = "This account is disabled. Ask an admin to enable it again."
+TOO_MANY = ("Too many failed sign-ins from your network address. Wait a minute, then try again. "
+            "If you have forgotten your password, ask an admin to set a new one.")
+
+V = TypeVar("V", bound=Callable[..., Any])
+
+#: One per process, configured per app by init_app (Flask-Limiter's app factory pattern);
+#: only the sign-in view has limits.
+limiter = Limiter(key_func=lambda: request.remote_addr or "unknown", headers_enabled=True)
+
+
+class AuthError(ValueError):
+    """A request about accounts or tokens that cannot be done; the message says why."""
+
+
+def normalize_email(email: str) -> str:
+    """The one spelling an account is stored and found under: normalized, lower case."""
+    try:
+        result = email_validator.validate_email(email.strip(), check_deliverability=False)
+    except email_validator.EmailNotValidError as e:
+        raise AuthError(f"{email.strip()!r} is not an email address: {e}") from None
+    return result.normalized.lower()
+
+
+def check_password_rules(password: str) -> None:
+    if len(password) < PASSWORD_MIN:
+        raise AuthError(f"The password must be at least {PASSWORD_MIN} characters long "
+                        f"(this one has {len(password)}).")
+    if password.strip() != password:
+        raise AuthError("The password must not start or end with a space.")
+
+
+def add_user(store: Store, email: str, password: str, role: str) -> User:
+    """A new staff account, with the password hashed."""
+    if role not in ROLES:
+        raise AuthError(f"Unknown role {role!r}: use one of {', '.join(ROLES)}.")
+    address = normalize_email(email)
+    check_password_rules(password)
+    try:
+        return store.add_user(address, generate_password_hash(password), role)
+    except AlreadyExists as e:
+        raise AuthError(str(e)) from None
+
+
+def account(store: Store, email: str) -> User:
+    """The account for an address typed in any case; AuthError when there is none."""
+    address = normalize_email(email)
+    return _found(store.user_by_email(address), address)
+
+
+def set_password(store: Store, email: str, password: str) -> User:
+    """Give an account a new password; its sessions elsewhere end at their next page."""
+    check_password_rules(password)
+    address = normalize_email(email)
+    return _found(store.update_user(address, password_hash=generate_password_hash(password)), address)
+
+
+def set_disabled(store: Store, email: str, disabled: bool) -> User:
+    address = normalize_email(email)
+    return _found(store.update_user(address, disabled=disabled), address)
+
+
+def _found(user: User | None, address: str) -> User:
+    if user is None:
+        raise AuthError(f"There is no account for {address} (see `leadgate user list`).")
+    return user
+
+
+@functools.cache
+def _unused_hash() -> str:
+    """A hash to check against when the address is unknown, so both cases take as long."""
+    return generate_password_hash(secrets.token_hex(16))
+
+
+def authenticate(store: Store, email: str, password: str) -> User:
+    """The account these credentials open; AuthError with the message to show otherwise."""
+    if not email.strip():
+        raise AuthError("Enter your email address.")
+    if not password:
+        raise AuthError("Enter your password.")
+    try:
+        user = store.user_by_email(normalize_email(email))
+    except AuthError:
+        user = None
+    if user is None:
+        check_password_hash(_unused_hash(), password)
+        raise AuthError(WRONG_CREDENTIALS)
+    if not check_password_hash(user.password_hash, password):
+        raise AuthError(WRONG_CREDENTIALS)
+    if user.disabled:
+        raise AuthError(ACCOUNT_DISABLED)
+    return user
+
+
+def has_role(user: User, role: str | None) -> bool:
+    return role is None or user.role in (role, "admin")
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def create_token(store: Store, email: str, name: str = "") -> tuple[ApiToken, str]:
+    """A new API token for an account: the stored row and the token, which is never shown again."""
+    user = account(store, email)
+    if user.disabled:
+        raise AuthError(f"The account {user.email} is disabled: enable it before giving it a token.")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    row = store.add_token(user.id, name.strip(), hash_token(token), token[:TOKEN_DISPLAY])
+    return row, token
+
+
+def user_for_token(store: Store, token: str) -> User | None:
+    """The owner of a live token (and the token marked as used), or None."""
+    if not token.startswith(TOKEN_PREFIX):
+        return None
+    return store.use_token(hash_token(token))
+
+
+# --- In a request ---------------------------------------------------------------------------
+
+def _password_mark(user: User) -> str:
+    """Ties a session to the password it was opened with: a new password ends old sessions."""
+    return hashlib.sha256(user.password_hash.encode("utf-8")).hexdigest()[:16]
+
+
+def sign_in(user: User) -> None:
+    """Start a fresh session for the user (nothing carried over from before signing in)."""
+    session.clear()
+    session[SESSION_USER] = user.id
+    session[SESSION_PASSWORD] = _password_mark(user)
+    session.permanent = True
+
+
+def sign_out() -> None:
+    session.clear()
+
+
+def current_user() -> User | None:
+    """The signed-in member of staff (from the session or an API token), or None."""
+    if "user" not in g:
+        user_id = session.get(SESSION_USER)
+        user = get_store().get_user(user_id) if isinstance(user_id, int) else None
+        if user is not None and (user.disabled or session.get(SESSION_PASSWORD) != _password_mark(user)):
+            session.clear()
+            user = None
+        g.user = user
+    return g.user
+
+
+def safe_next(target: str | None) -> str | None:
+    """A path on this service to return to after signing in; None for anything else."""
+    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
+        return None
+    parts = urlsplit(target)
+    return target if not parts.scheme and not parts.netloc else None
+
+
+def _guard(role: str | Callable[..., Any] | None, refusal: Callable[[str | None], Any]) -> Any:
+    """A view decorator that answers ``refusal(role)`` instead of the view when it is not None.
+
+    Called with a view instead of a role (``@login_required`` bare), it decorates it at once.
+    """
+    if callable(role):
+        return _guard(None, refusal)(role)
+    if role is not None and role not in ROLES:
+        raise ValueError(f"unknown role {role!r}")
+
+    def decorate(view: V) -> V:
+        @functools.wraps(view)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            refused = refusal(role)
+            return view(*args, **kwargs) if refused is None else refused
+        return guarded  # type: ignore[return-value]
+    return decorate
+
+
+def login_required(role: str | Callable[..., Any] | None = None) -> Any:
+    """Guard a workspace view: anonymous visitors go to the sign-in page, other roles get 403.
+
+    ``@login_required``, ``@login_required()`` and ``@login_required(role="admin")`` all work.
+    """
+    return _guard(role, _session_refusal)
+
+
+def api_token_required(role: str | Callable[..., Any] | None = None) -> Any:
+    """Guard an API view: ``Authorization: Bearer <token>`` of a live token, else 401 JSON.
+
+    Like :func:`login_required`, usable bare or with a role; a wrong role answers 403 JSON.
+    The token's account is in ``g.user`` for the view.
+    """
+    return _guard(role, _token_refusal)
+
+
+def _session_refusal(role: str | None) -> Response | None:
+    user = current_user()
+    if user is None:
+        target = request.full_path.rstrip("?") if request.method == "GET" else None
+        return redirect(url_for("workspace.login", next=target))
+    if not has_role(user, role):
+        return make_response(render_template(
+            "error.html", title="Not allowed",
+            message=f"Your account ({user.role}) cannot open this page; it needs {role}.",
+            link_url=url_for("workspace.leads"), link_text="Back to the workspace"), 403)
+    return None
+
+
+def _token_refusal(role: str | None) -> Response | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return _api_refusal(401, "Send an API token: Authorization: Bearer <token>. "
+                                 "Create one with `leadgate token create EMAIL`.")
+    user = user_for_token(get_store(), token.strip())
+    if user is None:
+        return _api_refusal(401, "This API token is not valid, or has been revoked.", "invalid_token")
+    if not has_role(user, role):
+        return _api_refusal(403, f"This API token's account may not do this (it needs {role}).")
+    g.user = user
+    return None
+
+
+def _api_refusal(status: int, message: str, error: str | None = None) -> Response:
+    response = jsonify(ok=False, error=message)
+    response.status_code = status
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="leadgate"' + (
+            f', error="{error}"' if error else "")
+    return response
+
+
+def _account_key() -> str:
+    """Sign-in attempts are counted per network address and typed address together."""
+    return f"{request.remote_addr or 'unknown'}|{request.form.get('email', '').strip().lower()[:254]}"
+
+
+def _failed(response: Response) -> bool:
+    """The sign-in page answers 422 when it refuses the credentials."""
+    return response.status_code == 422
+
+
+def limit_failed_sign_ins(view: V) -> V:
+    """Refuse sign-in POSTs (429) from a client with too many recent failures."""
+    per_account = limiter.limit(SIGN_IN_LIMIT_PER_ACCOUNT, key_func=_account_key, methods=["POST"],
+                                deduct_when=_failed, scope="sign-in-account")
+    per_client = limiter.limit(SIGN_IN_LIMIT_PER_CLIENT, methods=["POST"], deduct_when=_failed,
+                               scope="sign-in-client")
+    return per_client(per_account(view))
+
+
+def _csrf_refused(e: CSRFError) -> tuple[str, int]:
+    message = ("This form has expired or did not come from the workspace. "
+               "Reload the page and try again.")
+    return render_template("error.html", title="Form expired", message=message,
+                           link_url=url_for("workspace.leads"), link_text="Back to the workspace"), 400
+
+
+def _too_many(e: RateLimitExceeded) -> tuple[str, int]:
+    return render_template("error.html", title="Too many sign-in attempts", message=TOO_MANY,
+                           link_url=url_for("workspace.login"), link_text="Back to sign-in"), 429
+
+
+def init_app(app: Flask) -> None:
+    """Rate limits, CSRF (workspace only) and the pages for their refusals."""
+    limiter.init_app(app)
+    app.config["WTF_CSRF_CHECK_DEFAULT"] = False
+    csrf = CSRFProtect(app)
+
+    @app.before_request
+    def protect_workspace() -> None:
+        if request.path.startswith(WORKSPACE):
+            csrf.protect()
+
+    app.register_error_handler(CSRFError, _csrf_refused)
+    app.register_error_handler(RateLimitExceeded, _too_many)

@@ -1,0 +1,222 @@
+"""The sales workspace: sign-in, the list of leads and each lead's page, for staff only.
+
+Views parse the request, call the store and render; who may see what is in capture.auth,
+which leads a filter selects in capture.filters. Every page here answers ``no-store`` and a
+Content-Security-Policy without scripts: the pages show what visitors typed, and Jinja's
+escaping is the first guard, not the only one.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+
+from capture import auth
+from capture.filters import ARGS, LeadFilter
+from capture.store import LEAD_SORTS, ConsentEvent, Download, Submission, get_store
+from capture.views import get_catalog
+
+PAGE_SIZE = 50
+#: The first click on a column sorts dates newest first and text A to Z.
+DEFAULT_DIRECTION = {"last_seen": "desc", "first_seen": "desc", "email": "asc", "company": "asc"}
+SORT_LABELS = {"last_seen": "Last seen", "first_seen": "First seen", "email": "Email", "company": "Company"}
+DATE_SORTS = frozenset({"last_seen", "first_seen"})
+SECURITY_HEADERS = {
+    "Cache-Control": "private, no-store",
+    "Content-Security-Policy": ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; "
+                                "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
+    "Referrer-Policy": "same-origin",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "X-Robots-Tag": "noindex",
+}
+
+bp = Blueprint("workspace", __name__, url_prefix="/workspace")
+
+
+class BadCursor(ValueError):
+    """A page link that was cut, edited, or made for another sort order."""
+
+
+def encode_cursor(sort: str, direction: str, key: tuple[Any, int], before: bool) -> str:
+    """An opaque page link: where the page starts (or ends), for one sort order."""
+    value = key[0].isoformat() if isinstance(key[0], datetime) else key[0]
+    raw = json.dumps([sort, direction, "b" if before else "a", value, key[1]], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode("utf-8")).decode("ascii").rstrip("=")
+
+
+def decode_cursor(text: str, sort: str, direction: str) -> tuple[bool, tuple[Any, int]]:
+    """(before?, key) from a page link made by encode_cursor for the same order."""
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        c_sort, c_direction, side, value, lead_id = json.loads(raw)
+        if (c_sort, c_direction) != (sort, direction) or side not in ("a", "b"):
+            raise BadCursor(text)
+        if not isinstance(lead_id, int) or not isinstance(value, str):
+            raise BadCursor(text)
+        if sort in DATE_SORTS:
+            value = datetime.fromisoformat(value).astimezone(UTC)
+    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError) as e:
+        raise BadCursor(text) from e
+    return side == "b", (value, lead_id)
+
+
+def read_order(args: Mapping[str, str]) -> tuple[str, str, dict[str, list[str]]]:
+    """Sort column and direction from the query string, with messages for values it refuses."""
+    errors: dict[str, list[str]] = {}
+    sort = args.get("sort") or "last_seen"
+    if sort not in LEAD_SORTS:
+        errors["sort"] = [f"Sort by one of {', '.join(LEAD_SORTS)}."]
+        sort = "last_seen"
+    direction = args.get("dir") or DEFAULT_DIRECTION[sort]
+    if direction not in ("asc", "desc"):
+        errors["dir"] = ["Use asc or desc."]
+        direction = DEFAULT_DIRECTION[sort]
+    return sort, direction, errors
+
+
+def order_label(sort: str, direction: str) -> str:
+    """The order in words, e.g. "last seen, newest first", for screen readers."""
+    if sort in DATE_SORTS:
+        return f"{SORT_LABELS[sort].lower()}, {'newest' if direction == 'desc' else 'oldest'} first"
+    return f"{SORT_LABELS[sort].lower()}, {'Z to A' if direction == 'desc' else 'A to Z'}"
+
+
+def filter_args(args: Mapping[str, str]) -> dict[str, str]:
+    """The filter parameters that were given, to carry into links and the CSV download."""
+    return {name: args[name] for name in ARGS if args.get(name, "").strip()}
+
+
+def leads_url(params: Mapping[str, str], **changes: str | None) -> str:
+    query = {k: v for k, v in {**params, **changes}.items() if v}
+    return url_for(".leads") + ("?" + urlencode(query) if query else "")
+
+
+def utc(moment: datetime | None) -> str:
+    return "" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def not_found() -> Response:
+    return make_response(render_template(
+        "error.html", title="Lead not found",
+        message="There is no lead with this number; it may have been erased.",
+        link_url=url_for(".leads"), link_text="Back to the leads"), 404)
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@auth.limit_failed_sign_ins
+def login() -> Any:
+    next_url = auth.safe_next(request.values.get("next"))
+    if request.method == "GET":
+        if auth.current_user() is not None:
+            return redirect(next_url or url_for(".leads"))
+        return render_template("workspace/login.html", email="", error=None, next_url=next_url)
+    email = request.form.get("email", "")
+    try:
+        user = auth.authenticate(get_store(), email, request.form.get("password", ""))
+    except auth.AuthError as e:
+        return render_template("workspace/login.html", email=email, error=str(e), next_url=next_url), 422
+    auth.sign_in(user)
+    return redirect(next_url or url_for(".leads"), 303)
+
+
+@bp.post("/logout")
+@auth.login_required
+def logout() -> Response:
+    auth.sign_out()
+    return redirect(url_for(".login"), 303)
+
+
+@bp.get("/")
+@auth.login_required
+def leads() -> Any:
+    catalog = get_catalog()
+    lead_filter, errors = LeadFilter.from_args(request.args, catalog.settings.resource_types)
+    sort, direction, order_errors = read_order(request.args)
+    errors.update(order_errors)
+    before, key = False, None
+    if request.args.get("cursor"):
+        try:
+            before, key = decode_cursor(request.args["cursor"], sort, direction)
+        except BadCursor:
+            errors["cursor"] = [
+                "This page link is not valid for this list any more: start from the first page."]
+    params = filter_args(request.args)
+    page = None
+    if not errors:
+        page = get_store().list_leads(lead_filter, sort, direction, limit=PAGE_SIZE, catalog=catalog,
+                                      after=None if before else key, before=key if before else None)
+    order = {"sort": sort, "dir": direction}
+    links = {}
+    if page is not None and page.has_next:
+        links["next"] = leads_url(params, **order,
+                                  cursor=encode_cursor(sort, direction, page.last_key, False))
+    if page is not None and page.has_previous:
+        links["previous"] = leads_url(params, **order,
+                                      cursor=encode_cursor(sort, direction, page.first_key, True))
+    sort_links = {
+        name: leads_url(params, sort=name, dir=(
+            ("asc" if direction == "desc" else "desc") if name == sort else DEFAULT_DIRECTION[name]))
+        for name in LEAD_SORTS
+    }
+    csv_query = urlencode({**params, **order})
+    body = render_template(
+        "workspace/leads.html", page=page, errors=errors, args=request.args, catalog=catalog,
+        sort=sort, direction=direction, order_label=order_label(sort, direction),
+        sort_links=sort_links, sort_labels=SORT_LABELS, links=links,
+        csv_url=url_for(".leads") + "leads.csv" + ("?" + csv_query if csv_query else ""),
+        clear_url=leads_url({}, **order), filtered=bool(params))
+    return body, 422 if errors else 200
+
+
+@bp.get("/leads/<int:lead_id>")
+@auth.login_required
+def lead(lead_id: int) -> Any:
+    store = get_store()
+    person = store.get_lead(lead_id)
+    if person is None:
+        return not_found()
+    timeline = store.lead_timeline(lead_id)
+    submissions = {e.item.id: e.item for e in timeline if isinstance(e.item, Submission)}
+    consent: dict[str, ConsentEvent] = {}
+    for entry in timeline:
+        if isinstance(entry.item, ConsentEvent):
+            consent[entry.item.kind] = entry.item
+    return render_template(
+        "workspace/lead.html", lead=person, timeline=timeline, catalog=get_catalog(),
+        first=submissions.get(person.first_submission_id),
+        latest=submissions.get(person.last_submission_id),
+        terms=consent.get("terms"), marketing=consent.get("marketing"),
+        downloads=sum(isinstance(e.item, Download) for e in timeline))
+
+
+@bp.after_request
+def secure(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+@bp.context_processor
+def page_helpers() -> dict[str, Any]:
+    return {"signed_in": auth.current_user(), "utc": utc}
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
