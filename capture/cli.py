@@ -114,7 +114,7 @@ EXPORT_OPTIONS = {
 
 
 @main.command()
-@click.option("-o", "--output", type=click.File("w", encoding="utf-8", lazy=True), default="-",
+@click.option("-o", "--output", type=click.File("wb", lazy=True), default="-",
               help="Write to FILE instead of standard output.")
 @click.option("--q", "--search", "q", metavar="TEXT",
               help="Part of the email, first or last name, or company, in any case.")

@@ -308,15 +308,24 @@ def _day_start(day: date) -> datetime:
     return datetime.combine(day, time(), UTC)
 
 
-def marketing_granted() -> Any:
-    """The lead's latest marketing choice (True/False), NULL when never asked; per Lead row."""
+def latest_marketing(column: Any) -> Any:
+    """A column of the lead's latest marketing consent event, per Lead row; NULL when none.
+
+    Latest by the time the person chose, not by id: a post replayed from the spool keeps its
+    time but is stored after posts that came later.
+    """
     return (
-        select(ConsentEvent.granted)
+        select(column)
         .where(ConsentEvent.lead_id == Lead.id, ConsentEvent.kind == "marketing")
-        .order_by(ConsentEvent.id.desc())
+        .order_by(ConsentEvent.created_at.desc(), ConsentEvent.id.desc())
         .limit(1)
         .scalar_subquery()
     )
+
+
+def marketing_granted() -> Any:
+    """The lead's latest marketing choice (True/False), NULL when never asked; per Lead row."""
+    return latest_marketing(ConsentEvent.granted)
 
 
 def lead_conditions(lead_filter: LeadFilter, catalog: Catalog | None = None) -> list[ColumnElement[bool]]:
@@ -384,8 +393,9 @@ def _iso_text(dialect: str) -> Callable[[Any], Any]:
     """A UTC time column as ISO 8601 text to the second, formatted by the database itself."""
     if dialect == "postgresql":
         return lambda column: func.to_char(func.timezone("UTC", column), 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
-    # SQLite holds naive UTC text ("2026-11-23 12:00:00.000000").
-    return lambda column: func.strftime("%Y-%m-%dT%H:%M:%SZ", column)
+    # SQLite holds SQLAlchemy's DATETIME text, naive UTC: "2026-11-23 12:00:00.000000". Cutting
+    # it is twice as fast as strftime(), which parses and formats each value.
+    return lambda column: func.replace(func.substr(column, 1, 19), " ", "T").concat("Z")
 
 
 def _configure_sqlite(engine: Engine, foreign_keys: bool, busy_timeout_ms: int) -> None:
@@ -562,16 +572,20 @@ class Store:
 
     def iter_export_rows(self, lead_filter: LeadFilter | None = None, *,
                          columns: Sequence[str] = EXPORT_COLUMNS, catalog: Catalog | None = None,
+                         order: tuple[str, str] | None = None,
                          chunk_size: int = 1000) -> Iterator[Sequence[Any]]:
-        """The leads a filter selects (all by default), oldest first, as rows of ``columns``.
+        """The leads a filter selects (all by default) as rows of ``columns``.
+
+        Oldest lead first, or in ``order``: (a key of LEAD_SORTS, "asc" or "desc"), the order of
+        the workspace list, with the lead id breaking ties the same way.
 
         One statement (so one consistent snapshot), streamed: PostgreSQL reads it through a
         server-side cursor, SQLite steps through it; memory stays at one chunk. Only the joins
         and subqueries the columns need are in it. The database hands values over ready to
         write, because a million-lead export spends its time in per-row Python: text is ""
         when empty, times are ISO 8601 UTC text (``2026-11-23T12:00:00Z``) or None, counts and
-        ids ints, ``marketing_opt_in`` a bool (False when never asked) and ``resources`` a
-        sorted tuple of ids.
+        ids ints, ``marketing_opt_in`` a bool (False when never asked) and ``resources`` the
+        resource ids of the lead's posts joined by ``;``, repeats included, in no order.
         """
         first, latest, marketing = aliased(Submission), aliased(Submission), aliased(ConsentEvent)
         iso = _iso_text(self.engine.dialect.name)
@@ -606,32 +620,17 @@ class Store:
         if wanted & ({f"latest_{f}" for f in EXPORT_SOURCE_FIELDS} | {"terms_version"}):
             stmt = stmt.outerjoin(latest, latest.id == Lead.last_submission_id)
         if wanted & {"marketing_opt_in", "marketing_opt_in_at", "marketing_version"}:
-            latest_marketing = (
-                select(ConsentEvent.id)
-                .where(ConsentEvent.lead_id == Lead.id, ConsentEvent.kind == "marketing")
-                .order_by(ConsentEvent.id.desc())
-                .limit(1)
-                .scalar_subquery()
-            )
-            stmt = stmt.outerjoin(marketing, marketing.id == latest_marketing)
+            stmt = stmt.outerjoin(marketing, marketing.id == latest_marketing(ConsentEvent.id))
         stmt = (
             stmt.where(*(lead_conditions(lead_filter, catalog) if lead_filter else ()))
-            .order_by(Lead.id)
+            .order_by(*_lead_order(order))
             .execution_options(yield_per=chunk_size)
         )
-        # A Core connection, not a Session: plain rows, without the ORM's per-row loading.
+        # A Core connection, not a Session: plain rows, without the ORM's per-row loading; and
+        # whole chunks from the cursor rather than a Python call per row.
         with self._connected().engine.connect() as connection:
-            rows = connection.execute(stmt)
-            if "resources" not in wanted:
-                yield from rows
-                return
-            at = columns.index("resources")
-            for row in rows:
-                values = list(row)
-                joined = values[at] or ""
-                # Most leads asked for one resource: no split, no sort.
-                values[at] = tuple(sorted(set(joined.split(";")))) if ";" in joined else (joined,) if joined else ()
-                yield values
+            for chunk in connection.execute(stmt).partitions():
+                yield from chunk
 
     # Staff accounts and API tokens: the rules (normalising, hashing, roles) are in capture.auth.
 
@@ -771,6 +770,15 @@ class Store:
             ]
         return sorted(entries, key=lambda e: (e.at, TIMELINE_ORDER.index(e.kind), e.item.id))
 
+
+def _lead_order(order: tuple[str, str] | None) -> tuple[Any, ...]:
+    if order is None:
+        return (Lead.id,)
+    sort, direction = order
+    if sort not in LEAD_SORTS or direction not in ("asc", "desc"):
+        raise ValueError(f"unknown order {sort!r} {direction!r}")
+    column = LEAD_SORTS[sort]
+    return (column.desc(), Lead.id.desc()) if direction == "desc" else (column, Lead.id)
 
 
 #: What the lead list can be sorted by, in the words of its links.

@@ -36,7 +36,7 @@ def record(store, email: str = "ann@example.com", **fields) -> None:
 
 
 def rows(store) -> list[dict[str, str]]:
-    text = "".join(iter_export(store))
+    text = b"".join(iter_export(store)).decode()
     return list(csv.DictReader(io.StringIO(text)))
 
 
@@ -44,7 +44,7 @@ def test_header_and_one_row_per_lead(store):
     record(store, "ann@example.com")
     record(store, "Ann@example.com", resource_id="scoring")
     record(store, "bob@example.com")
-    text = "".join(iter_export(store))
+    text = b"".join(iter_export(store)).decode()
     reader = csv.reader(io.StringIO(text))
     assert next(reader) == HEADER
     assert [row[0] for row in reader] == ["Ann@example.com", "bob@example.com"]  # as last typed
@@ -132,14 +132,14 @@ def test_export_streams(store):
 
     event.listen(store.engine, "before_cursor_execute", watch)
     try:
-        blocks = iter_export(store, chunk_size=10)
-        assert next(blocks).startswith("email,")
+        blocks = iter(iter_export(store, chunk_size=10))
+        assert next(blocks).startswith(b"email,")
         assert statements == []  # the header leaves before the query runs
         body = list(blocks)
     finally:
         event.remove(store.engine, "before_cursor_execute", watch)
-    assert [block.count("\r\n") for block in body] == [10, 10, 5]  # a block per chunk
-    lines = "".join(body).splitlines()
+    assert [block.count(b"\r\n") for block in body] == [10, 10, 5]  # a block per chunk
+    lines = b"".join(body).decode().splitlines()
     assert lines[0].startswith("lead00@example.com,") and lines[-1].startswith("lead24@example.com,")
     assert len(statements) == 1
     assert statements[0]["stream_results"] is True
@@ -148,13 +148,13 @@ def test_export_streams(store):
 
 def test_write_csv_with_bom_for_excel(store):
     record(store)
-    out = io.StringIO()
+    out = io.BytesIO()
     assert write_export(store, out, ExportOptions(excel=True)) == 1
-    assert out.getvalue().startswith("\ufeffemail,")
+    assert out.getvalue().startswith(b"\xef\xbb\xbfemail,")
 
 
 def test_empty_database_gives_just_the_header(store):
-    assert list(iter_export(store)) == [",".join(HEADER) + "\r\n"]
+    assert list(iter_export(store)) == [(",".join(HEADER) + "\r\n").encode()]
 
 
 def test_export_command(runner, store):
@@ -302,3 +302,16 @@ def test_neutralising_by_kind_of_column(runner, store):
     assert (row["first_seen"], row["marketing_opt_in"]) == ("2026-11-02T08:30:00Z", "yes")
     assert row["resources"] == row["first_resource_id"] == "leads-vs-prospects"
     assert row["last_download_at"] == ""
+
+
+def test_every_column_parameter_and_option_is_documented():
+    from pathlib import Path
+
+    from capture.cli import EXPORT_OPTIONS
+    from capture.export import COLUMNS
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "export.md").read_text(encoding="utf-8")
+    missing = [f"`{name}`" for name in (*COLUMNS, *EXPORT_OPTIONS) if f"`{name}`" not in text]
+    options = [o for p in main.commands["export"].params for o in p.opts if o.startswith("--")]
+    missing += [f"`{o}" for o in options if f"`{o}" not in text and o != "--output"]
+    assert not missing, f"docs/export.md does not mention {', '.join(missing)}"

@@ -155,3 +155,16 @@ def test_criteria_combine(store):
     record(store, "bob@acme.example", company="Acme", utm_source="linkedin")
     record(store, "cy@initech.example", utm_source="linkedin", marketing_opt_in=True)
     assert emails(store, q="acme", utm_source="linkedin", marketing="yes") == ["ann@acme.example"]
+
+
+def test_marketing_latest_by_time_not_by_storing_order(store):
+    """A post replayed from the spool keeps its time but is stored after newer ones."""
+    record(store, "ann@example.com", marketing_opt_in=False, created_at=T0 + timedelta(days=1))
+    record(store, "ann@example.com", marketing_opt_in=True, created_at=T0)  # replayed later
+    record(store, "bob@example.com", marketing_opt_in=True, created_at=T0 + timedelta(days=1))
+    record(store, "bob@example.com", marketing_opt_in=False, created_at=T0)  # replayed later
+    assert emails(store, marketing="yes") == ["bob@example.com"]
+    assert emails(store, marketing="no") == ["ann@example.com"]
+    rows = list(store.iter_export_rows(columns=["email", "marketing_opt_in", "marketing_opt_in_at"]))
+    assert [tuple(r) for r in rows] == [("ann@example.com", False, "2026-11-03T08:30:00Z"),
+                                        ("bob@example.com", True, "2026-11-03T08:30:00Z")]
