@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import email_validator
 from flask import Flask, current_app
@@ -504,7 +504,7 @@ class Store:
             submission["lead_id"] = row.id
             submission_id = conn.execute(sql.submission, submission).scalar()
             if submission_id is not None:
-                lead = Lead(**row._mapping)
+                lead = _as_loaded(Lead, row._mapping)
                 _merge_into_lead(lead, data, submission_id)
                 conn.execute(sql.lead_update, {
                     "lead_id": lead.id, **{name: getattr(lead, name) for name in MERGED_FIELDS}})
@@ -517,7 +517,7 @@ class Store:
             with self.read() as s:
                 stored = s.scalars(select(Submission).where(Submission.uid == data.uid)).one()
                 return s.get_one(Lead, stored.lead_id), stored
-        return lead, Submission(id=submission_id, **submission)
+        return lead, _as_loaded(Submission, {"id": submission_id, **submission})
 
     def has_submission(self, uid: uuid.UUID) -> bool:
         """Whether a submission is stored (a replay tells new leads from ones it already had)."""
@@ -818,6 +818,18 @@ class TimelineEntry:
 
 class AlreadyExists(Exception):
     """An insert that would break a unique rule; the message names the value."""
+
+
+ModelT = TypeVar("ModelT", bound="Base")
+
+
+def _as_loaded(model: type[ModelT], values: Mapping[str, Any]) -> ModelT:
+    """An instance holding values as if loaded: record_submission's answer is read, never
+    flushed, and building it through the ORM's constructor (an event per attribute) cost
+    about a tenth of a form post's CPU time."""
+    instance = model()
+    instance.__dict__.update(values)
+    return instance
 
 
 @dataclass(frozen=True)
