@@ -303,3 +303,15 @@ def test_neutralising_by_kind_of_column(runner, store):
     assert row["resources"] == row["first_resource_id"] == "leads-vs-prospects"
     assert row["last_download_at"] == ""
 
+
+def test_every_column_parameter_and_option_is_documented():
+    from pathlib import Path
+
+    from capture.cli import EXPORT_OPTIONS
+    from capture.export import COLUMNS
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "export.md").read_text(encoding="utf-8")
+    missing = [f"`{name}`" for name in (*COLUMNS, *EXPORT_OPTIONS) if f"`{name}`" not in text]
+    options = [o for p in main.commands["export"].params for o in p.opts if o.startswith("--")]
+    missing += [f"`{o}" for o in options if f"`{o}" not in text and o != "--output"]
+    assert not missing, f"docs/export.md does not mention {', '.join(missing)}"

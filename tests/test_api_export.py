@@ -1,0 +1,172 @@
+"""The export over HTTP as scripts and staff use it: tokens, filters, streaming, headers."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import event
+
+from capture.catalog import ConsentText
+from capture.store import NewSubmission
+from staff import add_user, signed_in
+
+TERMS = ConsentText("terms", "terms-2026-11", "I agree that my details are stored.")
+MARKETING = ConsentText("marketing", "marketing-2026-11", "Send me news.")
+T0 = datetime(2026, 11, 2, 8, 30, tzinfo=UTC)
+TOKEN = re.compile(r"lg_[A-Za-z0-9_-]{20,}")
+
+
+def record(store, email: str, **fields) -> None:
+    fields.setdefault("resource_id", "leads-vs-prospects")
+    fields.setdefault("marketing_opt_in", False)
+    fields.setdefault("created_at", T0)
+    store.record_submission(NewSubmission(email=email, terms=TERMS, marketing=MARKETING, **fields))
+
+
+def create_token(runner, email: str = "sam.sales@example.com") -> str:
+    """`leadgate token create EMAIL`, as an admin does it; the token it prints once."""
+    assert add_user(runner, email).exit_code == 0
+    result = runner.invoke(args=["token", "create", email, "--name", "CRM sync"])
+    assert result.exit_code == 0, result.output
+    return TOKEN.search(result.output).group(0)
+
+
+@pytest.fixture
+def token(runner) -> str:
+    return create_token(runner)
+
+
+def get(client, token: str | None, query: str = "", **kwargs):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return client.get(f"/api/leads.csv{query}", headers=headers, **kwargs)
+
+
+def csv_rows(response) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+
+
+@pytest.fixture
+def leads(store):
+    record(store, "ann@acme.example", company="Acme", utm_source="linkedin", utm_campaign="q4",
+           marketing_opt_in=True, created_at=T0 + timedelta(days=10))
+    record(store, "bob@acme.example", company="Acme", utm_source="linkedin", created_at=T0 + timedelta(days=12))
+    record(store, "cy@initech.example", company="=Initech", utm_source="newsletter", marketing_opt_in=True,
+           created_at=T0 + timedelta(days=11))
+
+
+@pytest.mark.parametrize("header", [None, "Basic c2FtOnB3", "Bearer ", "Bearer lg_not-a-real-token"])
+def test_no_valid_token_401(client, leads, header):
+    response = client.get("/api/leads.csv", headers={"Authorization": header} if header else {})
+    assert response.status_code == 401
+    assert response.get_json()["ok"] is False
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_revoked_token_401(client, runner, token, leads):
+    assert get(client, token).status_code == 200
+    listing = runner.invoke(args=["token", "list"])
+    token_id = re.search(r"^\s*(\d+)\s", listing.output, re.M).group(1)
+    assert runner.invoke(args=["token", "revoke", token_id]).exit_code == 0
+    response = get(client, token)
+    assert response.status_code == 401
+    assert "revoked" in response.get_json()["error"]
+
+
+def test_valid_token_streams_the_filtered_csv(client, token, leads):
+    response = get(client, token, "?utm_source=LinkedIn&marketing=yes")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    assert response.headers["Content-Disposition"] == f'attachment; filename="leads-{today}.csv"'
+    assert response.headers["Cache-Control"] == "private, no-store"
+    rows = csv_rows(response)
+    assert [(r["email"], r["latest_utm_campaign"], r["marketing_opt_in"]) for r in rows] == [
+        ("ann@acme.example", "q4", "yes")]
+
+
+def test_api_columns_order_jsonl_and_excel(client, token, leads):
+    response = get(client, token, "?columns=email,company&sort=last_seen&dir=desc")
+    assert response.get_data(as_text=True).splitlines() == [
+        "email,company", "bob@acme.example,Acme", "cy@initech.example,'=Initech", "ann@acme.example,Acme"]
+    response = get(client, token, "?format=jsonl&columns=id,company&q=initech")
+    assert response.headers["Content-Type"] == "application/x-ndjson; charset=utf-8"
+    assert response.headers["Content-Disposition"].endswith('.jsonl"')
+    assert [json.loads(line) for line in response.get_data(as_text=True).splitlines()] == [
+        {"id": 3, "company": "=Initech"}]
+    response = get(client, token, "?excel=yes&columns=email")
+    assert response.data.startswith(b"\xef\xbb\xbfemail\r\n")
+
+
+def test_bad_parameters_400_json_before_any_byte(client, token, leads):
+    response = get(client, token, "?from=yesterday&marketing=maybe&columns=email,phone&type=video&sort=x")
+    assert response.status_code == 400
+    assert response.headers["Content-Type"] == "application/json"
+    assert "Content-Disposition" not in response.headers
+    body = response.get_json()
+    assert body["ok"] is False
+    assert set(body["errors"]) == {"from", "marketing", "columns", "type", "sort"}
+    assert "YYYY-MM-DD" in body["errors"]["from"][0]
+    assert "Valid columns: id, email," in body["errors"]["columns"][0]
+    assert "ebook, whitepaper" in body["errors"]["type"][0]
+
+
+def test_first_bytes_leave_before_the_query(client, store, token, leads):
+    selects = []
+
+    def watch(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT") and "FROM leads" in statement:
+            selects.append(statement)
+
+    event.listen(store.engine, "before_cursor_execute", watch)
+    try:
+        response = get(client, token, buffered=False)
+        assert response.headers["Content-Disposition"].startswith("attachment;")
+        body = iter(response.response)
+        assert next(body).startswith(b"email,first_name,")
+        assert selects == []  # headers and the CSV header left before the leads were read
+        rest = b"".join(body)
+        response.close()
+    finally:
+        event.remove(store.engine, "before_cursor_execute", watch)
+    assert len(selects) == 1
+    assert rest.count(b"\r\n") == 3
+
+
+def download_link(client, list_query: str):
+    """Open the lead list and follow its Download CSV button, as a sales rep does."""
+    page = client.get(f"/workspace/{list_query}")
+    assert page.status_code == 200
+    link = re.search(r'href="(/workspace/leads\.csv[^"]*)"', page.get_data(as_text=True)).group(1)
+    return client.get(link.replace("&amp;", "&"))
+
+
+def test_workspace_download_is_what_the_list_shows(client, runner, leads):
+    signed_in(client, runner)
+    response = download_link(client, "?utm_source=linkedin")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
+    assert response.headers["Content-Disposition"].startswith('attachment; filename="leads-')
+    # The list's default order: last seen, newest first.
+    assert [r["email"] for r in csv_rows(response)] == ["bob@acme.example", "ann@acme.example"]
+    response = download_link(client, "?utm_source=linkedin&sort=email&dir=asc")
+    assert [r["email"] for r in csv_rows(response)] == ["ann@acme.example", "bob@acme.example"]
+    response = download_link(client, "?sort=company&dir=asc")
+    assert [r["company"] for r in csv_rows(response)] == ["'=Initech", "Acme", "Acme"]
+
+
+def test_workspace_download_needs_a_signed_in_member_of_staff(client, leads):
+    response = client.get("/workspace/leads.csv")
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/workspace/login")
+
+
+def test_workspace_download_refuses_bad_filters(client, runner, leads):
+    signed_in(client, runner)
+    response = client.get("/workspace/leads.csv?to=2026-13-01")
+    assert response.status_code == 400
+    assert "is not a date" in response.get_data(as_text=True)
