@@ -1,10 +1,11 @@
 """Form posts per second: the capture service against a bare Flask form handler, with wrk.
 
     .venv/bin/python benchmarks/run.py [--duration 10] [--rounds 3] [--database sqlite|postgresql|both]
+                                       [--workers 2]
 
 Starts, on 127.0.0.1, the baseline (benchmarks/baseline_app.py) and the real service
 (`leadgate serve`) on each database, all with the gunicorn settings of capture/gunicorn_conf.py
-(2 sync workers). Each round drives every server in turn with wrk (benchmarks/submit.lua:
+(2 sync workers unless --workers says otherwise). Each round drives every server in turn with wrk (benchmarks/submit.lua:
 plain form posts, three new visitors in four, one returning) at 16 connections. The table
 shows medians over the rounds: requests per second, latency, the CPU time the server's
 processes spent per request (from /proc, so Linux only), and the service's throughput as a
@@ -125,12 +126,15 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10, help="seconds per wrk run (10)")
     parser.add_argument("--rounds", type=int, default=3, help="runs per server; medians shown (3)")
     parser.add_argument("--connections", type=int, default=16, help="concurrent clients (16)")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers of each server (2)")
     parser.add_argument("--database", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument("--postgres-url", default=POSTGRES_URL,
                         help=f"server to create the throwaway database on ({POSTGRES_URL})")
     args = parser.parse_args()
-    if not (1 <= args.duration <= 120 and 1 <= args.rounds <= 10 and 1 <= args.connections <= 256):
-        parser.error("keep it bounded: --duration 1-120, --rounds 1-10, --connections 1-256")
+    if not (1 <= args.duration <= 120 and 1 <= args.rounds <= 10 and 1 <= args.connections <= 256
+            and 1 <= args.workers <= 16):
+        parser.error("keep it bounded: --duration 1-120, --rounds 1-10, --connections 1-256, "
+                     "--workers 1-16")
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
 
@@ -140,7 +144,8 @@ def main() -> None:
         port = free_port()
         servers: dict[str, tuple[ChildServer, str | None]] = {"baseline": (stack.enter_context(
             ChildServer([sys.executable, "-m", "gunicorn", "-c", "python:capture.gunicorn_conf",
-                         "--bind", f"127.0.0.1:{port}", "--pythonpath", str(HERE),
+                         "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers),
+                         "--pythonpath", str(HERE),
                          "baseline_app:create_app()"], port, tmp / "baseline.log")), None)}
         for database in ("sqlite", "postgresql"):
             if args.database not in (database, "both"):
@@ -153,11 +158,11 @@ def main() -> None:
                     raise SystemExit(f"{e}\n(use --database sqlite to skip PostgreSQL)") from None
             workdir = tmp / database
             workdir.mkdir()
-            server = stack.enter_context(LiveServer(workdir, url, workers=2))
+            server = stack.enter_context(LiveServer(workdir, url, workers=args.workers))
             servers[database] = (server, server.database_url)
 
         print(f"wrk: {args.connections} connections, {args.duration:g} s a run, "
-              f"{args.rounds} round(s); 2 sync gunicorn workers each", file=sys.stderr)
+              f"{args.rounds} round(s); {args.workers} sync gunicorn workers each", file=sys.stderr)
         for name, (server, _) in servers.items():
             wrk(server, catalog, 2, args.connections)  # warm-up: imports, connections
         results: dict[str, list[Result]] = {name: [] for name in servers}
