@@ -1,6 +1,6 @@
 """Leads for sales, as CSV or JSON Lines: one row per lead, streamed block by block.
 
-Rows come from ``Store.iter_export_rows`` one chunk at a time and leave as blocks of text, so
+Rows come from ``Store.iter_export_rows`` one chunk at a time and leave as blocks of UTF-8, so
 memory stays flat however many leads there are. The CSV header leaves before the query runs.
 
 Columns (``--columns a,b,c`` or ``?columns=a,b,c``, in the order given; :data:`COLUMNS`
@@ -254,9 +254,9 @@ def _csv_cells(kinds: Sequence[str]) -> Callable[[Sequence[Any]], Sequence[Any]]
     """The function that turns one row into its CSV cells, doing per cell only what must be.
 
     A million-row export calls it a million times, so the text cells of a row are joined,
-    each after a NUL, and searched once for a NUL followed by a formula start; a hit's cell is
-    the number of NULs before it. Same rule as :func:`neutralise`, one search per row instead
-    of a call per cell.
+    each after a NUL, and searched once for a NUL followed by a formula start: every cell that
+    needs a ``'`` is found that way, so only a row with a hit pays for :func:`neutralise` on
+    each of its text cells (a NUL inside a value could only cause a needless check).
     """
     texts = [i for i, kind in enumerate(kinds) if kind == TEXT]
     converters = [(i, CSV_CELL[kind]) for i, kind in enumerate(kinds) if kind in CSV_CELL]
@@ -264,15 +264,13 @@ def _csv_cells(kinds: Sequence[str]) -> Callable[[Sequence[Any]], Sequence[Any]]
     pick = itemgetter(*texts) if len(texts) > 1 else lambda row: tuple(row[i] for i in texts)
 
     def cells(row: Sequence[Any]) -> Sequence[Any]:
-        joined = "\x00" + "\x00".join(pick(row)) if texts else ""
-        hit = _FORMULA_IN_ROW(joined)
-        if hit is None and not converters:
+        risky = texts and _FORMULA_IN_ROW("\x00" + "\x00".join(pick(row)))
+        if not (risky or converters):
             return row
         row = list(row)
-        while hit is not None:
-            at = texts[joined.count("\x00", 0, hit.start() + 1) - 1]
-            row[at] = "'" + row[at]
-            hit = _FORMULA_IN_ROW(joined, hit.start() + 1)
+        if risky:
+            for i in texts:
+                row[i] = neutralise(row[i])
         for i, convert in converters:
             row[i] = convert(row[i])
         return row

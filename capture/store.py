@@ -337,9 +337,9 @@ def lead_conditions(lead_filter: LeadFilter, catalog: Catalog | None = None) -> 
     f = lead_filter
     conditions: list[ColumnElement[bool]] = []
     if f.q:
-        needle = f.q.lower()
+        # The database folds both sides, so "Émilie" finds Émilie even where it folds only A–Z.
         conditions.append(or_(*(
-            func.lower(column).contains(needle, autoescape=True)
+            column.icontains(f.q, autoescape=True)
             for column in (Lead.email, Lead.first_name, Lead.last_name, Lead.company)
         )))
     # Criteria on one form post must hold together, on the same post.
