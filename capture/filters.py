@@ -8,7 +8,9 @@ What each parameter means (all given parameters must hold):
 
 ``q``
     Part of the lead's email, first name, last name or company (their current values), in any
-    case. Case folding follows the database: PostgreSQL folds every letter, SQLite only A–Z.
+    case. The database folds case on both sides: PostgreSQL every letter (by its locale),
+    SQLite only A–Z, so there ``ødegaard`` does not find ``Ødegaard`` (``Ødegaard`` and
+    ``ØDEGAARD`` do).
 ``from``, ``to``
     Dates (``YYYY-MM-DD``, UTC days, both included). The lead sent at least one form in that
     period — not "first seen" or "last seen" in it: a lead first seen in October who came
