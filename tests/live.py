@@ -91,14 +91,18 @@ class ChildServer:
 
 
 class LiveServer(ChildServer):
-    """`leadgate serve` with its own database (a SQLite file in workdir unless a URL is given)."""
+    """`leadgate serve` with its own database (a SQLite file in workdir unless a URL is given)
+    and its own instance folder in workdir."""
 
     def __init__(self, workdir: Path, database_url: str | None = None, workers: int = 2,
                  site_dir: Path | None = None, build: bool = True):
         self.leadgate = str(BIN / "leadgate")
         self.database_url = database_url or f"sqlite:///{workdir / 'live.db'}"
         port = free_port()
-        env = {"LEADGATE_DATABASE_URL": self.database_url, "LEADGATE_SECRET_KEY": SECRET_KEY}
+        # An instance folder of its own: the spool there is replayed into this server's database
+        # only, never into another server's that runs at the same time.
+        env = {"LEADGATE_DATABASE_URL": self.database_url, "LEADGATE_SECRET_KEY": SECRET_KEY,
+               "LEADGATE_INSTANCE_PATH": str(workdir / "instance")}
         argv = [self.leadgate, "serve", "--port", str(port), "--workers", str(workers),
                 "--site-dir", str(site_dir or workdir / "site")]
         if not build:
