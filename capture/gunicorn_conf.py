@@ -4,8 +4,8 @@ Operators can use it directly, adding or overriding any setting on the command l
 
     gunicorn -c python:capture.gunicorn_conf --bind 0.0.0.0:8000 'capture:create_app()'
 
-Measured on 2-core machines (docs/performance.md): two ``sync`` workers were the stable choice;
-more workers gained nothing and the ``gthread`` worker varied widely run to run. A ``sync``
+Measured on 2-core machines (docs/performance.md): two ``sync`` workers were the best choice;
+four spent more CPU per request, and the ``gthread`` worker tripled the p99. A ``sync``
 worker serves one request at a time and closes the connection after each answer (keep-alive
 is ignored), so in production it belongs behind a proxy that buffers slow clients, such as
 nginx with its default ``proxy_buffering on`` (docs/deployment.md).
