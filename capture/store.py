@@ -382,9 +382,10 @@ POSTGRESQL_ENGINE: dict[str, Any] = {
 def create_store_engine(url: str, *, foreign_keys: bool = True,
                         busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> Engine:
     """An engine with the settings above; foreign keys off only to rebuild SQLite tables."""
+    # Errors reach the log; the parameters of a failed statement (addresses, names) must not.
     if make_url(url).get_backend_name() != "sqlite":
-        return create_engine(url, **POSTGRESQL_ENGINE)
-    engine = create_engine(url)
+        return create_engine(url, hide_parameters=True, **POSTGRESQL_ENGINE)
+    engine = create_engine(url, hide_parameters=True)
     _configure_sqlite(engine, foreign_keys, busy_timeout_ms)
     return engine
 

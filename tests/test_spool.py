@@ -18,10 +18,11 @@ import pytest
 from conftest import SECRET_KEY, TINY_PDF
 from flask import Flask
 from sqlalchemy import create_engine, func, make_url, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from capture import create_app, migrate
 from capture.links import DownloadClaim, sign_download
-from capture.spool import get_spool
+from capture.spool import decode, get_spool
 from capture.store import Download, Lead, Submission, get_store, metadata
 
 JSON = {"Accept": "application/json"}
@@ -341,3 +342,18 @@ def test_settings(content_dir, tmp_path, monkeypatch):
     assert app.config["SPOOL_PATH"] == str(tmp_path / "var" / "spool.jsonl")
     assert (app.config["SPOOL_RETRY_SECONDS"], app.config["SQLITE_BUSY_TIMEOUT_MS"]) == (2.5, 250)
     assert get_store(app).sqlite_busy_timeout_ms == 250
+
+
+
+def test_database_errors_carry_no_visitor_data(spooling, database_url, form_post, spool_path, caplog):
+    """What the database says reaches logs and error pages; what a visitor typed must not."""
+    drop_every_table(database_url)
+    app = spooling()
+    with caplog.at_level("DEBUG"):
+        answer = app.test_client().post("/submit", data=form_post(email="private.person@example.com"))
+    assert answer.status_code == 303
+    submission = decode(spool_path.read_bytes().splitlines(keepends=True)[0])
+    with pytest.raises(SQLAlchemyError) as failure:
+        get_store(app).record_submission(submission)
+    assert "private.person" not in str(failure.value) + caplog.text
+    assert submission.email == "private.person@example.com"
