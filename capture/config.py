@@ -9,6 +9,8 @@ so ``true`` and ``600`` arrive typed while ``yes`` or ``https://…`` arrive as 
 
 from __future__ import annotations
 
+import importlib.util
+
 import os
 import secrets
 from pathlib import Path
@@ -176,6 +178,20 @@ def resolve_secret_key(configured: str | None, instance_path: Path, may_generate
     return key
 
 
+def check_database_driver(url: str) -> None:
+    """A PostgreSQL URL without psycopg installed: say what to install, not a traceback."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        backend = make_url(url).get_backend_name()
+    except ArgumentError:
+        raise ConfigError(f"LEADGATE_DATABASE_URL is not a database URL: {url!r}") from None
+    if backend == "postgresql" and importlib.util.find_spec("psycopg") is None:
+        raise ConfigError("LEADGATE_DATABASE_URL names PostgreSQL, but its driver is not installed: "
+                          "pip install 'leadgate[postgres]' (psycopg 3).")
+
+
 def finalize(app: Flask) -> None:
     """Coerce values that came from the environment and fill the derived defaults."""
     config = app.config
@@ -196,6 +212,7 @@ def finalize(app: Flask) -> None:
         config["SITE_DIR"] = str(Path(config["SITE_DIR"]).resolve())
     if not config.get("DATABASE_URL"):
         config["DATABASE_URL"] = f"sqlite:///{Path(app.instance_path) / DATABASE_FILE}"
+    check_database_driver(config["DATABASE_URL"])
     config["SQLITE_BUSY_TIMEOUT_MS"] = as_int("SQLITE_BUSY_TIMEOUT_MS", config["SQLITE_BUSY_TIMEOUT_MS"])
     if config["SQLITE_BUSY_TIMEOUT_MS"] < 0:
         raise ConfigError("LEADGATE_SQLITE_BUSY_TIMEOUT_MS must be 0 or more milliseconds.")

@@ -83,3 +83,18 @@ def test_every_setting_is_documented():
     for key in keys:
         i = next(n for n, line in enumerate(lines) if line.strip().startswith(f"{key}:"))
         assert lines[i - 1].strip().startswith("#:"), f"{key} has no #: comment"
+
+
+def test_database_url_that_is_not_a_url(base_config):
+    with pytest.raises(ConfigError, match="LEADGATE_DATABASE_URL is not a database URL"):
+        create_app({**base_config, "DATABASE_URL": "leads.db"})
+
+
+def test_postgresql_without_its_driver_says_what_to_install(base_config, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "psycopg" else real(name, *a))
+    with pytest.raises(ConfigError, match=r"pip install 'leadgate\[postgres\]'"):
+        create_app({**base_config, "DATABASE_URL": "postgresql+psycopg://u@127.0.0.1/db"})
