@@ -22,8 +22,10 @@ is opened before a server forks its workers.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import uuid
+from time import monotonic, sleep
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -399,8 +401,20 @@ def _iso_text(dialect: str) -> Callable[[Any], Any]:
     return lambda column: func.replace(func.substr(column, 1, 19), " ", "T").concat("Z")
 
 
+def _use_wal(cursor: Any, busy_timeout_ms: int) -> None:
+    """Switch the file to WAL once (it stays so); retry, since the switch ignores busy_timeout."""
+    deadline = monotonic() + busy_timeout_ms / 1000
+    while cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or monotonic() > deadline:
+                raise
+            sleep(0.01)
+
+
 def _configure_sqlite(engine: Engine, foreign_keys: bool, busy_timeout_ms: int) -> None:
-    pragmas = ("journal_mode=WAL", "synchronous=NORMAL", f"busy_timeout={int(busy_timeout_ms)}",
+    pragmas = (f"busy_timeout={int(busy_timeout_ms)}", "synchronous=NORMAL",
                f"foreign_keys={'ON' if foreign_keys else 'OFF'}")
 
     @event.listens_for(engine, "connect")
@@ -410,6 +424,7 @@ def _configure_sqlite(engine: Engine, foreign_keys: bool, busy_timeout_ms: int) 
         cursor = dbapi_connection.cursor()
         for pragma in pragmas:
             cursor.execute(f"PRAGMA {pragma}")
+        _use_wal(cursor, busy_timeout_ms)
         cursor.close()
 
     @event.listens_for(engine, "begin")
