@@ -12,6 +12,9 @@ nginx with its default ``proxy_buffering on`` (docs/deployment.md).
 """
 
 import os
+import re
+
+from gunicorn.glogging import Logger
 
 wsgi_app = "capture:create_app()"
 # No bind here: gunicorn listens on 127.0.0.1:8000 (or 0.0.0.0:$PORT) unless told --bind.
@@ -32,3 +35,22 @@ access_log_format = '%(t)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
 # which a second instance on the same host takes over. Signals (HUP, TTIN, TTOU, TERM) do the
 # same work without that clash.
 control_socket_disable = True
+
+
+#: The personal part of a thank-you or download link: whoever reads it can fetch the PDF as
+#: the visitor, so it stays out of the access log.
+_LINK_TOKEN = re.compile(r"(/(?:thanks|download)/)[^/?#\s]+")
+
+
+class AccessLogger(Logger):
+    """gunicorn's logger, with link tokens in the request line, path and referrer blanked."""
+
+    def atoms(self, resp, req, environ, request_time):
+        atoms = super().atoms(resp, req, environ, request_time)
+        for key in ("r", "U", "f"):
+            if isinstance(atoms.get(key), str):
+                atoms[key] = _LINK_TOKEN.sub(r"\1…", atoms[key])
+        return atoms
+
+
+logger_class = AccessLogger

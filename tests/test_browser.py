@@ -95,6 +95,7 @@ def test_without_javascript_the_plain_form_still_delivers(live_server, browser):
         page.locator("input[name=marketing_opt_in]").check()
         page.locator("form[data-leadgate-form] button[type=submit]").click()
         page.wait_for_url("**/thanks/**")
+        token = page.url.rsplit("/thanks/", 1)[1]
         with page.expect_download() as info:
             page.locator("a[href*='/download/']").first.click()
         assert info.value.suggested_filename == "lead-scoring-sales-trusts.pdf"
@@ -104,6 +105,10 @@ def test_without_javascript_the_plain_form_still_delivers(live_server, browser):
     row = next(r for r in live_server.export_rows() if r["email"] == "grace@example.org")
     assert row["first_utm_source"] == "linkedin"  # recovered from the Referer
     assert row["marketing_opt_in"] == "yes"
+    # The access log shows the thank-you page and the download, not the link that opens them.
+    log = live_server.log()
+    assert '"GET /thanks/… HTTP/1.1" 200' in log and '"GET /download/… HTTP/1.1" 200' in log
+    assert token not in log
 
 
 @pytest.fixture(scope="module")
