@@ -216,7 +216,8 @@ class ConsentEvent(Base):
     """Append-only: who granted or declined what words, when, from which network."""
 
     __tablename__ = "consent_events"
-    __table_args__ = (Index("ix_consent_events_lead_kind", "lead_id", "kind", "id"),)
+    # Serves "the lead's latest marketing choice" (by time, then id) without a sort per lead.
+    __table_args__ = (Index("ix_consent_events_lead_kind_time", "lead_id", "kind", "created_at", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id"))
