@@ -12,11 +12,13 @@ from __future__ import annotations
 import ipaddress
 import unicodedata
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from urllib.parse import parse_qs, urlsplit
 
 from capture.store import SOURCE_FIELDS, URL_MAX, UTM_FIELDS, UTM_MAX
 
 
+@lru_cache(maxsize=256)  # every post asks for the service's own origin and the page's
 def origin_of(url: str) -> str | None:
     """``scheme://host[:port]`` in lower case, or None for anything that is not http(s)."""
     try:
@@ -63,6 +65,7 @@ def source_fields(posted: Mapping[str, str], referer: str | None, trusted: bool)
     return fields
 
 
+@lru_cache(maxsize=1024)  # the ipaddress module takes ~8 µs; proxies and NATs repeat addresses
 def ip_prefix(address: str | None) -> str | None:
     """The visitor's network, never the address: /24 for IPv4, /48 for IPv6 (GDPR Recital 30)."""
     if not address:

@@ -72,6 +72,14 @@ V = TypeVar("V", bound=Callable[..., Any])
 limiter = Limiter(key_func=lambda: request.remote_addr or "unknown", headers_enabled=True)
 
 
+@limiter.request_filter
+def _outside_workspace() -> bool:
+    """Spare the other routes the limiter's bookkeeping: it cost every form post 5% of its time
+    to find that /submit has no limits (docs/performance.md). A limit on a route outside the
+    workspace must change this filter, or it will never be applied."""
+    return not request.path.startswith(WORKSPACE)
+
+
 class AuthError(ValueError):
     """A request about accounts or tokens that cannot be done; the message says why."""
 

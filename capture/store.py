@@ -12,9 +12,15 @@ power failure is the accepted price), ``busy_timeout`` (``SQLITE_BUSY_TIMEOUT_MS
 default; past it the write fails and the service spools the lead) and foreign keys on. Write
 transactions start with ``BEGIN IMMEDIATE`` so they take the write lock before their first
 read and wait for it instead of failing with "database is locked" when a read upgrades to a
-write. PostgreSQL (psycopg 3) needs none of this and gets plain transactions, from a small
-pool per process whose connections are tested before use, so the first request after the
-server restarted gets a fresh connection instead of an error.
+write. The service copies the WAL into the database itself, from a background thread
+(:class:`_Checkpointer`), so that no visitor's commit has to. PostgreSQL (psycopg 3) needs
+none of this and gets plain transactions, from a small pool per process whose connections
+are tested before use, so the first request after the server restarted gets a fresh
+connection instead of an error.
+
+The one write every visitor causes, :meth:`Store.record_submission`, runs its statements on
+the driver's cursor (:class:`_DriverStatement`): compiled by SQLAlchemy once, values converted
+by the column types, and sent in one round trip per answer needed on PostgreSQL.
 
 The engine is created on first use, never at import or in ``create_app``, so no connection
 is opened before a server forks its workers.
@@ -22,6 +28,7 @@ is opened before a server forks its workers.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import uuid
@@ -30,7 +37,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from functools import cache
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import email_validator
@@ -61,6 +67,7 @@ from sqlalchemy import (
     tuple_,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, aliased, mapped_column, sessionmaker
 
 from capture.catalog import ConsentText
@@ -70,6 +77,8 @@ if TYPE_CHECKING:
     from capture.filters import LeadFilter
 
 EXTENSION = "leadgate.store"
+
+log = logging.getLogger(__name__)
 
 #: Field limits, in characters, as in docs/architecture.md.
 EMAIL_MAX = 254
@@ -83,6 +92,12 @@ URL_MAX = 2000
 USER_AGENT_MAX = 500
 #: Milliseconds a SQLite write waits for the lock by default (the SQLITE_BUSY_TIMEOUT_MS setting).
 SQLITE_BUSY_TIMEOUT_MS = 5000
+#: Seconds between the service's own checkpoints of the SQLite WAL (see _Checkpointer).
+SQLITE_CHECKPOINT_SECONDS = 0.5
+#: WAL pages past which the committing connection checkpoints by itself: SQLite's own
+#: checkpointing (1,000 pages by default), kept as a backstop far above what the
+#: background checkpointer lets the WAL reach.
+SQLITE_WAL_AUTOCHECKPOINT = 20_000
 TOKEN_NAME_MAX = 100
 
 PROFILE_FIELDS = ("first_name", "last_name", "company", "job_title", "company_size", "industry")
@@ -416,7 +431,8 @@ def _use_wal(cursor: Any, busy_timeout_ms: int) -> None:
 
 def _configure_sqlite(engine: Engine, foreign_keys: bool, busy_timeout_ms: int) -> None:
     pragmas = (f"busy_timeout={int(busy_timeout_ms)}", "synchronous=NORMAL",
-               f"foreign_keys={'ON' if foreign_keys else 'OFF'}")
+               f"foreign_keys={'ON' if foreign_keys else 'OFF'}",
+               f"wal_autocheckpoint={SQLITE_WAL_AUTOCHECKPOINT}")
 
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection: Any, record: Any) -> None:
@@ -446,13 +462,54 @@ class _Connection:
     write_engine: Engine
     reader: sessionmaker[Session]
     writer: sessionmaker[Session]
+    #: record_submission's statements, compiled for this engine's dialect.
+    submission_writes: _DriverWrites
 
 
 def _connect(url: str, busy_timeout_ms: int) -> _Connection:
     engine = create_store_engine(url, busy_timeout_ms=busy_timeout_ms)
     write_engine = writing(engine)
     return _Connection(engine, write_engine, sessionmaker(engine, expire_on_commit=False),
-                       sessionmaker(write_engine, expire_on_commit=False))
+                       sessionmaker(write_engine, expire_on_commit=False),
+                       _DriverWrites.compile(engine.dialect))
+
+
+class _Checkpointer(threading.Thread):
+    """Copies the SQLite WAL into the database file every half second, off the request path.
+
+    Left to SQLite, the commit that takes the WAL past 1,000 pages does the copy itself:
+    a third of a form post's database time went there, and every hundredth visitor waited
+    for a copy and an fsync (docs/performance.md). A PASSIVE checkpoint neither waits for
+    nor blocks writers and readers; the pages changed by many posts are copied once.
+    """
+
+    def __init__(self, engine: Engine, seconds: float = SQLITE_CHECKPOINT_SECONDS):
+        super().__init__(name="leadgate-sqlite-checkpoint", daemon=True)
+        self.engine = engine
+        self.seconds = seconds
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        failing = False
+        while not self.stopped.wait(self.seconds):
+            try:
+                pooled = self.engine.raw_connection()
+                try:
+                    pooled.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                finally:
+                    pooled.close()
+            except Exception as e:  # noqa: BLE001 - the next round, or SQLite itself, catches up
+                if not failing:
+                    log.warning("SQLite checkpoints fail (retried every %g s): %s", self.seconds, e)
+                failing = True
+            else:
+                if failing:
+                    log.info("SQLite checkpoints work again")
+                failing = False
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join(timeout=5)
 
 
 class Store:
@@ -463,6 +520,7 @@ class Store:
         self.sqlite_busy_timeout_ms = sqlite_busy_timeout_ms
         self._connection: _Connection | None = None
         self._lock = threading.Lock()
+        self._checkpointer: _Checkpointer | None = None
 
     def _connected(self) -> _Connection:
         """Engine and session factories, made on first use: after any fork."""
@@ -476,8 +534,21 @@ class Store:
     def engine(self) -> Engine:
         return self._connected().engine
 
+    def _checkpoint_in_background(self, connection: _Connection) -> None:
+        """Start this process's checkpointer at its first SQLite write (after any fork)."""
+        if connection.engine.dialect.name != "sqlite" or (
+                self._checkpointer is not None and self._checkpointer.is_alive()):
+            return
+        with self._lock:
+            if self._checkpointer is None or not self._checkpointer.is_alive():
+                self._checkpointer = _Checkpointer(connection.engine)
+                self._checkpointer.start()
+
     def dispose(self) -> None:
         """Close every pooled connection (at shutdown, and between tests)."""
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
         if self._connection is not None:
             self._connection.engine.dispose()
             self._connection = None
@@ -499,7 +570,7 @@ class Store:
 
         Idempotent on ``data.uid``: recording a submission again (a spool replay) adds nothing
         and returns what the first time stored. Every visitor's post runs this, so it runs the
-        prebuilt statements of :func:`_writes`, not the ORM's unit of work.
+        statements of :class:`_DriverWrites`, not the ORM's unit of work.
         """
         submission = {
             "uid": data.uid, "resource_id": data.resource_id, "created_at": data.created_at,
@@ -509,24 +580,24 @@ class Store:
             "terms_sha256": data.terms.sha256, "marketing_opt_in": data.marketing_opt_in,
             "marketing_version": data.marketing.version, "marketing_sha256": data.marketing.sha256,
         }
-        with self._connected().write_engine.begin() as conn:
-            sql = _writes(conn.dialect.name)
-            row = conn.execute(sql.lead, {
+        connection = self._connected()
+        self._checkpoint_in_background(connection)
+        sql = connection.submission_writes
+        with sql.transaction(connection.engine) as tx:
+            row = tx.one(sql.lead, {
                 "email": data.email, "email_key": email_key(data.email),
-                "first_seen": data.created_at, "last_seen": data.created_at}).one()
-            conn.execute(sql.consent_texts, [
+                "first_seen": data.created_at, "last_seen": data.created_at})
+            tx.many(sql.consent_texts, [
                 {"sha256": text.sha256, "kind": text.kind, "version": text.version,
                  "text": text.text, "first_seen": data.created_at}
                 for text in (data.terms, data.marketing)])
-            submission["lead_id"] = row.id
-            submission_id = conn.execute(sql.submission, submission).scalar()
+            submission["lead_id"] = row["id"]
+            submission_id = tx.scalar(sql.submission, submission)
             if submission_id is not None:
-                lead = _as_loaded(Lead, row._mapping)
-                _merge_into_lead(lead, data, submission_id)
-                conn.execute(sql.lead_update, {
-                    "lead_id": lead.id, **{name: getattr(lead, name) for name in MERGED_FIELDS}})
-                conn.execute(sql.consent_events, [
-                    {"lead_id": lead.id, "submission_id": submission_id, "kind": text.kind,
+                lead = _merged_lead(row, data, submission_id)
+                tx.run(sql.lead_update, {"lead_id": lead["id"], **lead})
+                tx.many(sql.consent_events, [
+                    {"lead_id": lead["id"], "submission_id": submission_id, "kind": text.kind,
                      "granted": granted, "version": text.version, "sha256": text.sha256,
                      "created_at": data.created_at, "ip_prefix": data.ip_prefix}
                     for text, granted in ((data.terms, True), (data.marketing, data.marketing_opt_in))])
@@ -534,7 +605,7 @@ class Store:
             with self.read() as s:
                 stored = s.scalars(select(Submission).where(Submission.uid == data.uid)).one()
                 return s.get_one(Lead, stored.lead_id), stored
-        return lead, _as_loaded(Submission, {"id": submission_id, **submission})
+        return _as_loaded(Lead, lead), _as_loaded(Submission, {"id": submission_id, **submission})
 
     def has_submission(self, uid: uuid.UUID) -> bool:
         """Whether a submission is stored (a replay tells new leads from ones it already had)."""
@@ -849,61 +920,205 @@ def _as_loaded(model: type[ModelT], values: Mapping[str, Any]) -> ModelT:
     return instance
 
 
-@dataclass(frozen=True)
-class _Writes:
-    consent_texts: Executable
-    lead: Executable
-    submission: Executable
-    lead_update: Executable
-    consent_events: Executable
-
-
-#: The lead's columns _merge_into_lead may change.
+#: The lead's columns _merged_lead may change.
 MERGED_FIELDS = ("email", "first_seen", "last_seen", "first_submission_id", "last_submission_id",
                  *PROFILE_FIELDS)
 
 
-@cache
-def _writes(dialect: str) -> _Writes:
-    """The statements of record_submission, built once per dialect, values bound at execution.
+@dataclass(frozen=True)
+class _DriverStatement:
+    """A Core statement compiled once for one dialect, run on the driver's own cursor.
 
-    Building ``insert(…).values(…).on_conflict_…()`` anew for each post cost SQLAlchemy more
-    than running it, and the ORM's flush as much again (docs/performance.md).
+    ``Connection.execute()`` cost SQLAlchemy 80–150 µs per statement (execution context,
+    parameters, result) where SQLite needed 2–20 µs to run it: most of a form post's time
+    (docs/performance.md). The SQL and the values' conversions still come from SQLAlchemy,
+    from the column types' own processors, so a row is stored exactly as the ORM stores it.
     """
-    module = {"sqlite": sqlite, "postgresql": postgresql}.get(dialect)
-    if module is None:
-        raise RuntimeError(f"unsupported database {dialect!r}: use SQLite or PostgreSQL")
-    leads, submissions = Lead.__table__, Submission.__table__
-    lead = module.insert(leads)
-    return _Writes(
-        consent_texts=module.insert(ConsentTextRow.__table__)
-        .on_conflict_do_nothing(index_elements=["sha256"]),
-        # DO UPDATE of nothing rather than DO NOTHING: the row comes back, and stays locked
-        # until commit, whether this statement inserted it or it was there already.
-        lead=lead.on_conflict_do_update(index_elements=["email_key"],
-                                        set_={"email_key": lead.excluded.email_key})
-        .returning(*leads.c),
-        submission=module.insert(submissions).on_conflict_do_nothing(index_elements=["uid"])
-        .returning(submissions.c.id),
-        lead_update=leads.update().where(leads.c.id == bindparam("lead_id")),
-        consent_events=ConsentEvent.__table__.insert(),
-    )
+
+    sql: str
+    #: Bind names in the driver's order (positional paramstyles) or as its keys (named ones).
+    names: tuple[str, ...]
+    positional: bool
+    to_driver: tuple[Callable[[Any], Any] | None, ...]
+    #: Values for binds the caller leaves out: the columns' Python-side scalar defaults.
+    defaults: Mapping[str, Any]
+    #: Names and converters of the RETURNING columns.
+    returns: tuple[str, ...] = ()
+    from_driver: tuple[Callable[[Any], Any] | None, ...] = ()
+
+    @classmethod
+    def compile(cls, statement: Any, dialect: Any, keys: Sequence[str]) -> _DriverStatement:
+        compiled = statement.compile(dialect=dialect, column_keys=list(keys))
+        names = tuple(compiled.positiontup if compiled.positional else compiled.binds)
+        table = getattr(statement, "table", None)
+        defaults = {}
+        for name in names:
+            if name in keys:
+                continue
+            column = table.c.get(name) if table is not None else None
+            if column is None or column.default is None or not column.default.is_scalar:
+                raise RuntimeError(f"no value for {name!r} in {compiled.string!r}")
+            defaults[name] = column.default.arg
+        returning = getattr(statement, "_returning", ())
+        return cls(
+            sql=compiled.string, names=names, positional=compiled.positional,
+            to_driver=tuple(compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+                            for name in names),
+            defaults=defaults,
+            returns=tuple(column.key for column in returning),
+            from_driver=tuple(column.type.dialect_impl(dialect).result_processor(dialect, None)
+                              for column in returning))
+
+    def parameters(self, values: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
+        converted = [
+            value if convert is None else convert(value)
+            for convert, value in zip(self.to_driver, (
+                values[name] if name in values else self.defaults[name] for name in self.names))]
+        return converted if self.positional else dict(zip(self.names, converted))
+
+    def row(self, values: Sequence[Any]) -> dict[str, Any]:
+        return {name: value if convert is None else convert(value)
+                for name, convert, value in zip(self.returns, self.from_driver, values)}
 
 
-def _merge_into_lead(lead: Lead, data: NewSubmission, submission_id: int) -> None:
-    """Newest non-empty values win; an older post (a late replay) only fills gaps."""
-    newer = data.created_at >= lead.last_seen or lead.last_submission_id is None
+class _DriverTransaction:
+    """One transaction on a pooled connection's driver, running _DriverStatements.
+
+    On PostgreSQL the statements go in psycopg's pipeline mode: those whose answer is not
+    needed yet are sent without waiting, so a form post takes three round trips, not nine.
+    """
+
+    def __init__(self, cursor: Any):
+        self.cursor = cursor
+
+    def one(self, statement: _DriverStatement, values: Mapping[str, Any]) -> dict[str, Any]:
+        self.cursor.execute(statement.sql, statement.parameters(values))
+        return statement.row(self.cursor.fetchone())
+
+    def scalar(self, statement: _DriverStatement, values: Mapping[str, Any]) -> Any:
+        self.cursor.execute(statement.sql, statement.parameters(values))
+        row = self.cursor.fetchone()
+        return None if row is None else statement.row(row)[statement.returns[0]]
+
+    def run(self, statement: _DriverStatement, values: Mapping[str, Any]) -> None:
+        self.cursor.execute(statement.sql, statement.parameters(values))
+
+    def many(self, statement: _DriverStatement, rows: Sequence[Mapping[str, Any]]) -> None:
+        self.cursor.executemany(statement.sql, [statement.parameters(values) for values in rows])
+
+
+@dataclass(frozen=True)
+class _DriverWrites:
+    """The statements of record_submission for one dialect, and how to run them."""
+
+    dialect: Any
+    consent_texts: _DriverStatement
+    lead: _DriverStatement
+    submission: _DriverStatement
+    lead_update: _DriverStatement
+    consent_events: _DriverStatement
+
+    @classmethod
+    def compile(cls, dialect: Any) -> _DriverWrites:
+        """Build and compile once per engine; each post only binds values.
+
+        Building ``insert(…).values(…).on_conflict_…()`` anew for each post cost SQLAlchemy
+        more than running it, and the ORM's flush as much again (docs/performance.md).
+        """
+        module = {"sqlite": sqlite, "postgresql": postgresql}.get(dialect.name)
+        if module is None:
+            raise RuntimeError(f"unsupported database {dialect.name!r}: use SQLite or PostgreSQL")
+        leads, submissions = Lead.__table__, Submission.__table__
+        lead = module.insert(leads)
+        profile_and_source = (*PROFILE_FIELDS, *SOURCE_FIELDS)
+        return cls(
+            dialect=dialect,
+            consent_texts=_DriverStatement.compile(
+                module.insert(ConsentTextRow.__table__).on_conflict_do_nothing(index_elements=["sha256"]),
+                dialect, ("sha256", "kind", "version", "text", "first_seen")),
+            # DO UPDATE of nothing rather than DO NOTHING: the row comes back, and stays locked
+            # until commit, whether this statement inserted it or it was there already.
+            lead=_DriverStatement.compile(
+                lead.on_conflict_do_update(index_elements=["email_key"],
+                                           set_={"email_key": lead.excluded.email_key})
+                .returning(*leads.c),
+                dialect, ("email", "email_key", "first_seen", "last_seen")),
+            submission=_DriverStatement.compile(
+                module.insert(submissions).on_conflict_do_nothing(index_elements=["uid"])
+                .returning(submissions.c.id),
+                dialect, ("uid", "lead_id", "resource_id", "created_at", "email", *profile_and_source,
+                          "user_agent", "ip_prefix", "terms_accepted", "terms_version",
+                          "terms_sha256", "marketing_opt_in", "marketing_version",
+                          "marketing_sha256")),
+            lead_update=_DriverStatement.compile(
+                leads.update().where(leads.c.id == bindparam("lead_id")),
+                dialect, ("lead_id", *MERGED_FIELDS)),
+            consent_events=_DriverStatement.compile(
+                ConsentEvent.__table__.insert(), dialect,
+                ("lead_id", "submission_id", "kind", "granted", "version", "sha256", "created_at",
+                 "ip_prefix")),
+        )
+
+    @contextmanager
+    def transaction(self, engine: Engine) -> Iterator[_DriverTransaction]:
+        """Commit on success, roll back on any error; driver errors raised as SQLAlchemy's
+        (what callers catch), without parameters, and a dead connection left out of the pool."""
+        dialect = self.dialect
+        try:
+            pooled = engine.raw_connection()
+        except dialect.loaded_dbapi.Error as e:  # could not connect
+            raise DBAPIError.instance(None, None, e, dialect.loaded_dbapi.Error,
+                                      hide_parameters=True, dialect=dialect) from e
+        driver = pooled.driver_connection
+        cursor = None
+        try:
+            cursor = driver.cursor()
+            if dialect.name == "sqlite":
+                cursor.execute("BEGIN IMMEDIATE")
+                yield _DriverTransaction(cursor)
+                driver.commit()
+            else:
+                with driver.pipeline():
+                    yield _DriverTransaction(cursor)
+                    driver.commit()
+        except dialect.loaded_dbapi.Error as e:
+            gone = dialect.is_disconnect(e, pooled.dbapi_connection, cursor)
+            if gone:
+                pooled.invalidate(e)
+            else:
+                _rollback_quietly(driver)
+            raise DBAPIError.instance(
+                None, None, e, dialect.loaded_dbapi.Error, hide_parameters=True,
+                connection_invalidated=gone, dialect=dialect) from e
+        except BaseException:
+            _rollback_quietly(driver)
+            raise
+        finally:
+            pooled.close()
+
+
+def _rollback_quietly(driver: Any) -> None:
+    """Roll back after a failure, which may have taken the connection with it."""
+    try:
+        driver.rollback()
+    except Exception:  # noqa: BLE001 - the first error is the one to report
+        pass
+
+
+def _merged_lead(lead: Mapping[str, Any], data: NewSubmission, submission_id: int) -> dict[str, Any]:
+    """The lead's columns after this submission: newest non-empty values win; an older post
+    (a late replay) only fills gaps."""
+    merged = dict(lead)
+    newer = data.created_at >= lead["last_seen"] or lead["last_submission_id"] is None
     for name in PROFILE_FIELDS:
         value = getattr(data, name)
-        if value and (newer or not getattr(lead, name)):
-            setattr(lead, name, value)
+        if value and (newer or not merged[name]):
+            merged[name] = value
     if newer:
-        lead.email = data.email
-        lead.last_seen = data.created_at
-        lead.last_submission_id = submission_id
-    if lead.first_submission_id is None or data.created_at < lead.first_seen:
-        lead.first_seen = data.created_at
-        lead.first_submission_id = submission_id
+        merged.update(email=data.email, last_seen=data.created_at, last_submission_id=submission_id)
+    if merged["first_submission_id"] is None or data.created_at < merged["first_seen"]:
+        merged.update(first_seen=data.created_at, first_submission_id=submission_id)
+    return merged
 
 
 def get_store(app: Flask | None = None) -> Store:

@@ -89,6 +89,26 @@ def test_every_mistake_is_reported_at_once(catalog, form_post):
     assert set(checked.errors) == {"email", "company", "terms"}
 
 
+def test_one_post_leaves_nothing_behind_for_the_next(catalog, form_post):
+    """Each thread's form is bound once and reused: no value, error or address carries over."""
+    full = check(catalog, form_post(email="ann@example.com", first_name="Ann", company="Acme",
+                                    marketing_opt_in="yes"))
+    assert full.ok
+    wrong = check(catalog, form_post(email="nope", first_name=None, company="C" * 201,
+                                     marketing_opt_in=None))
+    assert set(wrong.errors) == {"email", "company"}
+    assert wrong.values["first_name"] == ""
+    assert wrong.submission is None
+    bare = check(catalog, form_post(email="bob@example.com", first_name=None, company=None,
+                                    marketing_opt_in=None))
+    assert bare.ok and bare.errors == {}
+    assert bare.submission["email"] == "bob@example.com"
+    assert (bare.submission["first_name"], bare.submission["company"]) == ("", "")
+    assert bare.submission["marketing_opt_in"] is False
+    # What an earlier check returned is not changed by a later one.
+    assert full.submission["first_name"] == "Ann" and set(wrong.errors) == {"email", "company"}
+
+
 def test_values_come_back_for_the_form(catalog, form_post):
     checked = check(catalog, form_post(email="nope", first_name="Ann"))
     assert checked.values["email"] == "nope"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 import uuid
@@ -9,10 +10,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, func, inspect, select, text
+from sqlalchemy import event, func, inspect, make_url, select, text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from capture import create_app
+from capture import store as store_module
 from capture.catalog import ConsentText
 from capture.store import (
     ConsentEvent,
@@ -122,19 +124,21 @@ def test_times_are_utc_and_timezone_aware(store):
         assert moment.tzinfo is not None and moment.utcoffset() == timedelta(0)
 
 
-def test_a_failure_midway_leaves_nothing(store):
-    engine = store.engine
+def test_a_failure_midway_leaves_nothing(store, monkeypatch):
+    """The database fails at the last statement (the consent events): the lead, submission
+    and consent texts written before it are rolled back, and the error is SQLAlchemy's."""
+    driver_error = store.engine.dialect.loaded_dbapi.OperationalError
+    real_many = store_module._DriverTransaction.many
 
-    def fail_on_consent_events(conn, cursor, statement, parameters, context, executemany):
-        if statement.startswith("INSERT INTO consent_events"):
-            raise OperationalError(statement, parameters, Exception("disk I/O error"))
+    def fail_on_consent_events(self, statement, rows):
+        if statement.sql.startswith("INSERT INTO consent_events"):
+            raise driver_error("disk I/O error")
+        return real_many(self, statement, rows)
 
-    event.listen(engine, "before_cursor_execute", fail_on_consent_events)
-    try:
-        with pytest.raises(OperationalError):
-            store.record_submission(new())
-    finally:
-        event.remove(engine, "before_cursor_execute", fail_on_consent_events)
+    monkeypatch.setattr(store_module._DriverTransaction, "many", fail_on_consent_events)
+    with pytest.raises(OperationalError, match="disk I/O error"):
+        store.record_submission(new())
+    monkeypatch.undo()
     for model in (Lead, Submission, ConsentTextRow, ConsentEvent):
         assert count(store, model) == 0, model.__tablename__
     store.record_submission(new())
@@ -201,20 +205,21 @@ def test_concurrent_posts_are_all_stored(store, same_email):
 def test_two_workers_racing_for_a_new_address_make_one_lead(database_url):
     """Two processes' stores post for the same new person at the same instant, round after round.
 
-    A barrier holds each worker at the point of the race: on PostgreSQL both transactions are
-    open and about to insert the lead (INSERT … ON CONFLICT on email_key); on SQLite both are
-    about to take the write lock (BEGIN IMMEDIATE).
+    A barrier holds each worker at the point of the race: both have just taken a connection
+    from their pool, about to send BEGIN IMMEDIATE (SQLite: both reach for the write lock) or
+    BEGIN and INSERT … ON CONFLICT on email_key (PostgreSQL: both insert the lead).
     """
     workers = [Store(database_url), Store(database_url)]
-    race_point = "BEGIN IMMEDIATE" if workers[0].engine.dialect.name == "sqlite" else "INSERT INTO leads"
     barrier = threading.Barrier(len(workers), timeout=10)
+    racers: set[threading.Thread] = set()
+    met: list[int] = []
 
-    def wait_for_the_other(conn, cursor, statement, parameters, context, executemany):
-        if statement.startswith(race_point):
-            barrier.wait()
+    def wait_for_the_other(dbapi_connection, record, proxy):
+        if threading.current_thread() in racers:  # not the SQLite checkpointer
+            met.append(barrier.wait())
 
     for worker in workers:
-        event.listen(worker.engine, "before_cursor_execute", wait_for_the_other)
+        event.listen(worker.engine, "checkout", wait_for_the_other)
     rounds, errors = 10, []
 
     def post(worker: Store, name: str) -> None:
@@ -226,12 +231,15 @@ def test_two_workers_racing_for_a_new_address_make_one_lead(database_url):
             barrier.abort()
 
     threads = [threading.Thread(target=post, args=(w, name)) for w, name in zip(workers, "AB")]
+    racers.update(threads)
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    racers.clear()
     try:
         assert errors == []
+        assert len(met) == 2 * rounds  # the race was run every round
         with workers[0].read() as s:
             leads = s.scalars(select(Lead).order_by(Lead.id)).all()
             posts = {lead.id: s.scalars(select(Submission.id).where(Submission.lead_id == lead.id)).all()
@@ -256,6 +264,27 @@ def test_sqlite_settings(store):
         assert pragma("synchronous") == 1  # NORMAL
         assert pragma("busy_timeout") == 5000
         assert pragma("foreign_keys") == 1
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)
+def test_leads_reach_the_database_file_within_a_second(store, tmp_path):
+    """Commits go to the WAL; the service's checkpointer copies them into the database file
+    (SQLite itself would only at 20,000 pages). A copy of the file alone, as a backup
+    tool that ignores the WAL would take, holds the leads."""
+    path = Path(make_url(store.url).database)
+    for n in range(20):
+        store.record_submission(new(f"wal{n}@example.com"))
+    copy = tmp_path / "copy.db"
+    deadline = time.monotonic() + 5
+    while True:
+        copy.write_bytes(path.read_bytes())
+        with sqlite3.connect(copy) as db:
+            if db.execute("SELECT count(*) FROM leads").fetchone()[0] == 20:
+                break
+        assert time.monotonic() < deadline, "the WAL was not checkpointed"
+        time.sleep(0.1)
+    store.dispose()
+    assert not [t for t in threading.enumerate() if t.name == "leadgate-sqlite-checkpoint"]
 
 
 @pytest.mark.parametrize("database_kind", ["postgresql"], indirect=True)
