@@ -1,7 +1,7 @@
 """Form posts per second: the capture service against a bare Flask form handler, with wrk.
 
     .venv/bin/python benchmarks/run.py [--duration 10] [--rounds 3] [--database sqlite|postgresql|both]
-                                       [--workers 2]
+                                       [--workers 2] [--ladder]
 
 Starts, on 127.0.0.1, the baseline (benchmarks/baseline_app.py) and the real service
 (`leadgate serve`) on each database, all with the gunicorn settings of capture/gunicorn_conf.py
@@ -44,6 +44,8 @@ from live import (  # noqa: E402
     postgres_database,
 )
 from sqlalchemy import create_engine, text  # noqa: E402
+
+import ladder_app  # noqa: E402
 
 from capture.catalog import Catalog, load_catalog  # noqa: E402
 
@@ -128,6 +130,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16, help="concurrent clients (16)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers of each server (2)")
     parser.add_argument("--database", choices=("sqlite", "postgresql", "both"), default="both")
+    parser.add_argument("--ladder", action="store_true",
+                        help="also measure the baseline + WTForms, and + one SQLite insert")
     parser.add_argument("--postgres-url", default=POSTGRES_URL,
                         help=f"server to create the throwaway database on ({POSTGRES_URL})")
     args = parser.parse_args()
@@ -141,12 +145,22 @@ def main() -> None:
     catalog = load_catalog(ROOT / "content")
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="leadgate-bench-")))
-        port = free_port()
-        servers: dict[str, tuple[ChildServer, str | None]] = {"baseline": (stack.enter_context(
-            ChildServer([sys.executable, "-m", "gunicorn", "-c", "python:capture.gunicorn_conf",
-                         "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers),
-                         "--pythonpath", str(HERE),
-                         "baseline_app:create_app()"], port, tmp / "baseline.log")), None)}
+
+        def gunicorn(app: str, log: str, env: dict[str, str] | None = None) -> ChildServer:
+            """A Flask app of benchmarks/ under the service's gunicorn settings."""
+            port = free_port()
+            return stack.enter_context(ChildServer(
+                [sys.executable, "-m", "gunicorn", "-c", "python:capture.gunicorn_conf",
+                 "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers),
+                 "--pythonpath", str(HERE), app], port, tmp / log, env=env))
+
+        servers: dict[str, tuple[ChildServer, str | None]] = {
+            "baseline": (gunicorn("baseline_app:create_app()", "baseline.log"), None)}
+        if args.ladder:
+            ladder_app.create_database(str(tmp / "ladder.db"))
+        for step in ("wtforms", "insert") if args.ladder else ():
+            servers[f"+{step}"] = (gunicorn("ladder_app:create_app()", f"ladder-{step}.log", {
+                "LADDER_STEP": step, "LADDER_DATABASE": str(tmp / "ladder.db")}), None)
         for database in ("sqlite", "postgresql"):
             if args.database not in (database, "both"):
                 continue
@@ -185,7 +199,7 @@ def main() -> None:
           f"{'of baseline':>12}")
     for name, runs in results.items():
         share = statistics.median(r.rate / b.rate for r, b in zip(runs, baseline))
-        label = "service/" + name if name != "baseline" else name
+        label = "service/" + name if name in ("sqlite", "postgresql") else name
         print(f"{label:18} {statistics.median(r.rate for r in runs):7.0f} "
               f"{statistics.median(r.p50_ms for r in runs):7.1f} "
               f"{statistics.median(r.p99_ms for r in runs):7.1f} "

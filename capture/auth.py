@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 import email_validator
 from flask import (
     Flask,
+    Request,
     Response,
     g,
     jsonify,
@@ -42,6 +43,7 @@ from flask import (
 )
 from flask_limiter import Limiter
 from flask_limiter.errors import RateLimitExceeded
+from flask.sessions import SecureCookieSessionInterface, SessionMixin
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -54,6 +56,8 @@ TOKEN_PREFIX = "lg_"
 #: Characters of a token kept for display: the marker and 6 random characters.
 TOKEN_DISPLAY = len(TOKEN_PREFIX) + 6
 WORKSPACE = "/workspace/"
+#: The blueprint of the workspace pages (capture.workspace), the only one with rate limits.
+WORKSPACE_BLUEPRINT = "workspace"
 SESSION_USER = "user_id"
 SESSION_PASSWORD = "password_mark"
 
@@ -70,14 +74,6 @@ V = TypeVar("V", bound=Callable[..., Any])
 #: One per process, configured per app by init_app (Flask-Limiter's app factory pattern);
 #: only the sign-in view has limits.
 limiter = Limiter(key_func=lambda: request.remote_addr or "unknown", headers_enabled=True)
-
-
-@limiter.request_filter
-def _outside_workspace() -> bool:
-    """Spare the other routes the limiter's bookkeeping: it cost every form post 5% of its time
-    to find that /submit has no limits (docs/performance.md). A limit on a route outside the
-    workspace must change this filter, or it will never be applied."""
-    return not request.path.startswith(WORKSPACE)
 
 
 class AuthError(ValueError):
@@ -330,9 +326,42 @@ def _too_many(e: RateLimitExceeded) -> tuple[str, int]:
                            link_url=url_for("workspace.login"), link_text="Back to sign-in"), 429
 
 
-def init_app(app: Flask) -> None:
-    """Rate limits, CSRF (workspace only) and the pages for their refusals."""
+class WorkspaceSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, opened only for the workspace, which alone uses them.
+
+    Flask opens the session of every request; for a form post that was a signing serializer
+    built and the cookies parsed for nothing, a fifth of the framework's own time per request
+    (docs/performance.md). Elsewhere ``session`` is Flask's NullSession: reading it finds it
+    empty, writing to it raises.
+    """
+
+    def open_session(self, app: Flask, request: Request) -> SessionMixin | None:
+        if not request.path.startswith(WORKSPACE):
+            return self.make_null_session(app)
+        return super().open_session(app, request)
+
+
+def _limit_the_workspace_only(app: Flask) -> None:
+    """Flask-Limiter hooks every request of an app; run its hooks for the workspace alone.
+
+    The sign-in page is the only one with limits, yet the limiter's three hooks cost each
+    form post about 40 µs, a third of the framework's own time per request
+    (docs/performance.md). They move from the app's scope to the workspace blueprint's in
+    Flask's hook registries. A limit on a route outside the workspace needs them back.
+    """
+    registries = (app.before_request_funcs, app.after_request_funcs, app.teardown_request_funcs)
+    had = [list(registry.get(None, ())) for registry in registries]
     limiter.init_app(app)
+    for registry, before in zip(registries, had):
+        added = [hook for hook in registry.get(None, ()) if hook not in before]
+        registry[None] = before
+        registry.setdefault(WORKSPACE_BLUEPRINT, []).extend(added)
+
+
+def init_app(app: Flask) -> None:
+    """Rate limits, sessions and CSRF (workspace only) and the pages for their refusals."""
+    _limit_the_workspace_only(app)
+    app.session_interface = WorkspaceSessions()
     app.config["WTF_CSRF_CHECK_DEFAULT"] = False
     csrf = CSRFProtect(app)
 

@@ -47,7 +47,7 @@ SECURITY_HEADERS = {
     "X-Robots-Tag": "noindex",
 }
 
-bp = Blueprint("workspace", __name__, url_prefix="/workspace")
+bp = Blueprint(auth.WORKSPACE_BLUEPRINT, __name__, url_prefix="/workspace")
 
 
 class BadCursor(ValueError):

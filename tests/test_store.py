@@ -267,6 +267,36 @@ def test_sqlite_settings(store):
 
 
 @pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)
+def test_a_post_waits_for_the_write_lock_until_the_busy_timeout(store):
+    """Another process holds SQLite's write lock: the post waits and goes in once it is free;
+    held past the busy timeout, the post fails (and is spooled by the caller)."""
+    path = make_url(store.url).database
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(0.3, holder.rollback)
+    release.start()
+    started = time.monotonic()
+    store.record_submission(new("waited@example.com"))
+    assert time.monotonic() - started >= 0.25
+    assert store.find_lead("waited@example.com") is not None
+
+    impatient = Store(store.url, sqlite_busy_timeout_ms=100)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.monotonic()
+        with pytest.raises(OperationalError, match="locked"):
+            impatient.record_submission(new("gave-up@example.com"))
+        assert 0.09 <= time.monotonic() - started < 1
+        with impatient.engine.connect() as conn:  # the connection's own timeout is back
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 100
+    finally:
+        holder.rollback()
+        holder.close()
+        impatient.dispose()
+    assert store.find_lead("gave-up@example.com") is None
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)
 def test_leads_reach_the_database_file_within_a_second(store, tmp_path):
     """Commits go to the WAL; the service's checkpointer copies them into the database file
     (SQLite itself would only at 20,000 pages). A copy of the file alone, as a backup
