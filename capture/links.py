@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from functools import lru_cache
 
 from itsdangerous import BadData, SignatureExpired, URLSafeTimedSerializer
 
@@ -36,6 +37,7 @@ class LinkExpired(Exception):
         self.claim = claim
 
 
+@lru_cache(maxsize=4)  # one per secret key, built once: it holds no state between calls
 def _serializer(secret_key: str) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(secret_key, salt=SALT)
 

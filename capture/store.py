@@ -37,6 +37,7 @@ from time import monotonic, sleep
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 from operator import itemgetter
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -971,7 +972,7 @@ class _DriverStatement:
             if column is None or column.default is None or not column.default.is_scalar:
                 raise RuntimeError(f"no value for {name!r} in {compiled.string!r}")
             defaults[name] = column.default.arg
-        converters = ((i, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
+        converters = ((i, _bind_converter(compiled.binds[name].type, dialect))
                       for i, name in enumerate(names))
         returning = statement.exported_columns
         return cls(
@@ -992,6 +993,15 @@ class _DriverStatement:
     def row(self, values: Sequence[Any]) -> dict[str, Any]:
         return {name: value if convert is None else convert(value)
                 for name, convert, value in zip(self.returns, self.from_driver, values)}
+
+
+def _bind_converter(type_: Any, dialect: Any) -> Callable[[Any], Any] | None:
+    """The column type's conversion of a value for the driver. A post binds the same time
+    nine times (lead, submission, consent texts and events): times are converted once."""
+    convert = type_.dialect_impl(dialect).bind_processor(dialect)
+    if convert is not None and isinstance(type_, UTCDateTime):
+        return lru_cache(maxsize=8)(convert)
+    return convert
 
 
 class _DriverTransaction:
