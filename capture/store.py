@@ -20,7 +20,7 @@ connection instead of an error.
 
 The one write every visitor causes, :meth:`Store.record_submission`, runs its statements on
 the driver's cursor (:class:`_DriverStatement`): compiled by SQLAlchemy once, values converted
-by the column types, and sent in one round trip per answer needed on PostgreSQL.
+by the column types, and on PostgreSQL sent without waiting when no answer is needed yet.
 
 The engine is created on first use, never at import or in ``create_app``, so no connection
 is opened before a server forks its workers.
@@ -1008,7 +1008,7 @@ class _DriverTransaction:
     """One transaction on a pooled connection's driver, running _DriverStatements.
 
     On PostgreSQL the statements go in psycopg's pipeline mode: those whose answer is not
-    needed yet are sent without waiting, so a form post takes three round trips, not nine.
+    needed yet are sent without waiting for the ones before.
     """
 
     def __init__(self, cursor: Any):
