@@ -179,14 +179,23 @@ def resolve_secret_key(configured: str | None, instance_path: Path, may_generate
 
 
 def check_database_driver(url: str) -> None:
-    """A PostgreSQL URL without psycopg installed: say what to install, not a traceback."""
+    """A database Leadgate does not speak, or PostgreSQL without psycopg 3 installed: say
+    what to write or install, not a traceback."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
     try:
-        backend = make_url(url).get_backend_name()
+        parsed = make_url(url)
     except ArgumentError:
         raise ConfigError(f"LEADGATE_DATABASE_URL is not a database URL: {url!r}") from None
+    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise ConfigError(f"LEADGATE_DATABASE_URL must be a SQLite or PostgreSQL URL, not {backend}: "
+                          "sqlite:///path/leadgate.db or postgresql+psycopg://user:password@host/db.")
+    if backend == "postgresql" and driver != "psycopg":
+        # The form post's write uses psycopg 3's pipeline mode (capture.store).
+        raise ConfigError(f"LEADGATE_DATABASE_URL: PostgreSQL is reached through psycopg 3, not {driver}: "
+                          "write postgresql+psycopg://user:password@host/db.")
     if backend == "postgresql" and importlib.util.find_spec("psycopg") is None:
         raise ConfigError("LEADGATE_DATABASE_URL names PostgreSQL, but its driver is not installed: "
                           "pip install 'leadgate[postgres]' (psycopg 3).")

@@ -49,7 +49,6 @@ from sqlalchemy import (
     ColumnElement,
     DateTime,
     Engine,
-    Executable,
     ForeignKey,
     Index,
     MetaData,

@@ -90,6 +90,15 @@ def test_database_url_that_is_not_a_url(base_config):
         create_app({**base_config, "DATABASE_URL": "leads.db"})
 
 
+@pytest.mark.parametrize(("url", "message"), [
+    ("mysql+pymysql://u@127.0.0.1/db", "must be a SQLite or PostgreSQL URL, not mysql"),
+    ("postgresql+psycopg2://u@127.0.0.1/db", "through psycopg 3, not psycopg2: write postgresql\\+psycopg://"),
+])
+def test_database_url_of_a_database_leadgate_does_not_speak(base_config, url, message):
+    with pytest.raises(ConfigError, match=message):
+        create_app({**base_config, "DATABASE_URL": url})
+
+
 def test_postgresql_without_its_driver_says_what_to_install(base_config, monkeypatch):
     import importlib.util
 
