@@ -345,7 +345,7 @@ def _limit_the_workspace_only(app: Flask) -> None:
     """Flask-Limiter hooks every request of an app; run its hooks for the workspace alone.
 
     The sign-in page is the only one with limits, yet the limiter's three hooks cost each
-    form post about 40 µs, a third of the framework's own time per request
+    form post about 40 µs of the 100 µs the framework spent per request
     (docs/performance.md). They move from the app's scope to the workspace blueprint's in
     Flask's hook registries. A limit on a route outside the workspace needs them back.
     """
