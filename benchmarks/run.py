@@ -5,9 +5,10 @@
 
 Starts, on 127.0.0.1, the baseline (benchmarks/baseline_app.py) and the real service
 (`leadgate serve`) on each database, all with the gunicorn settings of capture/gunicorn_conf.py
-(2 sync workers unless --workers says otherwise). Each round drives every server in turn with wrk (benchmarks/submit.lua:
-plain form posts, three new visitors in four, one returning) at 16 connections. The table
-shows medians over the rounds: requests per second, latency, the CPU time the server's
+(2 sync workers unless --workers says otherwise). All rounds of SQLite run first, then all of
+PostgreSQL; each round drives the baseline, then the service, with wrk (benchmarks/submit.lua:
+plain form posts, three new visitors in four, one returning) at 16 connections. A table per
+database shows medians over its rounds: requests per second, latency, the CPU time the server's
 processes spent per request (from /proc, so Linux only), and the service's throughput as a
 share of the baseline's in the same round, so that load from other work on the machine
 cancels out as far as it can. PostgreSQL runs on a throwaway database on live.POSTGRES_URL
@@ -179,31 +180,39 @@ def main() -> None:
               f"{args.rounds} round(s); {args.workers} sync gunicorn workers each", file=sys.stderr)
         for name, (server, _) in servers.items():
             wrk(server, catalog, 2, args.connections)  # warm-up: imports, connections
-        results: dict[str, list[Result]] = {name: [] for name in servers}
-        for round_ in range(1, args.rounds + 1):
-            for name, (server, _) in servers.items():
-                result = wrk(server, catalog, args.duration, args.connections)
-                results[name].append(result)
-                print(f"  round {round_} {name:10} {result.rate:7.0f} req/s  p50 "
-                      f"{result.p50_ms:5.1f} ms  p99 {result.p99_ms:5.1f} ms  "
-                      f"{result.cpu_ms:5.2f} CPU ms/request", file=sys.stderr)
-        for name, (_, database_url) in servers.items():
-            if database_url is not None:
-                answered = sum(r.requests for r in results[name])
-                stored = stored_submissions(database_url)
-                if stored < answered:
-                    raise SystemExit(f"{name}: {answered} posts answered but {stored} stored")
+        # All rounds of one database, then all of the next: PostgreSQL's own work after its
+        # runs (WAL writes, autovacuum) must not land in the SQLite rounds. Each round drives
+        # the baseline (and the ladder, with the first database) right before the service.
+        ladder = [name for name in servers if name.startswith("+")]
+        groups = [(database, ["baseline", *(ladder if not i else ()), database])
+                  for i, database in enumerate(d for d in ("sqlite", "postgresql") if d in servers)]
+        results: dict[str, dict[str, list[Result]]] = {}
+        for database, names in groups:
+            results[database] = {name: [] for name in names}
+            for round_ in range(1, args.rounds + 1):
+                for name in names:
+                    result = wrk(servers[name][0], catalog, args.duration, args.connections)
+                    results[database][name].append(result)
+                    print(f"  {database} round {round_} {name:10} {result.rate:7.0f} req/s  p50 "
+                          f"{result.p50_ms:5.1f} ms  p99 {result.p99_ms:5.1f} ms  "
+                          f"{result.cpu_ms:5.2f} CPU ms/request", file=sys.stderr)
+        for database, _ in groups:
+            answered = sum(r.requests for r in results[database][database])
+            stored = stored_submissions(servers[database][1])
+            if stored < answered:
+                raise SystemExit(f"{database}: {answered} posts answered but {stored} stored")
 
-    baseline = results["baseline"]
-    print(f"\n{'server':18} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'CPU ms/req':>11} "
-          f"{'of baseline':>12}")
-    for name, runs in results.items():
-        share = statistics.median(r.rate / b.rate for r, b in zip(runs, baseline))
-        label = "service/" + name if name in ("sqlite", "postgresql") else name
-        print(f"{label:18} {statistics.median(r.rate for r in runs):7.0f} "
-              f"{statistics.median(r.p50_ms for r in runs):7.1f} "
-              f"{statistics.median(r.p99_ms for r in runs):7.1f} "
-              f"{statistics.median(r.cpu_ms for r in runs):11.2f} {share:11.0%}")
+    for database, runs_by_name in results.items():
+        baseline = runs_by_name["baseline"]
+        print(f"\n{database + ' rounds':18} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} "
+              f"{'CPU ms/req':>11} {'of baseline':>12}")
+        for name, runs in runs_by_name.items():
+            share = statistics.median(r.rate / b.rate for r, b in zip(runs, baseline))
+            label = "service/" + name if name == database else name
+            print(f"{label:18} {statistics.median(r.rate for r in runs):7.0f} "
+                  f"{statistics.median(r.p50_ms for r in runs):7.1f} "
+                  f"{statistics.median(r.p99_ms for r in runs):7.1f} "
+                  f"{statistics.median(r.cpu_ms for r in runs):11.2f} {share:11.0%}")
 
 
 if __name__ == "__main__":
