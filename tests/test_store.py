@@ -296,14 +296,21 @@ def test_a_post_waits_for_the_write_lock_until_the_busy_timeout(store):
     assert store.find_lead("gave-up@example.com") is None
 
 
+def checkpointers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "leadgate-sqlite-checkpoint"]
+
+
 @pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)
 def test_leads_reach_the_database_file_within_a_second(store, tmp_path):
     """Commits go to the WAL; the service's checkpointer copies them into the database file
     (SQLite itself would only at 20,000 pages). A copy of the file alone, as a backup
     tool that ignores the WAL would take, holds the leads."""
     path = Path(make_url(store.url).database)
+    running = set(checkpointers())
     for n in range(20):
         store.record_submission(new(f"wal{n}@example.com"))
+    mine = set(checkpointers()) - running
+    assert len(mine) == 1
     copy = tmp_path / "copy.db"
     deadline = time.monotonic() + 5
     while True:
@@ -314,7 +321,7 @@ def test_leads_reach_the_database_file_within_a_second(store, tmp_path):
         assert time.monotonic() < deadline, "the WAL was not checkpointed"
         time.sleep(0.1)
     store.dispose()
-    assert not [t for t in threading.enumerate() if t.name == "leadgate-sqlite-checkpoint"]
+    assert not [thread for thread in mine if thread.is_alive()]
 
 
 @pytest.mark.parametrize("database_kind", ["postgresql"], indirect=True)
