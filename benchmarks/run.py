@@ -159,9 +159,9 @@ def main() -> None:
             "baseline": (gunicorn("baseline_app:create_app()", "baseline.log"), None)}
         if args.ladder:
             ladder_app.create_database(str(tmp / "ladder.db"))
-        for step in ("wtforms", "insert") if args.ladder else ():
-            servers[f"+{step}"] = (gunicorn("ladder_app:create_app()", f"ladder-{step}.log", {
-                "LADDER_STEP": step, "LADDER_DATABASE": str(tmp / "ladder.db")}), None)
+            for step in ("wtforms", "insert"):
+                servers[f"+{step}"] = (gunicorn("ladder_app:create_app()", f"ladder-{step}.log", {
+                    "LADDER_STEP": step, "LADDER_DATABASE": str(tmp / "ladder.db")}), None)
         for database in ("sqlite", "postgresql"):
             if args.database not in (database, "both"):
                 continue
