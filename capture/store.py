@@ -450,8 +450,16 @@ def _configure_sqlite(engine: Engine, foreign_keys: bool, busy_timeout_ms: int) 
 
     @event.listens_for(engine, "begin")
     def on_begin(connection: Any) -> None:
-        mode = connection.get_execution_options().get("leadgate_begin", "DEFERRED")
-        connection.exec_driver_sql(f"BEGIN {mode}")
+        if connection.get_execution_options().get("leadgate_begin") != "IMMEDIATE":
+            connection.exec_driver_sql("BEGIN DEFERRED")
+            return
+        # The write lock is taken as for a form post, without SQLite's sleeping back-off.
+        driver = connection.connection.driver_connection
+        try:
+            _begin_immediate(driver, driver.cursor(), busy_timeout_ms)
+        except sqlite3.Error as e:
+            raise DBAPIError.instance("BEGIN IMMEDIATE", None, e, sqlite3.Error,
+                                      hide_parameters=True, dialect=connection.dialect) from e
 
 
 def writing(engine: Engine) -> Engine:

@@ -296,6 +296,29 @@ def test_a_post_waits_for_the_write_lock_until_the_busy_timeout(store):
     assert store.find_lead("gave-up@example.com") is None
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)
+def test_other_writes_wait_for_the_lock_the_same_way(store):
+    """Writes through the ORM (a staff account here) take the write lock as a post does."""
+    path = make_url(store.url).database
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    threading.Timer(0.3, holder.rollback).start()
+    started = time.monotonic()
+    store.add_user("ann.admin@example.com", "hash", "admin")
+    assert time.monotonic() - started >= 0.25
+
+    impatient = Store(store.url, sqlite_busy_timeout_ms=100)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(OperationalError, match="locked"):
+            impatient.add_user("bob.admin@example.com", "hash", "admin")
+    finally:
+        holder.rollback()
+        holder.close()
+        impatient.dispose()
+    assert [user.email for user in store.users()] == ["ann.admin@example.com"]
+
+
 def checkpointers() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "leadgate-sqlite-checkpoint"]
 
