@@ -96,8 +96,10 @@ USER_AGENT_MAX = 500
 SQLITE_BUSY_TIMEOUT_MS = 5000
 #: Seconds between a form post's tries to take SQLite's write lock (see _begin_immediate).
 SQLITE_LOCK_RETRY_SECONDS = 0.0002
-#: Seconds from a write to the service's own checkpoint of the SQLite WAL (see _Checkpointer).
+#: Seconds between the service's own checkpoints of the SQLite WAL while posts keep coming,
+#: and from the last post before a pause to the checkpoint that copies it (see _Checkpointer).
 SQLITE_CHECKPOINT_SECONDS = 0.02
+SQLITE_IDLE_CHECKPOINT_SECONDS = 0.5
 #: WAL pages past which the committing connection checkpoints by itself: SQLite's own
 #: checkpointing (1,000 pages by default), kept as a backstop far above what the
 #: background checkpointer lets the WAL reach.
@@ -487,50 +489,78 @@ def _connect(url: str, busy_timeout_ms: int) -> _Connection:
 
 
 class _Checkpointer(threading.Thread):
-    """Copies the SQLite WAL into the database file, off the request path: 20 ms after a
-    write, in small steps.
+    """Copies the SQLite WAL into the database file in small steps, so that no commit has to
+    copy a large WAL.
 
     Left to SQLite, the commit that takes the WAL past 1,000 pages does the copy itself: a
     third of a form post's database time went there, and every hundredth visitor waited for
-    a copy and an fsync. Copied every 0.5 s, the bursts still showed in the p99 (23 ms under
-    wrk); 20 ms after a write, the p99 was 16–19 ms at the same throughput
+    a copy and an fsync; copied every 0.5 s, the bursts still showed in the p99 (23 ms under
+    wrk). So a write copies the WAL itself, right after its commit, when the last copy is
+    ``seconds`` old (:meth:`after_commit`, about one post in twenty under load). This thread
+    only copies the last writes before a pause, ``idle_seconds`` after them: doing every copy
+    from here, 20 ms after a write, cost 7% more CPU per post, the two threads trading the GIL
     (docs/performance.md). A PASSIVE checkpoint neither waits for nor blocks writers and
     readers. An idle service does not wake up for it.
     """
 
-    def __init__(self, engine: Engine, seconds: float = SQLITE_CHECKPOINT_SECONDS):
+    def __init__(self, engine: Engine, seconds: float = SQLITE_CHECKPOINT_SECONDS,
+                 idle_seconds: float = SQLITE_IDLE_CHECKPOINT_SECONDS):
         super().__init__(name="leadgate-sqlite-checkpoint", daemon=True)
         self.pid = os.getpid()
         self.engine = engine
         self.seconds = seconds
+        self.idle_seconds = idle_seconds
         self.stopped = threading.Event()
         self.written = threading.Event()
+        self.last_write = self.last_copy = 0.0
+        self.failing = False
 
-    def nudge(self) -> None:
-        """A write was committed: checkpoint within ``seconds``."""
-        self.written.set()
+    def after_commit(self, driver: sqlite3.Connection) -> None:
+        """A write was committed on ``driver``: copy the WAL now if the last copy is old
+        enough, else leave it to the next write or to this thread. Never raises: the write
+        is committed whatever happens to the copy."""
+        now = self.last_write = monotonic()
+        if now - self.last_copy >= self.seconds:
+            self.last_copy = now
+            self._checkpoint(driver)
+        if not self.written.is_set():
+            self.written.set()
 
     def run(self) -> None:
-        failing = False
         while True:
             self.written.wait()
-            if self.stopped.wait(self.seconds):  # let the writes of the next moments gather
-                return
             self.written.clear()
-            try:
-                pooled = self.engine.raw_connection()
+            while (pause := self.last_write + self.idle_seconds - monotonic()) > 0:
+                if self.stopped.wait(pause):
+                    return
+            if self.stopped.is_set():
+                return
+            if self.last_copy < self.last_write:
+                self.last_copy = monotonic()
                 try:
-                    pooled.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    pooled = self.engine.raw_connection()
+                except Exception as e:  # noqa: BLE001 - the next write tries again
+                    self._failed(e)
+                    continue
+                try:
+                    self._checkpoint(pooled.driver_connection)
                 finally:
                     pooled.close()
-            except Exception as e:  # noqa: BLE001 - the next round, or SQLite itself, catches up
-                if not failing:
-                    log.warning("SQLite checkpoints fail (tried again after the next write): %s", e)
-                failing = True
-            else:
-                if failing:
-                    log.info("SQLite checkpoints work again")
-                failing = False
+
+    def _checkpoint(self, driver: sqlite3.Connection) -> None:
+        try:
+            driver.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except Exception as e:  # noqa: BLE001 - the next copy, or SQLite itself, catches up
+            self._failed(e)
+        else:
+            if self.failing:
+                log.info("SQLite checkpoints work again")
+            self.failing = False
+
+    def _failed(self, error: Exception) -> None:
+        if not self.failing:
+            log.warning("SQLite checkpoints fail (tried again after the next write): %s", error)
+        self.failing = True
 
     def stop(self) -> None:
         self.stopped.set()
@@ -600,43 +630,56 @@ class Store:
 
         Idempotent on ``data.uid``: recording a submission again (a spool replay) adds nothing
         and returns what the first time stored. Every visitor's post runs this, so it runs the
-        statements of :class:`_DriverWrites`, not the ORM's unit of work.
+        statements of :class:`_DriverWrites`, not the ORM's unit of work, and binds every
+        value it can before taking SQLite's write lock, which the other workers wait for.
         """
+        at = data.created_at
         submission = {
-            "uid": data.uid, "resource_id": data.resource_id, "created_at": data.created_at,
+            "uid": data.uid, "resource_id": data.resource_id, "created_at": at,
             "email": data.email, **{f: getattr(data, f) for f in (*PROFILE_FIELDS, *SOURCE_FIELDS)},
             "user_agent": data.user_agent[:USER_AGENT_MAX], "ip_prefix": data.ip_prefix,
             "terms_accepted": True, "terms_version": data.terms.version,
             "terms_sha256": data.terms.sha256, "marketing_opt_in": data.marketing_opt_in,
             "marketing_version": data.marketing.version, "marketing_sha256": data.marketing.sha256,
+            "lead_id": 0,  # known once the lead is upserted
         }
         connection = self._connected()
         checkpointer = self._sqlite_checkpointer(connection)
         sql = connection.submission_writes
-        with sql.transaction(connection.engine, self.sqlite_busy_timeout_ms) as tx:
-            row = tx.one(sql.lead, {
-                "email": data.email, "email_key": email_key(data.email),
-                "first_seen": data.created_at, "last_seen": data.created_at})
-            tx.many(sql.consent_texts, [
-                {"sha256": text.sha256, "kind": text.kind, "version": text.version,
-                 "text": text.text, "first_seen": data.created_at}
-                for text in (data.terms, data.marketing)])
-            submission["lead_id"] = row["id"]
-            submission_id = tx.scalar(sql.submission, submission)
+        # A new lead is inserted with this post's details, so that only its submission ids
+        # change afterwards; a known lead comes back unchanged and is merged below.
+        lead_values = sql.lead.parameters({
+            "email": data.email, "email_key": email_key(data.email), "first_seen": at,
+            "last_seen": at, **{name: getattr(data, name) for name in PROFILE_FIELDS}})
+        text_values = [sql.consent_texts.parameters({
+            "sha256": text.sha256, "kind": text.kind, "version": text.version, "text": text.text,
+            "first_seen": at}) for text in (data.terms, data.marketing)]
+        submission_values = sql.submission.parameters(submission)
+        event_values = [sql.consent_events.parameters({
+            "lead_id": 0, "submission_id": 0, "kind": text.kind, "granted": granted,
+            "version": text.version, "sha256": text.sha256, "created_at": at,
+            "ip_prefix": data.ip_prefix})
+            for text, granted in ((data.terms, True), (data.marketing, data.marketing_opt_in))]
+        after_commit = checkpointer.after_commit if checkpointer is not None else None
+        with sql.transaction(connection.engine, self.sqlite_busy_timeout_ms, after_commit) as tx:
+            row = tx.one(sql.lead, lead_values)
+            tx.many(sql.consent_texts, text_values)
+            submission_id = tx.scalar(sql.submission,
+                                      sql.submission.put(submission_values, lead_id=row["id"]))
             if submission_id is not None:
                 lead = _merged_lead(row, data, submission_id)
-                tx.run(sql.lead_update, {"lead_id": lead["id"], **lead})
+                changed = tuple(name for name in MERGED_FIELDS if lead[name] != row[name])
+                if changed:
+                    update = sql.lead_update(changed)
+                    tx.run(update, update.parameters({"lead_id": lead["id"], **lead}))
                 tx.many(sql.consent_events, [
-                    {"lead_id": lead["id"], "submission_id": submission_id, "kind": text.kind,
-                     "granted": granted, "version": text.version, "sha256": text.sha256,
-                     "created_at": data.created_at, "ip_prefix": data.ip_prefix}
-                    for text, granted in ((data.terms, True), (data.marketing, data.marketing_opt_in))])
-        if checkpointer is not None:
-            checkpointer.nudge()
+                    sql.consent_events.put(values, lead_id=lead["id"], submission_id=submission_id)
+                    for values in event_values])
         if submission_id is None:
             with self.read() as s:
                 stored = s.scalars(select(Submission).where(Submission.uid == data.uid)).one()
                 return s.get_one(Lead, stored.lead_id), stored
+        submission["lead_id"] = lead["id"]
         return _as_loaded(Lead, lead), _as_loaded(Submission, {"id": submission_id, **submission})
 
     def has_submission(self, uid: uuid.UUID) -> bool:
@@ -980,6 +1023,8 @@ class _DriverStatement:
     #: Names and converters of the RETURNING columns.
     returns: tuple[str, ...]
     from_driver: tuple[Callable[[Any], Any] | None, ...]
+    #: Where each bind goes in the driver's parameters: an index, or the name itself.
+    slots: Mapping[str, int | str]
 
     @classmethod
     def compile(cls, statement: Any, dialect: Any, keys: Sequence[str]) -> _DriverStatement:
@@ -1006,13 +1051,23 @@ class _DriverStatement:
             defaults=defaults,
             returns=tuple(column.key for column in returning),
             from_driver=tuple(column.type.dialect_impl(dialect).result_processor(dialect, None)
-                              for column in returning))
+                              for column in returning),
+            slots={name: i if compiled.positional else name for i, name in enumerate(names)})
 
-    def parameters(self, values: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
+    def parameters(self, values: Mapping[str, Any]) -> list[Any] | dict[str, Any]:
+        """The driver's parameters for these values, converted by the column types."""
         picked = list(self.pick({**self.defaults, **values} if self.defaults else values))
         for i, convert in self.to_driver:
             picked[i] = convert(picked[i])
         return picked if self.positional else dict(zip(self.names, picked))
+
+    def put(self, parameters: list[Any] | dict[str, Any], **ids: int) -> list[Any] | dict[str, Any]:
+        """A copy of ``parameters`` with the ids learnt inside the transaction (integers: the
+        driver takes them as they are)."""
+        parameters = parameters.copy()
+        for name, value in ids.items():
+            parameters[self.slots[name]] = value  # type: ignore[index]
+        return parameters
 
     def row(self, values: Sequence[Any]) -> dict[str, Any]:
         return {name: value if convert is None else convert(value)
@@ -1038,20 +1093,20 @@ class _DriverTransaction:
     def __init__(self, cursor: Any):
         self.cursor = cursor
 
-    def one(self, statement: _DriverStatement, values: Mapping[str, Any]) -> dict[str, Any]:
-        self.cursor.execute(statement.sql, statement.parameters(values))
+    def one(self, statement: _DriverStatement, parameters: Any) -> dict[str, Any]:
+        self.cursor.execute(statement.sql, parameters)
         return statement.row(self.cursor.fetchone())
 
-    def scalar(self, statement: _DriverStatement, values: Mapping[str, Any]) -> Any:
-        self.cursor.execute(statement.sql, statement.parameters(values))
+    def scalar(self, statement: _DriverStatement, parameters: Any) -> Any:
+        self.cursor.execute(statement.sql, parameters)
         row = self.cursor.fetchone()
         return None if row is None else statement.row(row)[statement.returns[0]]
 
-    def run(self, statement: _DriverStatement, values: Mapping[str, Any]) -> None:
-        self.cursor.execute(statement.sql, statement.parameters(values))
+    def run(self, statement: _DriverStatement, parameters: Any) -> None:
+        self.cursor.execute(statement.sql, parameters)
 
-    def many(self, statement: _DriverStatement, rows: Sequence[Mapping[str, Any]]) -> None:
-        self.cursor.executemany(statement.sql, [statement.parameters(values) for values in rows])
+    def many(self, statement: _DriverStatement, rows: Sequence[Any]) -> None:
+        self.cursor.executemany(statement.sql, rows)
 
 
 @dataclass(frozen=True)
@@ -1062,8 +1117,9 @@ class _DriverWrites:
     consent_texts: _DriverStatement
     lead: _DriverStatement
     submission: _DriverStatement
-    lead_update: _DriverStatement
     consent_events: _DriverStatement
+    #: UPDATEs of a lead, one per set of changed columns, compiled when first needed.
+    _updates: dict[tuple[str, ...], _DriverStatement] = field(default_factory=dict)
 
     @classmethod
     def compile(cls, dialect: Any) -> _DriverWrites:
@@ -1089,7 +1145,7 @@ class _DriverWrites:
                 lead.on_conflict_do_update(index_elements=["email_key"],
                                            set_={"email_key": lead.excluded.email_key})
                 .returning(*leads.c),
-                dialect, ("email", "email_key", "first_seen", "last_seen")),
+                dialect, ("email", "email_key", "first_seen", "last_seen", *PROFILE_FIELDS)),
             submission=_DriverStatement.compile(
                 module.insert(submissions).on_conflict_do_nothing(index_elements=["uid"])
                 .returning(submissions.c.id),
@@ -1097,19 +1153,30 @@ class _DriverWrites:
                           "user_agent", "ip_prefix", "terms_accepted", "terms_version",
                           "terms_sha256", "marketing_opt_in", "marketing_version",
                           "marketing_sha256")),
-            lead_update=_DriverStatement.compile(
-                leads.update().where(leads.c.id == bindparam("lead_id")),
-                dialect, ("lead_id", *MERGED_FIELDS)),
             consent_events=_DriverStatement.compile(
                 ConsentEvent.__table__.insert(), dialect,
                 ("lead_id", "submission_id", "kind", "granted", "version", "sha256", "created_at",
                  "ip_prefix")),
         )
 
+    def lead_update(self, columns: tuple[str, ...]) -> _DriverStatement:
+        """The UPDATE of these columns of a lead: SET only what changed, so that SQLite leaves
+        the indexes of unchanged columns alone (a new lead changes its submission ids only)."""
+        statement = self._updates.get(columns)
+        if statement is None:
+            leads = Lead.__table__
+            statement = self._updates[columns] = _DriverStatement.compile(
+                leads.update().where(leads.c.id == bindparam("lead_id")), self.dialect,
+                ("lead_id", *columns))
+        return statement
+
     @contextmanager
-    def transaction(self, engine: Engine, busy_timeout_ms: int) -> Iterator[_DriverTransaction]:
+    def transaction(self, engine: Engine, busy_timeout_ms: int,
+                    after_commit: Callable[[Any], None] | None = None) -> Iterator[_DriverTransaction]:
         """Commit on success, roll back on any error; driver errors raised as SQLAlchemy's
-        (what callers catch), without parameters, and a dead connection left out of the pool."""
+        (what callers catch), without parameters, and a dead connection left out of the pool.
+        ``after_commit`` gets the driver's connection once the transaction is committed; it
+        must not raise."""
         dialect = self.dialect
         try:
             pooled = engine.raw_connection()
@@ -1140,6 +1207,9 @@ class _DriverWrites:
         except BaseException:
             _rollback_quietly(driver)
             raise
+        else:
+            if after_commit is not None:
+                after_commit(driver)
         finally:
             pooled.close()
 
