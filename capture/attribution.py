@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from urllib.parse import parse_qs, urlsplit
 
@@ -52,10 +52,12 @@ def _clean(value: str, limit: int) -> str:
     return "".join(c for c in value if unicodedata.category(c) not in ("Cc", "Cs"))[:limit].strip()
 
 
-def source_fields(posted: Mapping[str, str], referer: str | None, trusted: bool) -> dict[str, str]:
-    """The source fields to store: as posted, or recovered from a trusted Referer when empty."""
+def source_fields(posted: Mapping[str, str], referer: str | None,
+                  trusted: Callable[[str], bool]) -> dict[str, str]:
+    """The source fields to store: as posted, or recovered from the Referer when they are
+    empty and ``trusted(referer)`` says it is a page of the site (asked only then)."""
     fields = {name: posted.get(name, "") for name in SOURCE_FIELDS}
-    if any(fields[name] for name in (*UTM_FIELDS, "landing_page")) or not referer or not trusted:
+    if any(fields[name] for name in (*UTM_FIELDS, "landing_page")) or not referer or not trusted(referer):
         return fields
     query = parse_qs(urlsplit(referer).query)
     for name in UTM_FIELDS:

@@ -65,6 +65,9 @@ def get_catalog() -> Catalog:
 
 def wants_json() -> bool:
     """The page script asks for JSON; browsers posting the form prefer HTML."""
+    accept = request.headers.get("Accept", "").lower()
+    if "json" not in accept and "application/*" not in accept:
+        return False  # what every browser sends: no need to parse the header
     return request.accept_mimetypes.best_match(["text/html", "application/json"]) == "application/json"
 
 
@@ -139,12 +142,11 @@ def invalid_answer(checked: Checked) -> Response:
 
 def from_request(checked: Checked) -> NewSubmission:
     """The checked fields plus what the request tells: the source, the browser, the network."""
-    referer = request.referrer
-    trusted = bool(referer) and is_site_page(
-        referer, own_origin(), current_app.config["ALLOWED_ORIGINS"], current_app.config["SITE_URL"])
+    config = current_app.config
     return NewSubmission(**{
         **checked.submission,
-        **source_fields(checked.submission, referer, trusted),
+        **source_fields(checked.submission, request.referrer, lambda referer: is_site_page(
+            referer, own_origin(), config["ALLOWED_ORIGINS"], config["SITE_URL"])),
         "user_agent": request.user_agent.string,
         "ip_prefix": ip_prefix(request.remote_addr),
     })

@@ -75,6 +75,22 @@ INVALID = [
 ]
 
 
+@pytest.mark.parametrize("accept, answer", [
+    ("", 303),
+    ("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", 303),  # a browser
+    ("*/*", 303),
+    ("application/json", 201),
+    ("Application/JSON", 201),
+    ("application/*", 201),
+    ("text/html;q=0.5, application/json", 201),
+    ("application/json;q=0.5, text/html", 303),
+])
+def test_the_answer_follows_the_accept_header(client, form_post, accept, answer):
+    response = client.post("/submit", data=form_post(), headers={"Accept": accept})
+    assert response.status_code == answer
+    assert (response.is_json, "Location" in response.headers) == (answer == 201, answer == 303)
+
+
 @pytest.mark.parametrize(("field", "value", "message"), INVALID)
 def test_invalid_field_shows_its_message_beside_it(client, form_post, store, field, value, message):
     response = client.post("/submit", data=form_post(**{field: value}))
