@@ -219,7 +219,7 @@ def test_two_workers_racing_for_a_new_address_make_one_lead(database_url):
             met.append(barrier.wait())
 
     for worker in workers:
-        event.listen(worker.engine, "checkout", wait_for_the_other)
+        event.listen(worker.post_engine, "checkout", wait_for_the_other)
     rounds, errors = 10, []
 
     def post(worker: Store, name: str) -> None:
@@ -360,6 +360,26 @@ def test_first_query_after_postgresql_restarted_succeeds(store, postgres_admin):
                 break
             time.sleep(0.05)
     assert store.find_lead("ann@example.com") is not None
+
+
+@pytest.mark.parametrize("database_kind", ["postgresql"], indirect=True)
+def test_a_post_on_a_connection_the_server_dropped_goes_in_once(store, postgres_admin):
+    """Form posts skip the pool's SELECT 1: one that finds its connection dead is sent again
+    on a new one, and stored once."""
+    store.record_submission(new("first@example.com"))
+    with store.post_engine.connect() as conn:  # the pool's one connection, idle again after
+        pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+    with postgres_admin.connect() as admin:
+        assert admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
+        for _ in range(100):
+            if not admin.execute(text("SELECT 1 FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}).first():
+                break
+            time.sleep(0.05)
+    lead, submission = store.record_submission(new("after.restart@example.com"))
+    assert store.find_lead("after.restart@example.com").id == lead.id
+    assert count(store, Submission) == 2
+    with store.post_engine.connect() as conn:
+        assert conn.execute(text("SELECT pg_backend_pid()")).scalar() != pid
 
 
 def test_the_service_never_creates_tables(empty_database_url, content_dir):
