@@ -347,18 +347,23 @@ def test_leads_reach_the_database_file_within_a_second(store, tmp_path):
     assert not [thread for thread in mine if thread.is_alive()]
 
 
-@pytest.mark.parametrize("database_kind", ["postgresql"], indirect=True)
-def test_first_query_after_postgresql_restarted_succeeds(store, postgres_admin):
-    """A restart closes every pooled connection; pre-ping replaces them before they are used."""
-    store.record_submission(new())
-    with store.engine.connect() as conn:
-        pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+def terminate(postgres_admin, pid: int) -> None:
+    """End a server process as a PostgreSQL restart would, and wait until it is gone."""
     with postgres_admin.connect() as admin:
         assert admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
         for _ in range(100):
             if not admin.execute(text("SELECT 1 FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}).first():
                 break
             time.sleep(0.05)
+
+
+@pytest.mark.parametrize("database_kind", ["postgresql"], indirect=True)
+def test_first_query_after_postgresql_restarted_succeeds(store, postgres_admin):
+    """A restart closes every pooled connection; pre-ping replaces them before they are used."""
+    store.record_submission(new())
+    with store.engine.connect() as conn:
+        pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+    terminate(postgres_admin, pid)
     assert store.find_lead("ann@example.com") is not None
 
 
@@ -369,12 +374,7 @@ def test_a_post_on_a_connection_the_server_dropped_goes_in_once(store, postgres_
     store.record_submission(new("first@example.com"))
     with store.post_engine.connect() as conn:  # the pool's one connection, idle again after
         pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
-    with postgres_admin.connect() as admin:
-        assert admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
-        for _ in range(100):
-            if not admin.execute(text("SELECT 1 FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}).first():
-                break
-            time.sleep(0.05)
+    terminate(postgres_admin, pid)
     lead, submission = store.record_submission(new("after.restart@example.com"))
     assert store.find_lead("after.restart@example.com").id == lead.id
     assert count(store, Submission) == 2
