@@ -12,15 +12,16 @@ power failure is the accepted price), ``busy_timeout`` (``SQLITE_BUSY_TIMEOUT_MS
 default; past it the write fails and the service spools the lead) and foreign keys on. Write
 transactions start with ``BEGIN IMMEDIATE`` so they take the write lock before their first
 read and wait for it instead of failing with "database is locked" when a read upgrades to a
-write. The service copies the WAL into the database itself, from a background thread
-(:class:`_Checkpointer`), so that no visitor's commit has to. PostgreSQL (psycopg 3) needs
-none of this and gets plain transactions, from a small pool per process whose connections
-are tested before use, so the first request after the server restarted gets a fresh
-connection instead of an error.
+write. The service copies the WAL into the database itself, in small steps
+(:class:`_Checkpointer`), so that no commit has to copy a large one. PostgreSQL (psycopg 3)
+needs none of this and gets plain transactions, from a small pool per process whose
+connections are tested before use, so the first request after the server restarted gets a
+fresh connection instead of an error.
 
 The one write every visitor causes, :meth:`Store.record_submission`, runs its statements on
 the driver's cursor (:class:`_DriverStatement`): compiled by SQLAlchemy once, values converted
-by the column types, and on PostgreSQL sent without waiting when no answer is needed yet.
+by the column types, and on PostgreSQL sent without waiting when no answer is needed yet, from
+a pool of its own whose connections are not tested (a post on a dropped one is sent again).
 
 The engine is created on first use, never at import or in ``create_app``, so no connection
 is opened before a server forks its workers.
@@ -514,10 +515,11 @@ class _Checkpointer(threading.Thread):
     a copy and an fsync; copied every 0.5 s, the bursts still showed in the p99 (23 ms under
     wrk). So a write copies the WAL itself, right after its commit, when the last copy is
     ``seconds`` old (:meth:`after_commit`, about one post in twenty under load). This thread
-    only copies the last writes before a pause, ``idle_seconds`` after them: doing every copy
-    from here, 20 ms after a write, cost 7% more CPU per post, the two threads trading the GIL
-    (docs/performance.md). A PASSIVE checkpoint neither waits for nor blocks writers and
-    readers. An idle service does not wake up for it.
+    only copies the last writes before a pause, ``idle_seconds`` after them. When it made every
+    copy, 20 ms after a write, each copy woke it and passed the GIL back and forth with the
+    request thread, on top of the copy's own 36 µs a post (docs/performance.md). A PASSIVE
+    checkpoint neither waits for nor blocks writers and readers. An idle service does not
+    wake up for it.
     """
 
     def __init__(self, engine: Engine, seconds: float = SQLITE_CHECKPOINT_SECONDS,
