@@ -12,8 +12,8 @@ power failure is the accepted price), ``busy_timeout`` (``SQLITE_BUSY_TIMEOUT_MS
 default; past it the write fails and the service spools the lead) and foreign keys on. Write
 transactions start with ``BEGIN IMMEDIATE`` so they take the write lock before their first
 read and wait for it instead of failing with "database is locked" when a read upgrades to a
-write. The service copies the WAL into the database itself, in small steps
-(:class:`_Checkpointer`), so that no commit has to copy a large one. PostgreSQL (psycopg 3)
+write. The service copies the WAL into the database itself, from a background thread
+(:class:`_Checkpointer`), so that no visitor's commit has to. PostgreSQL (psycopg 3)
 needs none of this and gets plain transactions, from a small pool per process whose
 connections are tested before use, so the first request after the server restarted gets a
 fresh connection instead of an error.
@@ -97,10 +97,8 @@ USER_AGENT_MAX = 500
 SQLITE_BUSY_TIMEOUT_MS = 5000
 #: Seconds between a form post's tries to take SQLite's write lock (see _begin_immediate).
 SQLITE_LOCK_RETRY_SECONDS = 0.0002
-#: Seconds between the service's own checkpoints of the SQLite WAL while posts keep coming,
-#: and from the last post before a pause to the checkpoint that copies it (see _Checkpointer).
+#: Seconds from a write to the service's own checkpoint of the SQLite WAL (see _Checkpointer).
 SQLITE_CHECKPOINT_SECONDS = 0.02
-SQLITE_IDLE_CHECKPOINT_SECONDS = 0.5
 #: WAL pages past which the committing connection checkpoints by itself: SQLite's own
 #: checkpointing (1,000 pages by default), kept as a backstop far above what the
 #: background checkpointer lets the WAL reach.
@@ -507,79 +505,52 @@ def _connect(url: str, busy_timeout_ms: int) -> _Connection:
 
 
 class _Checkpointer(threading.Thread):
-    """Copies the SQLite WAL into the database file in small steps, so that no commit has to
-    copy a large WAL.
+    """Copies the SQLite WAL into the database file, off the request path: 20 ms after a
+    write, in small steps.
 
     Left to SQLite, the commit that takes the WAL past 1,000 pages does the copy itself: a
     third of a form post's database time went there, and every hundredth visitor waited for
-    a copy and an fsync; copied every 0.5 s, the bursts still showed in the p99 (23 ms under
-    wrk). So a write copies the WAL itself, right after its commit, when the last copy is
-    ``seconds`` old (:meth:`after_commit`, about one post in twenty under load). This thread
-    only copies the last writes before a pause, ``idle_seconds`` after them. When it made every
-    copy, 20 ms after a write, each copy woke it and passed the GIL back and forth with the
-    request thread, on top of the copy's own 36 µs a post (docs/performance.md). A PASSIVE
-    checkpoint neither waits for nor blocks writers and readers. An idle service does not
-    wake up for it.
+    a copy and an fsync. Copied every 0.5 s, the bursts still showed in the p99 (23 ms under
+    wrk); 20 ms after a write, the p99 was 16–19 ms at the same throughput
+    (docs/performance.md). Copying from the request thread instead, right after a commit
+    once the last copy was 20 ms old, blocked the worker through the copy's two fsyncs: 35%
+    of the baseline's posts a second against 38–39% with this thread. A PASSIVE checkpoint
+    neither waits for nor blocks writers and readers. An idle service does not wake up for it.
     """
 
-    def __init__(self, engine: Engine, seconds: float = SQLITE_CHECKPOINT_SECONDS,
-                 idle_seconds: float = SQLITE_IDLE_CHECKPOINT_SECONDS):
+    def __init__(self, engine: Engine, seconds: float = SQLITE_CHECKPOINT_SECONDS):
         super().__init__(name="leadgate-sqlite-checkpoint", daemon=True)
         self.pid = os.getpid()
         self.engine = engine
         self.seconds = seconds
-        self.idle_seconds = idle_seconds
         self.stopped = threading.Event()
         self.written = threading.Event()
-        self.last_write = self.last_copy = 0.0
-        self.failing = False
 
-    def after_commit(self, driver: sqlite3.Connection) -> None:
-        """A write was committed on ``driver``: copy the WAL now if the last copy is old
-        enough, else leave it to the next write or to this thread. Never raises: the write
-        is committed whatever happens to the copy."""
-        now = self.last_write = monotonic()
-        if now - self.last_copy >= self.seconds:
-            self.last_copy = now
-            self._checkpoint(driver)
-        if not self.written.is_set():
-            self.written.set()
+    def nudge(self) -> None:
+        """A write was committed: checkpoint within ``seconds``."""
+        self.written.set()
 
     def run(self) -> None:
+        failing = False
         while True:
             self.written.wait()
-            self.written.clear()
-            while (pause := self.last_write + self.idle_seconds - monotonic()) > 0:
-                if self.stopped.wait(pause):
-                    return
-            if self.stopped.is_set():
+            if self.stopped.wait(self.seconds):  # let the writes of the next moments gather
                 return
-            if self.last_copy < self.last_write:
-                self.last_copy = monotonic()
+            self.written.clear()
+            try:
+                pooled = self.engine.raw_connection()
                 try:
-                    pooled = self.engine.raw_connection()
-                except Exception as e:  # noqa: BLE001 - the next write tries again
-                    self._failed(e)
-                    continue
-                try:
-                    self._checkpoint(pooled.driver_connection)
+                    pooled.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
                 finally:
                     pooled.close()
-
-    def _checkpoint(self, driver: sqlite3.Connection) -> None:
-        try:
-            driver.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        except Exception as e:  # noqa: BLE001 - the next copy, or SQLite itself, catches up
-            self._failed(e)
-        else:
-            if self.failing:
-                log.info("SQLite checkpoints work again")
-            self.failing = False
-
-    def _failed(self, error: Exception) -> None:
-        if not self.failing:
-            log.warning("SQLite checkpoints fail (tried again after the next write): %s", error)
-        self.failing = True
+            except Exception as e:  # noqa: BLE001 - the next round, or SQLite itself, catches up
+                if not failing:
+                    log.warning("SQLite checkpoints fail (tried again after the next write): %s", e)
+                failing = True
+            else:
+                if failing:
+                    log.info("SQLite checkpoints work again")
+                failing = False
 
     def stop(self) -> None:
         self.stopped.set()
@@ -685,11 +656,9 @@ class Store:
             "version": text.version, "sha256": text.sha256, "created_at": at,
             "ip_prefix": data.ip_prefix})
             for text, granted in ((data.terms, True), (data.marketing, data.marketing_opt_in))]
-        after_commit = checkpointer.after_commit if checkpointer is not None else None
         for attempt in (1, 2):
             try:
-                with sql.transaction(connection.post_engine, self.sqlite_busy_timeout_ms,
-                                     after_commit) as tx:
+                with sql.transaction(connection.post_engine, self.sqlite_busy_timeout_ms) as tx:
                     row, submission_id = sql.lead_and_submission(
                         tx, lead_values, text_values, submission_values)
                     if submission_id is not None:
@@ -708,6 +677,8 @@ class Store:
                 # with it, or committed and then found by its uid the second time.
                 if not e.connection_invalidated or attempt == 2:
                     raise
+        if checkpointer is not None:
+            checkpointer.nudge()
         if submission_id is None:
             with self.read() as s:
                 stored = s.scalars(select(Submission).where(Submission.uid == data.uid)).one()
@@ -1247,12 +1218,9 @@ class _DriverWrites:
         return statement
 
     @contextmanager
-    def transaction(self, engine: Engine, busy_timeout_ms: int,
-                    after_commit: Callable[[Any], None] | None = None) -> Iterator[_DriverTransaction]:
+    def transaction(self, engine: Engine, busy_timeout_ms: int) -> Iterator[_DriverTransaction]:
         """Commit on success, roll back on any error; driver errors raised as SQLAlchemy's
-        (what callers catch), without parameters, and a dead connection left out of the pool.
-        ``after_commit`` gets the driver's connection once the transaction is committed; it
-        must not raise."""
+        (what callers catch), without parameters, and a dead connection left out of the pool."""
         dialect = self.dialect
         try:
             pooled = engine.raw_connection()
@@ -1283,9 +1251,6 @@ class _DriverWrites:
         except BaseException:
             _rollback_quietly(driver)
             raise
-        else:
-            if after_commit is not None:
-                after_commit(driver)
         finally:
             pooled.close()
 
