@@ -513,7 +513,7 @@ class _Checkpointer(threading.Thread):
     a copy and an fsync. Copied every 0.5 s, the bursts still showed in the p99 (23 ms under
     wrk); 20 ms after a write, the p99 was 16–19 ms at the same throughput
     (docs/performance.md). Copying from the request thread instead, right after a commit
-    once the last copy was 20 ms old, blocked the worker through the copy's two fsyncs: 35%
+    once the last copy was 20 ms old, blocked the worker through the copy's two fsyncs: 35–37%
     of the baseline's posts a second against 38–39% with this thread. A PASSIVE checkpoint
     neither waits for nor blocks writers and readers. An idle service does not wake up for it.
     """
