@@ -69,16 +69,15 @@ def sign_download(secret_key: str, claim: DownloadClaim) -> str:
     """A URL-safe token for the download and thank-you links: ``<uid>.<resource>.<time>.<sig>``.
 
     The uid's hex digits and the resource's slug need no encoding, so the token is signed
-    text rather than itsdangerous' JSON serializer, which took a post 60 µs (JSON, an
-    attempt at zlib, base64) and made the link 30 characters longer.
+    text rather than itsdangerous' JSON serializer: that took a post 51–63 µs (JSON, an
+    attempt at zlib, base64) against 21–27 µs, and made the link 30 characters longer.
     """
     return _signer(secret_key).sign(f"{claim.submission_uid.hex}.{claim.resource_id}").decode()
 
 
 def read_download(secret_key: str, token: str, max_age: int) -> DownloadClaim:
     """The claim inside a token; raises LinkExpired or LinkInvalid."""
-    uid_hex, _, rest = token.partition(".")
-    if len(uid_hex) != 32:  # signed by an earlier version: a base64 JSON payload
+    if len(token.partition(".")[0]) != 32:  # signed by an earlier version: a JSON payload
         return _read_json(secret_key, token, max_age)
     try:
         value = _signer(secret_key).unsign(token, max_age=max_age)
