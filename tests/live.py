@@ -42,10 +42,10 @@ class ChildServer:
     """A command serving HTTP on 127.0.0.1:port, its output in a log file; stopped on exit."""
 
     def __init__(self, argv: list[str], port: int, log_path: Path,
-                 env: dict[str, str] | None = None):
+                 env: dict[str, str] | None = None, cwd: Path = ROOT):
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
-        self.cwd = ROOT
+        self.cwd = cwd
         self.env = {**os.environ, **(env or {})}
         self.log_path = log_path
         self._log = open(log_path, "w")
@@ -95,7 +95,7 @@ class LiveServer(ChildServer):
     and its own instance folder in workdir."""
 
     def __init__(self, workdir: Path, database_url: str | None = None, workers: int = 2,
-                 site_dir: Path | None = None, build: bool = True):
+                 site_dir: Path | None = None, build: bool = True, code: Path | None = None):
         self.leadgate = str(BIN / "leadgate")
         self.database_url = database_url or f"sqlite:///{workdir / 'live.db'}"
         port = free_port()
@@ -103,11 +103,15 @@ class LiveServer(ChildServer):
         # only, never into another server's that runs at the same time.
         env = {"LEADGATE_DATABASE_URL": self.database_url, "LEADGATE_SECRET_KEY": SECRET_KEY,
                "LEADGATE_INSTANCE_PATH": str(workdir / "instance")}
+        if code is not None:
+            # Another checkout's capture/ and content/: first on the command's path, and the
+            # working directory, which gunicorn puts first on its workers' path.
+            env["PYTHONPATH"] = str(code)
         argv = [self.leadgate, "serve", "--port", str(port), "--workers", str(workers),
                 "--site-dir", str(site_dir or workdir / "site")]
         if not build:
             argv.append("--no-build")
-        super().__init__(argv, port, workdir / "serve.log", env=env)
+        super().__init__(argv, port, workdir / "serve.log", env=env, cwd=code or ROOT)
 
     def export_rows(self) -> list[dict[str, str]]:
         """The leads as sales gets them: `leadgate export`, parsed."""
