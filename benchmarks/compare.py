@@ -25,7 +25,7 @@ import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
-from run import HERE, ROOT, ChildServer, LiveServer, Result, free_port, wrk
+from run import ROOT, ChildServer, LiveServer, Result, benchmark_app, wrk
 
 from capture.catalog import load_catalog
 
@@ -64,11 +64,8 @@ def main() -> None:
     catalog = load_catalog(ROOT / "content")
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="leadgate-compare-")))
-        port = free_port()
-        servers: dict[str, ChildServer] = {"baseline": stack.enter_context(ChildServer(
-            [sys.executable, "-m", "gunicorn", "-c", "python:capture.gunicorn_conf",
-             "--bind", f"127.0.0.1:{port}", "--pythonpath", str(HERE),
-             "baseline_app:create_app()"], port, tmp / "baseline.log"))}
+        servers: dict[str, ChildServer] = {"baseline": stack.enter_context(
+            benchmark_app("baseline_app:create_app()", tmp / "baseline.log"))}
         for n, revision in enumerate(args.revisions, 1):
             code = tmp / f"code{n}"
             name = f"{n}:{export(revision, code)}"

@@ -115,6 +115,16 @@ def wrk(server: ChildServer, catalog: Catalog, duration: float, connections: int
                   data["p99_us"] / 1000, cpu, errors)
 
 
+def benchmark_app(app: str, log_path: Path, workers: int = 2,
+                  env: dict[str, str] | None = None) -> ChildServer:
+    """A Flask app of benchmarks/ (e.g. the baseline) under the service's gunicorn settings."""
+    port = free_port()
+    return ChildServer(
+        [sys.executable, "-m", "gunicorn", "-c", "python:capture.gunicorn_conf",
+         "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--pythonpath", str(HERE), app],
+        port, log_path, env=env)
+
+
 def stored_submissions(database_url: str) -> int:
     engine = create_engine(database_url)
     try:
@@ -148,12 +158,7 @@ def main() -> None:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="leadgate-bench-")))
 
         def gunicorn(app: str, log: str, env: dict[str, str] | None = None) -> ChildServer:
-            """A Flask app of benchmarks/ under the service's gunicorn settings."""
-            port = free_port()
-            return stack.enter_context(ChildServer(
-                [sys.executable, "-m", "gunicorn", "-c", "python:capture.gunicorn_conf",
-                 "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers),
-                 "--pythonpath", str(HERE), app], port, tmp / log, env=env))
+            return stack.enter_context(benchmark_app(app, tmp / log, args.workers, env))
 
         servers: dict[str, tuple[ChildServer, str | None]] = {
             "baseline": (gunicorn("baseline_app:create_app()", "baseline.log"), None)}
