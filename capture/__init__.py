@@ -11,7 +11,10 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Defaults from config.Config, then ``LEADGATE_*`` variables, then test_config."""
-    from capture import auth, cli, config, export_views, spool, static_site, store, views, workspace
+    from capture import cli, config, spool
+    from capture.db import store
+    from capture.staff import auth, exports, workspace
+    from capture.web import site, views
 
     # The instance folder holds the SQLite file, the demo secret and the spool: a deployment
     # may put it elsewhere (an absolute path), e.g. /var/lib/leadgate.
@@ -30,8 +33,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     views.init_app(app)
     auth.init_app(app)
     workspace.init_app(app)
-    export_views.init_app(app)
-    static_site.init_app(app)
+    exports.init_app(app)
+    site.init_app(app)
     cli.init_app(app)
 
     proxies = {key: app.config[f"PROXY_FIX_X_{key.upper()}"] for key in ("for", "proto", "host")}

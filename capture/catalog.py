@@ -312,3 +312,17 @@ def load_catalog(content_dir: Path | str, resources_dir: str = RESOURCES_DIR) ->
     if problems:
         raise CatalogError(problems)
     return Catalog(content_dir=content_dir, settings=settings, resources=resources)
+
+
+#: Where an app keeps its catalog (capture.catalog.get_catalog).
+EXTENSION = "leadgate.catalog"
+
+
+def get_catalog() -> Catalog:
+    """The current app's resources, read from CONTENT_DIR on first use (commands such as
+    export never need them)."""
+    from flask import current_app
+
+    if EXTENSION not in current_app.extensions:
+        current_app.extensions[EXTENSION] = load_catalog(current_app.config["CONTENT_DIR"])
+    return current_app.extensions[EXTENSION]

@@ -16,10 +16,11 @@ from sqlalchemy import Engine, create_engine, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
-from capture import create_app, migrate
+from capture import create_app
+from capture.db import migrate
 from capture.catalog import Catalog, load_catalog
 from capture.spool import get_spool
-from capture.store import Store, get_store
+from capture.db.store import Store, get_store
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import event
 
 from capture.catalog import ConsentText
-from capture.store import NewSubmission
+from capture.leads.submission import NewSubmission
+from capture.leads.submission import record_submission
 from staff import add_user, signed_in
 
 TERMS = ConsentText("terms", "terms-2026-11", "I agree that my details are stored.")
@@ -25,7 +26,7 @@ def record(store, email: str, **fields) -> None:
     fields.setdefault("resource_id", "leads-vs-prospects")
     fields.setdefault("marketing_opt_in", False)
     fields.setdefault("created_at", T0)
-    store.record_submission(NewSubmission(email=email, terms=TERMS, marketing=MARKETING, **fields))
+    record_submission(store, NewSubmission(email=email, terms=TERMS, marketing=MARKETING, **fields))
 
 
 def create_token(runner, email: str = "sam.sales@example.com") -> str:

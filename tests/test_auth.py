@@ -11,8 +11,8 @@ from sqlalchemy import select
 from staff import CSRF_FIELD, EMAIL, PASSWORD, add_user, csrf_token, sign_in, signed_in
 
 from capture import create_app
-from capture.auth import api_token_required, login_required
-from capture.store import ApiToken, User
+from capture.staff.auth import api_token_required, login_required
+from capture.db.models import ApiToken, User
 
 OTHER_NETWORK = {"REMOTE_ADDR": "198.51.100.7"}
 

@@ -7,7 +7,8 @@ import shutil
 
 import pytest
 
-from capture.store import Store
+from capture.db.store import Store
+from leads import consent_events, find_lead
 from live import LiveServer
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -74,8 +75,8 @@ def test_visitor_downloads_ebook_and_sales_sees_the_source(live_server, page):
 
     store = Store(live_server.database_url)
     try:
-        lead = store.find_lead("ada.lovelace@example.com")
-        events = store.consent_events(lead.id)
+        lead = find_lead(store, "ada.lovelace@example.com")
+        events = consent_events(store, lead.id)
     finally:
         store.dispose()
     terms = [e for e in events if e.kind == "terms"]

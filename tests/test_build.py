@@ -28,6 +28,7 @@ from mkdocs.config import load_config
 from mkdocs.exceptions import Abort, PluginError
 
 from capture.catalog import load_catalog
+from capture.leads.fields import BY_NAME
 from conftest import ROOT, write_resource
 
 CAPTURE_URL = "https://get.example.com/"
@@ -365,7 +366,7 @@ def test_bad_capture_url_fails_the_build(content_dir: Path, tmp_path: Path, capl
 def test_form_rerender_keeps_values_and_shows_messages(catalog) -> None:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROOT / "capture" / "templates"), autoescape=True)
     html = env.get_template("leadgate/form.html").render(
-        resource=catalog.get("scoring"), settings=catalog.settings, action="/submit",
+        resource=catalog.get("scoring"), settings=catalog.settings, fields=BY_NAME, action="/submit",
         values={"email": "ann@example", "company_size": "51-200", "terms": "accepted",
                 "utm_source": "news<letter>", "landing_page": "https://site.example/resources/scoring/"},
         errors={"email": ["Enter a valid email address."], "terms_sha256": ["The terms have changed."]},

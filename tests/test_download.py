@@ -10,8 +10,8 @@ from conftest import SECRET_KEY, TINY_PDF
 from itsdangerous import TimestampSigner
 from sqlalchemy import select
 
-from capture.links import DownloadClaim, LinkExpired, LinkInvalid, read_download, sign_download
-from capture.store import Download
+from capture.web.links import DownloadClaim, LinkExpired, LinkInvalid, read_download, sign_download
+from capture.db.models import Download
 
 JSON = {"Accept": "application/json"}
 WEEK = 7 * 24 * 3600

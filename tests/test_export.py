@@ -13,8 +13,12 @@ from sqlalchemy import event
 
 from capture.catalog import ConsentText
 from capture.cli import main
-from capture.export import ExportOptions, iter_export, neutralise, write_export
-from capture.store import Download, NewSubmission
+from capture.leads.export import ExportOptions, iter_export, neutralise, write_export
+from capture.db.models import Download
+from capture.leads.submission import NewSubmission
+from capture.leads.submission import record_submission
+
+from leads import find_lead
 
 TERMS = ConsentText("terms", "terms-2026-11", "I agree that my details are stored.")
 MARKETING = ConsentText("marketing", "marketing-2026-11", "Send me news.")
@@ -32,7 +36,7 @@ HEADER = [
 def record(store, email: str = "ann@example.com", **fields) -> None:
     fields.setdefault("resource_id", "leads-vs-prospects")
     fields.setdefault("marketing_opt_in", False)
-    store.record_submission(NewSubmission(email=email, terms=TERMS, marketing=MARKETING, **fields))
+    record_submission(store, NewSubmission(email=email, terms=TERMS, marketing=MARKETING, **fields))
 
 
 def rows(store) -> list[dict[str, str]]:
@@ -225,7 +229,7 @@ def test_chosen_columns_in_the_order_given(runner, store):
     record(store, "ann@example.com", resource_id="scoring", utm_source="linkedin",
            created_at=T0 + timedelta(days=1))
     with store.write() as s:
-        s.add(Download(lead_id=store.find_lead("ann@example.com").id, resource_id="scoring",
+        s.add(Download(lead_id=find_lead(store, "ann@example.com").id, resource_id="scoring",
                        created_at=T0 + timedelta(days=2)))
     lines = export(runner, "--columns", " last_seen, email,submissions,downloads,id,"
                    "first_resource_id,latest_resource_id,latest_utm_source,marketing_version").splitlines()
@@ -237,8 +241,8 @@ def test_chosen_columns_in_the_order_given(runner, store):
 
 
 def test_all_columns(runner, store):
-    from capture.export import COLUMNS
-    from capture.store import EXPORT_COLUMNS
+    from capture.leads.export import COLUMNS
+    from capture.leads.queries import EXPORT_COLUMNS
 
     assert tuple(COLUMNS) == EXPORT_COLUMNS  # every column the store gives is described
     record(store)
@@ -308,7 +312,7 @@ def test_every_column_parameter_and_option_is_documented():
     from pathlib import Path
 
     from capture.cli import EXPORT_OPTIONS
-    from capture.export import COLUMNS
+    from capture.leads.export import COLUMNS
 
     text = (Path(__file__).resolve().parent.parent / "docs" / "export.md").read_text(encoding="utf-8")
     missing = [f"`{name}`" for name in (*COLUMNS, *EXPORT_OPTIONS) if f"`{name}`" not in text]

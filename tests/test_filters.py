@@ -7,8 +7,10 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from capture.catalog import ConsentText
-from capture.filters import LeadFilter
-from capture.store import NewSubmission
+from capture.leads.filters import LeadFilter
+from capture.leads.submission import NewSubmission
+from capture.leads.submission import record_submission
+from capture.leads.queries import iter_export_rows
 
 TERMS = ConsentText("terms", "terms-2026-11", "I agree that my details are stored.")
 MARKETING = ConsentText("marketing", "marketing-2026-11", "Send me news.")
@@ -20,13 +22,13 @@ def record(store, email: str, **fields) -> None:
     fields.setdefault("resource_id", "leads-vs-prospects")
     fields.setdefault("marketing_opt_in", False)
     fields.setdefault("created_at", T0)
-    store.record_submission(NewSubmission(email=email, terms=TERMS, marketing=MARKETING, **fields))
+    record_submission(store, NewSubmission(email=email, terms=TERMS, marketing=MARKETING, **fields))
 
 
 def emails(store, catalog=None, **args: str) -> list[str]:
     lead_filter, errors = LeadFilter.from_args(args, TYPES)
     assert errors == {}
-    return [email for email, in store.iter_export_rows(lead_filter, columns=["email"], catalog=catalog)]
+    return [email for email, in iter_export_rows(store, lead_filter, columns=["email"], catalog=catalog)]
 
 
 def test_every_parameter_read():
@@ -144,7 +146,7 @@ def test_resource_and_type(store, catalog):
 
 def test_type_needs_the_catalog(store):
     with pytest.raises(ValueError, match="catalog"):
-        list(store.iter_export_rows(LeadFilter(resource_type="ebook")))
+        list(iter_export_rows(store, LeadFilter(resource_type="ebook")))
 
 
 def test_marketing_is_the_latest_choice(store):
@@ -173,6 +175,6 @@ def test_marketing_latest_by_time_not_by_storing_order(store):
     record(store, "bob@example.com", marketing_opt_in=False, created_at=T0)  # replayed later
     assert emails(store, marketing="yes") == ["bob@example.com"]
     assert emails(store, marketing="no") == ["ann@example.com"]
-    rows = list(store.iter_export_rows(columns=["email", "marketing_opt_in", "marketing_opt_in_at"]))
+    rows = list(iter_export_rows(store, columns=["email", "marketing_opt_in", "marketing_opt_in_at"]))
     assert [tuple(r) for r in rows] == [("ann@example.com", False, "2026-11-03T08:30:00Z"),
                                         ("bob@example.com", True, "2026-11-03T08:30:00Z")]

@@ -6,7 +6,7 @@ import pytest
 from werkzeug.datastructures import MultiDict
 
 from capture.catalog import ConsentText
-from capture.forms import STALE_PAGE, TERMS_REQUIRED, UNKNOWN_RESOURCE, check_submission
+from capture.web.forms import STALE_PAGE, TERMS_REQUIRED, UNKNOWN_RESOURCE, check_submission
 
 CONTROL = "must be one line of text, without tabs or other control characters."
 
@@ -42,8 +42,8 @@ def test_only_email_and_terms_are_required(catalog, form_post):
     ("email", "ann", "An email address must have an @-sign."),
     ("email", "ann@localhost", "The part after the @-sign is not valid. It should have a period."),
     ("email", "ann@@example.com", "The part after the @-sign contains invalid characters: '@'."),
-    ("email", "a" * 243 + "@example.com", "Email must be at most 254 characters."),
-    ("email", "ann\x00@example.com", f"Email {CONTROL}"),
+    ("email", "a" * 243 + "@example.com", "Work email must be at most 254 characters."),
+    ("email", "ann\x00@example.com", f"Work email {CONTROL}"),
     ("first_name", "A" * 101, "First name must be at most 100 characters."),
     ("first_name", "Ann\nLee", f"First name {CONTROL}"),
     ("first_name", "Ann\ud800", "First name contains characters that cannot be stored."),
@@ -54,7 +54,7 @@ def test_only_email_and_terms_are_required(catalog, form_post):
     ("job_title", "J" * 151, "Job title must be at most 150 characters."),
     ("job_title", "Head\rof growth", f"Job title {CONTROL}"),
     ("company_size", "12", "Choose a company size from the list."),
-    ("company_size", "1" * 101, "Company size must be at most 100 characters."),
+    ("company_size", "1" * 101, "Company size (employees) must be at most 100 characters."),
     ("industry", "Crypto", "Choose an industry from the list."),
     ("industry", "Software\x1b", f"Industry {CONTROL}"),
     ("terms", None, TERMS_REQUIRED),

@@ -12,8 +12,14 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from capture import create_app, migrate
-from capture.store import Store, create_store_engine, get_store, metadata
+from capture import create_app
+from capture.db import migrate
+from capture.db.engine import create_store_engine
+from capture.db.models import metadata
+from capture.db.store import Store, get_store
+from capture.leads.submission import record_submission
+from capture.leads.queries import known_consent_text
+from leads import consent_events, find_lead
 from test_store import MARKETING, TERMS, new
 
 FIRST = "0001"
@@ -134,15 +140,15 @@ def test_upgrading_from_the_first_revision_keeps_every_lead(empty_database_url):
     # The service of today reads the old rows and adds to them.
     store = Store(empty_database_url)
     try:
-        ann = store.find_lead("ANN.LEE@example.com")
+        ann = find_lead(store, "ANN.LEE@example.com")
         assert (ann.id, ann.email, ann.first_name, ann.company, ann.first_seen) == (
             1, "Ann.Lee@example.com", "Ann", "Acme", T0)
         assert (ann.first_submission_id, ann.last_submission_id) == (1, 2)
-        assert [(e.kind, e.granted, e.sha256) for e in store.consent_events(ann.id)] == [
+        assert [(e.kind, e.granted, e.sha256) for e in consent_events(store, ann.id)] == [
             ("terms", True, TERMS.sha256), ("marketing", True, MARKETING.sha256),
             ("terms", True, TERMS.sha256), ("marketing", False, MARKETING.sha256)]
-        assert store.known_consent_text(TERMS.sha256) == TERMS
-        lead, submission = store.record_submission(new("ann.lee@example.com", resource_id="scoring"))
+        assert known_consent_text(store, TERMS.sha256) == TERMS
+        lead, submission = record_submission(store, new("ann.lee@example.com", resource_id="scoring"))
         assert lead.id == 1 and submission.id == 4
     finally:
         store.dispose()

@@ -8,8 +8,10 @@ import urllib.request
 import pytest
 import sqlalchemy as sa
 
-from capture import create_app, migrate
-from capture.store import create_store_engine, get_store
+from capture import create_app
+from capture.db import migrate
+from capture.db.engine import create_store_engine
+from capture.db.store import get_store
 from live import BIN, ChildServer, free_port
 
 

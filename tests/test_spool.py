@@ -20,10 +20,13 @@ from flask import Flask
 from sqlalchemy import create_engine, func, make_url, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from capture import create_app, migrate
-from capture.links import DownloadClaim, sign_download
+from capture import create_app
+from capture.db import migrate
+from capture.web.links import DownloadClaim, sign_download
 from capture.spool import decode, get_spool
-from capture.store import Download, Lead, Submission, get_store, metadata
+from capture.db.models import Download, Lead, Submission, metadata
+from capture.db.store import get_store
+from capture.leads.submission import record_submission
 
 JSON = {"Accept": "application/json"}
 POSTGRES_DOWN = "postgresql+psycopg://postgres@127.0.0.1:9/test"
@@ -354,6 +357,6 @@ def test_database_errors_carry_no_visitor_data(spooling, database_url, form_post
     assert answer.status_code == 303
     submission = decode(spool_path.read_bytes().splitlines(keepends=True)[0])
     with pytest.raises(SQLAlchemyError) as failure:
-        get_store(app).record_submission(submission)
+        record_submission(get_store(app), submission)
     assert "private.person" not in str(failure.value) + caplog.text
     assert submission.email == "private.person@example.com"

@@ -14,18 +14,16 @@ from sqlalchemy import event, func, inspect, make_url, select, text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from capture import create_app
-from capture import store as store_module
 from capture.catalog import ConsentText
-from capture.store import (
-    ConsentEvent,
-    ConsentTextRow,
-    Download,
-    Lead,
-    NewSubmission,
-    Store,
-    Submission,
-    get_store,
-)
+from capture.db.models import ConsentEvent, ConsentTextRow, Download, Lead, Submission
+from capture.db.store import Store, get_store
+from capture.leads.submission import NewSubmission
+from capture.leads.submission import record_submission
+from capture.staff import accounts
+from capture.leads.queries import known_consent_text
+from capture.leads.downloads import has_download, record_download
+
+from leads import consent_events, find_lead
 
 TERMS = ConsentText("terms", "terms-1", "I agree that my details are stored.")
 MARKETING = ConsentText("marketing", "marketing-1", "Send me news.")
@@ -43,7 +41,7 @@ def count(store, model) -> int:
 
 
 def test_first_submission_creates_lead_submission_and_consent(store):
-    lead, submission = store.record_submission(new(first_name="Ann", marketing_opt_in=True,
+    lead, submission = record_submission(store, new(first_name="Ann", marketing_opt_in=True,
                                                    ip_prefix="203.0.113.0/24"))
     assert (lead.email, lead.first_name) == ("ann@example.com", "Ann")
     assert lead.first_submission_id == lead.last_submission_id == submission.id
@@ -59,18 +57,18 @@ def test_first_submission_creates_lead_submission_and_consent(store):
 
 
 def test_same_person_in_any_case_is_one_lead(store):
-    first, _ = store.record_submission(new("Ann.Lee@example.com"))
-    again, _ = store.record_submission(new("ann.lee@example.com", resource_id="scoring"))
+    first, _ = record_submission(store, new("Ann.Lee@example.com"))
+    again, _ = record_submission(store, new("ann.lee@example.com", resource_id="scoring"))
     assert again.id == first.id
     assert count(store, Lead) == 1
     assert count(store, Submission) == 2
-    assert store.find_lead("ANN.LEE@EXAMPLE.COM").id == first.id
+    assert find_lead(store, "ANN.LEE@EXAMPLE.COM").id == first.id
 
 
 def test_newest_non_empty_values_win(store):
     t0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
-    store.record_submission(new(first_name="Ann", company="Acme", job_title="Analyst", created_at=t0))
-    lead, latest = store.record_submission(new(
+    record_submission(store, new(first_name="Ann", company="Acme", job_title="Analyst", created_at=t0))
+    lead, latest = record_submission(store, new(
         first_name="Annie", company="", job_title="Head of Growth", industry="Software",
         created_at=t0 + timedelta(days=3)))
     assert (lead.first_name, lead.company, lead.job_title, lead.industry) == (
@@ -83,8 +81,8 @@ def test_newest_non_empty_values_win(store):
 
 def test_a_late_replay_only_fills_gaps(store):
     t0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
-    store.record_submission(new(first_name="Annie", created_at=t0 + timedelta(days=1)))
-    lead, older = store.record_submission(new(first_name="Ann", company="Acme", created_at=t0))
+    record_submission(store, new(first_name="Annie", created_at=t0 + timedelta(days=1)))
+    lead, older = record_submission(store, new(first_name="Ann", company="Acme", created_at=t0))
     assert (lead.first_name, lead.company) == ("Annie", "Acme")
     assert lead.first_seen == t0 and lead.first_submission_id == older.id
     assert lead.last_seen == t0 + timedelta(days=1)
@@ -92,34 +90,34 @@ def test_a_late_replay_only_fills_gaps(store):
 
 def test_recording_the_same_submission_twice_stores_it_once(store):
     data = new()
-    first = store.record_submission(data)
-    second = store.record_submission(data)
+    first = record_submission(store, data)
+    second = record_submission(store, data)
     assert second[1].id == first[1].id
     assert count(store, Submission) == 1
     assert count(store, ConsentEvent) == 2
 
 
 def test_consent_words_are_stored_once(store):
-    store.record_submission(new("ann@example.com"))
-    store.record_submission(new("bob@example.com"))
+    record_submission(store, new("ann@example.com"))
+    record_submission(store, new("bob@example.com"))
     assert count(store, ConsentTextRow) == 2
-    assert store.known_consent_text(TERMS.sha256) == TERMS
-    assert store.known_consent_text("0" * 64) is None
+    assert known_consent_text(store, TERMS.sha256) == TERMS
+    assert known_consent_text(store, "0" * 64) is None
 
 
 def test_consent_history_of_a_lead(store):
-    lead, _ = store.record_submission(new(marketing_opt_in=True))
-    store.record_submission(new(marketing_opt_in=False))
-    store.record_submission(new("bob@example.com"))
-    events = store.consent_events(lead.id)
+    lead, _ = record_submission(store, new(marketing_opt_in=True))
+    record_submission(store, new(marketing_opt_in=False))
+    record_submission(store, new("bob@example.com"))
+    events = consent_events(store, lead.id)
     assert [(e.kind, e.granted) for e in events] == [
         ("terms", True), ("marketing", True), ("terms", True), ("marketing", False)]
     assert {e.sha256 for e in events if e.kind == "marketing"} == {MARKETING.sha256}
 
 
 def test_times_are_utc_and_timezone_aware(store):
-    lead, submission = store.record_submission(new())
-    found = store.find_lead("ann@example.com")
+    lead, submission = record_submission(store, new())
+    found = find_lead(store, "ann@example.com")
     for moment in (lead.first_seen, submission.created_at, found.first_seen, found.last_seen):
         assert moment.tzinfo is not None and moment.utcoffset() == timedelta(0)
 
@@ -128,26 +126,27 @@ def test_a_failure_midway_leaves_nothing(store, monkeypatch):
     """The database fails at the last statement (the consent events): the lead, submission
     and consent texts written before it are rolled back, and the error is SQLAlchemy's."""
     driver_error = store.engine.dialect.loaded_dbapi.OperationalError
-    real_many = store_module._DriverTransaction.many
+    dialect = store.engine.dialect
+    real_many = dialect.do_executemany
 
-    def fail_on_consent_events(self, statement, rows):
-        if statement.sql.startswith("INSERT INTO consent_events"):
+    def fail_on_consent_events(cursor, statement, parameters, context=None):
+        if statement.startswith("INSERT INTO consent_events"):
             raise driver_error("disk I/O error")
-        return real_many(self, statement, rows)
+        return real_many(cursor, statement, parameters, context)
 
-    monkeypatch.setattr(store_module._DriverTransaction, "many", fail_on_consent_events)
+    monkeypatch.setattr(dialect, "do_executemany", fail_on_consent_events)
     with pytest.raises(OperationalError, match="disk I/O error"):
-        store.record_submission(new())
+        record_submission(store, new())
     monkeypatch.undo()
     for model in (Lead, Submission, ConsentTextRow, ConsentEvent):
         assert count(store, model) == 0, model.__tablename__
-    store.record_submission(new())
+    record_submission(store, new())
     assert count(store, Lead) == 1
 
 
 def test_downloads_are_recorded(store):
-    lead, submission = store.record_submission(new())
-    download = store.record_download(submission_uid=submission.uid, resource_id="leads-vs-prospects",
+    lead, submission = record_submission(store, new())
+    download = record_download(store, submission_uid=submission.uid, resource_id="leads-vs-prospects",
                                      user_agent="x" * 600, ip_prefix="2001:db8:1::/48")
     assert download is not None
     with store.read() as s:
@@ -158,25 +157,25 @@ def test_downloads_are_recorded(store):
 
 
 def test_download_of_a_submission_not_stored_is_not_recorded(store):
-    assert store.record_download(submission_uid=uuid.uuid4(), resource_id="scoring") is None
+    assert record_download(store, submission_uid=uuid.uuid4(), resource_id="scoring") is None
     assert count(store, Download) == 0
 
 
 def test_a_download_replayed_from_the_spool_keeps_its_time(store):
-    _, submission = store.record_submission(new())
+    _, submission = record_submission(store, new())
     at = datetime(2026, 11, 23, 12, 0, 0, 123456, tzinfo=UTC)
-    assert not store.has_download(submission.uid, at)
-    store.record_download(submission_uid=submission.uid, resource_id="scoring", at=at)
-    assert store.has_download(submission.uid, at)
-    assert not store.has_download(submission.uid, at + timedelta(microseconds=1))
+    assert not has_download(store, submission.uid, at)
+    record_download(store, submission_uid=submission.uid, resource_id="scoring", at=at)
+    assert has_download(store, submission.uid, at)
+    assert not has_download(store, submission.uid, at + timedelta(microseconds=1))
     with store.read() as s:
         assert s.scalars(select(Download.created_at)).all() == [at]
 
 
 def test_find_lead_with_an_address_that_is_not_one(store):
-    store.record_submission(new())
-    assert store.find_lead("not an address") is None
-    assert store.find_lead("someone@example.com") is None
+    record_submission(store, new())
+    assert find_lead(store, "not an address") is None
+    assert find_lead(store, "someone@example.com") is None
 
 
 @pytest.mark.parametrize("same_email", [False, True], ids=["many people", "one person"])
@@ -188,7 +187,7 @@ def test_concurrent_posts_are_all_stored(store, same_email):
         try:
             for i in range(10):
                 email = "ann@example.com" if same_email else f"w{worker}-{i}@example.com"
-                store.record_submission(new(email))
+                record_submission(store, new(email))
         except Exception as e:  # noqa: BLE001 - collected and asserted below
             errors.append(e)
 
@@ -219,13 +218,13 @@ def test_two_workers_racing_for_a_new_address_make_one_lead(database_url):
             met.append(barrier.wait())
 
     for worker in workers:
-        event.listen(worker.post_engine, "checkout", wait_for_the_other)
+        event.listen(worker.engine, "checkout", wait_for_the_other)
     rounds, errors = 10, []
 
     def post(worker: Store, name: str) -> None:
         try:
             for n in range(rounds):
-                worker.record_submission(new(f"racer{n}@example.com", first_name=name))
+                record_submission(worker, new(f"racer{n}@example.com", first_name=name))
         except Exception as e:  # noqa: BLE001 - collected and asserted below
             errors.append(e)
             barrier.abort()
@@ -276,16 +275,16 @@ def test_a_post_waits_for_the_write_lock_until_the_busy_timeout(store):
     release = threading.Timer(0.3, holder.rollback)
     release.start()
     started = time.monotonic()
-    store.record_submission(new("waited@example.com"))
+    record_submission(store, new("waited@example.com"))
     assert time.monotonic() - started >= 0.25
-    assert store.find_lead("waited@example.com") is not None
+    assert find_lead(store, "waited@example.com") is not None
 
     impatient = Store(store.url, sqlite_busy_timeout_ms=100)
     holder.execute("BEGIN IMMEDIATE")
     try:
         started = time.monotonic()
         with pytest.raises(OperationalError, match="locked"):
-            impatient.record_submission(new("gave-up@example.com"))
+            record_submission(impatient, new("gave-up@example.com"))
         assert 0.09 <= time.monotonic() - started < 1
         with impatient.engine.connect() as conn:  # the connection's own timeout is back
             assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 100
@@ -293,7 +292,7 @@ def test_a_post_waits_for_the_write_lock_until_the_busy_timeout(store):
         holder.rollback()
         holder.close()
         impatient.dispose()
-    assert store.find_lead("gave-up@example.com") is None
+    assert find_lead(store, "gave-up@example.com") is None
 
 
 @pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)
@@ -304,19 +303,19 @@ def test_other_writes_wait_for_the_lock_the_same_way(store):
     holder.execute("BEGIN IMMEDIATE")
     threading.Timer(0.3, holder.rollback).start()
     started = time.monotonic()
-    store.add_user("ann.admin@example.com", "hash", "admin")
+    accounts.add_user(store, "ann.admin@example.com", "a long password 1", "admin")
     assert time.monotonic() - started >= 0.25
 
     impatient = Store(store.url, sqlite_busy_timeout_ms=100)
     holder.execute("BEGIN IMMEDIATE")
     try:
         with pytest.raises(OperationalError, match="locked"):
-            impatient.add_user("bob.admin@example.com", "hash", "admin")
+            accounts.add_user(impatient, "bob.admin@example.com", "a long password 2", "admin")
     finally:
         holder.rollback()
         holder.close()
         impatient.dispose()
-    assert [user.email for user in store.users()] == ["ann.admin@example.com"]
+    assert [user.email for user in accounts.users(store)] == ["ann.admin@example.com"]
 
 
 def checkpointers() -> list[threading.Thread]:
@@ -331,7 +330,7 @@ def test_leads_reach_the_database_file_within_a_second(store, tmp_path):
     path = Path(make_url(store.url).database)
     running = set(checkpointers())
     for n in range(20):
-        store.record_submission(new(f"wal{n}@example.com"))
+        record_submission(store, new(f"wal{n}@example.com"))
     mine = set(checkpointers()) - running
     assert len(mine) == 1
     copy = tmp_path / "copy.db"
@@ -360,25 +359,25 @@ def terminate(postgres_admin, pid: int) -> None:
 @pytest.mark.parametrize("database_kind", ["postgresql"], indirect=True)
 def test_first_query_after_postgresql_restarted_succeeds(store, postgres_admin):
     """A restart closes every pooled connection; pre-ping replaces them before they are used."""
-    store.record_submission(new())
+    record_submission(store, new())
     with store.engine.connect() as conn:
         pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
     terminate(postgres_admin, pid)
-    assert store.find_lead("ann@example.com") is not None
+    assert find_lead(store, "ann@example.com") is not None
 
 
 @pytest.mark.parametrize("database_kind", ["postgresql"], indirect=True)
 def test_a_post_on_a_connection_the_server_dropped_goes_in_once(store, postgres_admin):
-    """Form posts skip the pool's SELECT 1: one that finds its connection dead is sent again
-    on a new one, and stored once."""
-    store.record_submission(new("first@example.com"))
-    with store.post_engine.connect() as conn:  # the pool's one connection, idle again after
+    """The pool tests a connection before a post uses it: one the server dropped is replaced,
+    and the post is stored once."""
+    record_submission(store, new("first@example.com"))
+    with store.engine.connect() as conn:  # the pool's one connection, idle again after
         pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
     terminate(postgres_admin, pid)
-    lead, submission = store.record_submission(new("after.restart@example.com"))
-    assert store.find_lead("after.restart@example.com").id == lead.id
+    lead, submission = record_submission(store, new("after.restart@example.com"))
+    assert find_lead(store, "after.restart@example.com").id == lead.id
     assert count(store, Submission) == 2
-    with store.post_engine.connect() as conn:
+    with store.engine.connect() as conn:
         assert conn.execute(text("SELECT pg_backend_pid()")).scalar() != pid
 
 
@@ -389,7 +388,7 @@ def test_the_service_never_creates_tables(empty_database_url, content_dir):
     store = get_store(app)
     try:
         with pytest.raises(SQLAlchemyError):
-            store.record_submission(new())
+            record_submission(store, new())
         assert inspect(store.engine).get_table_names() == []
     finally:
         store.dispose()
@@ -402,5 +401,5 @@ def test_nothing_connects_before_first_use(tmp_path: Path, content_dir):
     assert not db.exists()
     assert app.test_cli_runner().invoke(args=["db", "upgrade"]).exit_code == 0
     store = get_store(app)
-    assert store.find_lead("ann@example.com") is None
+    assert find_lead(store, "ann@example.com") is None
     store.dispose()

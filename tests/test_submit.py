@@ -9,8 +9,10 @@ import pytest
 from conftest import SITE_ORIGIN
 from sqlalchemy import func, select
 
-from capture.forms import STALE_PAGE, TERMS_REQUIRED
-from capture.store import ConsentEvent, ConsentTextRow, Lead, Submission
+from capture.web.forms import STALE_PAGE, TERMS_REQUIRED
+from capture.db.models import ConsentEvent, ConsentTextRow, Lead, Submission
+
+from leads import find_lead
 
 JSON = {"Accept": "application/json"}
 LANDING = "http://localhost/resources/leads-vs-prospects/"
@@ -142,7 +144,7 @@ def test_returning_visitor_gets_the_resource_again_as_the_same_lead(client, form
     assert client.get(again.headers["Location"]).status_code == 200
     assert count(store, Lead) == 1
     assert count(store, Submission) == 2
-    assert store.find_lead("ann.lee@example.com").company == "Acme"
+    assert find_lead(store, "ann.lee@example.com").company == "Acme"
 
 
 def test_consent_is_recorded_with_words_version_ticks_and_network(client, form_post, store, catalog):

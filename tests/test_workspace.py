@@ -14,7 +14,11 @@ from sqlalchemy import event
 from staff import signed_in
 
 from capture.catalog import ConsentText
-from capture.store import LEAD_SORTS, NewSubmission
+from capture.leads.queries import LEAD_SORTS
+from capture.leads.submission import NewSubmission
+from capture.leads.submission import record_submission
+from capture.leads.queries import lead_timeline, list_leads
+from capture.leads.downloads import record_download
 
 TERMS = ConsentText("terms", "terms-2026-11", "I agree that my details are stored.")
 MARKETING = ConsentText("marketing", "marketing-2026-11", "Send me news.")
@@ -27,7 +31,7 @@ def record(store, email: str, **fields):
     fields.setdefault("resource_id", "leads-vs-prospects")
     fields.setdefault("marketing_opt_in", False)
     fields.setdefault("created_at", T0)
-    lead, _ = store.record_submission(NewSubmission(email=email, terms=TERMS, marketing=MARKETING, **fields))
+    lead, _ = record_submission(store, NewSubmission(email=email, terms=TERMS, marketing=MARKETING, **fields))
     return lead
 
 
@@ -216,9 +220,9 @@ def test_every_order_reads_an_index_without_sorting(store, many_leads):
 
     for sort in LEAD_SORTS:
         for direction in ("asc", "desc"):
-            page = store.list_leads(None, sort, direction, limit=50)
+            page = list_leads(store, None, sort, direction, limit=50)
             event.listen(store.engine, "before_cursor_execute", keep)
-            store.list_leads(None, sort, direction, after=page.last_key, limit=50)
+            list_leads(store, None, sort, direction, after=page.last_key, limit=50)
             event.remove(store.engine, "before_cursor_execute", keep)
             statement, parameters = statements[-1]
             with store.engine.connect() as conn:
@@ -237,7 +241,7 @@ def test_lead_page_profile_source_consent_and_timeline(sales, store):
                   job_title="Head of Growth", utm_source="newsletter", utm_medium="email",
                   utm_campaign="autumn", referrer="https://news.example.org/issue-12",
                   marketing_opt_in=True, created_at=now - timedelta(days=2), uid=FIRST_POST)
-    store.record_download(submission_uid=FIRST_POST, resource_id="leads-vs-prospects", at=now)
+    record_download(store, submission_uid=FIRST_POST, resource_id="leads-vs-prospects", at=now)
     record(store, "ann@acme.example", resource_id="scoring", utm_source="linkedin", utm_medium="social",
            marketing_opt_in=False, created_at=now + timedelta(hours=1))
 
@@ -266,12 +270,12 @@ def test_lead_page_profile_source_consent_and_timeline(sales, store):
 
 def test_timeline_order_in_the_store(store):
     lead = record(store, "ann@acme.example", created_at=T0, uid=FIRST_POST)
-    store.record_download(submission_uid=FIRST_POST, resource_id="leads-vs-prospects",
+    record_download(store, submission_uid=FIRST_POST, resource_id="leads-vs-prospects",
                           at=T0 + timedelta(minutes=5))
     # A late replay: stored last, sent first.
     record(store, "ann@acme.example", resource_id="scoring", created_at=T0 - timedelta(days=1))
     kinds = [(entry.kind, getattr(entry.item, "resource_id", getattr(entry.item, "kind", None)))
-             for entry in store.lead_timeline(lead.id)]
+             for entry in lead_timeline(store, lead.id)]
     assert kinds == [
         ("submission", "scoring"), ("consent", "terms"), ("consent", "marketing"),
         ("submission", "leads-vs-prospects"), ("consent", "terms"), ("consent", "marketing"),

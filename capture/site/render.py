@@ -17,6 +17,7 @@ import jinja2
 from markupsafe import Markup
 
 from capture.catalog import Resource, Settings
+from capture.leads.fields import BY_NAME
 
 #: ``capture/templates``: the form fragment shared with the capture service.
 SHARED_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -81,7 +82,8 @@ def type_label(resource_type: str, plural: bool = False) -> str:
 def render_form(env: jinja2.Environment, resource: Resource, settings: Settings, action: str) -> Markup:
     """The empty download form, exactly as the service renders it with no values or errors."""
     html = env.get_template(FORM_TEMPLATE).render(
-        resource=resource, settings=settings, action=action, values={}, errors={}, form_error=None,
+        resource=resource, settings=settings, fields=BY_NAME, action=action, values={}, errors={},
+        form_error=None,
     )
     return Markup(html)
 

@@ -40,7 +40,7 @@ def build(config_file: str, site_dir: str | None) -> None:
 
 
 def _build(config_file: str, site_dir: str | None) -> Path:
-    from capture.static_site import SiteBuildError, build_site
+    from capture.site.build import SiteBuildError, build_site
 
     try:
         return build_site(config_file, site_dir)
@@ -143,10 +143,10 @@ def export(output, q, seen_from, seen_to, resource, resource_type, utm_source, u
     Filters combine; --from, --to, --resource, --type and --utm-* must hold on one and the
     same form post (see docs/export.md).
     """
-    from capture.export import ExportOptions, write_export
-    from capture.filters import LeadFilter
-    from capture.store import get_store
-    from capture.views import get_catalog
+    from capture.catalog import get_catalog
+    from capture.db.store import get_store
+    from capture.leads.export import ExportOptions, write_export
+    from capture.leads.filters import LeadFilter
 
     args = {"q": q, "from": seen_from, "to": seen_to, "resource": resource, "type": resource_type,
             "utm_source": utm_source, "utm_medium": utm_medium, "utm_campaign": utm_campaign,
@@ -180,7 +180,7 @@ def _database_errors(doing: str) -> Iterator[None]:
 
 
 def _upgrade(url: str) -> None:
-    from capture import migrate
+    from capture.db import migrate
 
     with _database_errors("upgrade the database"):
         migrate.upgrade(url)
@@ -196,8 +196,8 @@ def db_upgrade() -> None:
 @db.command("current")
 def db_current() -> None:
     """Show the database's schema revision and the one this version of Leadgate needs."""
-    from capture import migrate
-    from capture.store import get_store
+    from capture.db import migrate
+    from capture.db.store import get_store
 
     with _database_errors("read the database's revision"):
         revision = migrate.current(get_store().engine)
@@ -222,12 +222,12 @@ def user() -> None:
 @PASSWORD_STDIN
 def user_add(email: str, role: str, password_stdin: bool) -> None:
     """Add a staff account; the password is asked for twice (at least 12 characters)."""
-    from capture import auth
-    from capture.store import get_store
+    from capture.staff import accounts
+    from capture.db.store import get_store
 
     try:
-        account = auth.add_user(get_store(), email, _read_password(password_stdin), role.strip().lower())
-    except auth.AuthError as e:
+        account = accounts.add_user(get_store(), email, _read_password(password_stdin), role.strip().lower())
+    except accounts.AuthError as e:
         raise click.ClickException(str(e)) from None
     click.echo(f"Added {account.email} ({account.role}).")
 
@@ -237,13 +237,13 @@ def user_add(email: str, role: str, password_stdin: bool) -> None:
 @PASSWORD_STDIN
 def user_password(email: str, password_stdin: bool) -> None:
     """Set a new password for an account; it is signed out everywhere else."""
-    from capture import auth
-    from capture.store import get_store
+    from capture.staff import accounts
+    from capture.db.store import get_store
 
     try:
-        auth.account(get_store(), email)  # before asking for a password it cannot use
-        account = auth.set_password(get_store(), email, _read_password(password_stdin))
-    except auth.AuthError as e:
+        accounts.account(get_store(), email)  # before asking for a password it cannot use
+        account = accounts.set_password(get_store(), email, _read_password(password_stdin))
+    except accounts.AuthError as e:
         raise click.ClickException(str(e)) from None
     click.echo(f"New password set for {account.email}.")
 
@@ -257,9 +257,10 @@ def _read_password(from_stdin: bool) -> str:
 @user.command("list")
 def user_list() -> None:
     """Every staff account: email, role, since when, and whether it is disabled."""
-    from capture.store import get_store
+    from capture.staff import accounts
+    from capture.db.store import get_store
 
-    for account in get_store().users():
+    for account in accounts.users(get_store()):
         state = "  disabled" if account.disabled else ""
         click.echo(f"{account.email}  {account.role}  since {_iso(account.created_at)}{state}")
 
@@ -279,12 +280,12 @@ def user_enable(email: str) -> None:
 
 
 def _set_disabled(email: str, disabled: bool) -> None:
-    from capture import auth
-    from capture.store import get_store
+    from capture.staff import accounts
+    from capture.db.store import get_store
 
     try:
-        account = auth.set_disabled(get_store(), email, disabled)
-    except auth.AuthError as e:
+        account = accounts.set_disabled(get_store(), email, disabled)
+    except accounts.AuthError as e:
         raise click.ClickException(str(e)) from None
     click.echo(f"{account.email} {'disabled' if disabled else 'enabled'}.")
 
@@ -299,14 +300,15 @@ def token() -> None:
 @click.option("--name", default="", help="What the token is for, e.g. \"CRM sync\".")
 def token_create(email: str, name: str) -> None:
     """Create a token for an account and print it; it cannot be shown again."""
-    from capture import auth
-    from capture.store import TOKEN_NAME_MAX, get_store
+    from capture.staff import accounts
+    from capture.db.models import TOKEN_NAME_MAX
+    from capture.db.store import get_store
 
     if len(name) > TOKEN_NAME_MAX:
         raise click.BadParameter(f"use at most {TOKEN_NAME_MAX} characters", param_hint="--name")
     try:
-        row, secret = auth.create_token(get_store(), email, name)
-    except auth.AuthError as e:
+        row, secret = accounts.create_token(get_store(), email, name)
+    except accounts.AuthError as e:
         raise click.ClickException(str(e)) from None
     click.echo(secret)
     click.echo(f"Token {row.id} created. Store it now: it is shown only once.", err=True)
@@ -315,9 +317,10 @@ def token_create(email: str, name: str) -> None:
 @token.command("list")
 def token_list() -> None:
     """Every token: id, prefix, owner, name, when created and last used, and whether revoked."""
-    from capture.store import get_store
+    from capture.staff import accounts
+    from capture.db.store import get_store
 
-    for row, email in get_store().tokens():
+    for row, email in accounts.tokens(get_store()):
         used = _iso(row.last_used_at) if row.last_used_at else "never"
         state = f"  revoked {_iso(row.revoked_at)}" if row.revoked_at else ""
         click.echo(f"{row.id}  {row.prefix}…  {email}  {row.name or '-'}  "
@@ -328,9 +331,10 @@ def token_list() -> None:
 @click.argument("token_id", metavar="ID", type=int)
 def token_revoke(token_id: int) -> None:
     """Revoke a token by its id (see `leadgate token list`); it stops working at once."""
-    from capture.store import get_store
+    from capture.staff import accounts
+    from capture.db.store import get_store
 
-    if get_store().revoke_token(token_id) is None:
+    if accounts.revoke_token(get_store(), token_id) is None:
         raise click.ClickException(f"There is no token {token_id} (see `leadgate token list`).")
     click.echo(f"Token {token_id} revoked.")
 

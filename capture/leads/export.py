@@ -46,8 +46,9 @@ from operator import itemgetter
 from typing import Any, BinaryIO
 
 from capture.catalog import Catalog
-from capture.filters import LeadFilter
-from capture.store import Store
+from capture.db.store import Store
+from capture.leads.filters import LeadFilter
+from capture.leads.queries import iter_export_rows
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "＝", "＋", "－", "＠")
 BOM = "\ufeff".encode()
@@ -282,7 +283,7 @@ def iter_export(store: Store, options: ExportOptions = ExportOptions(), lead_fil
                 catalog: Catalog | None = None, order: tuple[str, str] | None = None,
                 chunk_size: int = 1000) -> Rendering:
     """The export as blocks of UTF-8; nothing is queried until the header has been taken."""
-    rows = store.iter_export_rows(lead_filter, columns=options.columns, catalog=catalog, order=order,
+    rows = iter_export_rows(store, lead_filter, columns=options.columns, catalog=catalog, order=order,
                                   chunk_size=chunk_size)
     return Rendering(rows, options, chunk_size)
 

@@ -12,13 +12,13 @@ from collections.abc import Mapping
 
 from flask import Blueprint, Flask, Response, jsonify, render_template, request, stream_with_context, url_for
 
-from capture import auth
-from capture.catalog import Catalog
-from capture.export import ExportOptions, iter_export
-from capture.filters import LeadFilter
-from capture.store import get_store, utcnow
-from capture.views import get_catalog
-from capture.workspace import read_order
+from capture.catalog import Catalog, get_catalog
+from capture.db.models import utcnow
+from capture.db.store import get_store
+from capture.leads.export import ExportOptions, iter_export
+from capture.leads.filters import LeadFilter
+from capture.staff import auth
+from capture.staff.workspace import read_order
 
 bp = Blueprint("export", __name__)
 

@@ -1,4 +1,4 @@
-"""Alembic runs this for every command: the migrations, on a connection from capture.migrate.
+"""Alembic runs this for every command: the migrations, on a connection from capture.db.migrate.
 
 The service passes its connection in ``config.attributes``. Alembic's own command line, which
 developers use to write a migration (alembic.ini at the repository root), connects to
@@ -10,14 +10,14 @@ import os
 
 from alembic import context
 
-from capture.migrate import migrating
-from capture.store import metadata
+from capture.db.migrate import migrating
+from capture.db.models import metadata
 
 
 def run(connection) -> None:
     # Batch operations: SQLite alters a table by copying it into a new one; PostgreSQL gets
     # plain ALTER TABLE statements from the same migration. The upgrade is one transaction on
-    # both: capture.store hands SQLite's BEGIN to SQLAlchemy, so its DDL is transactional too.
+    # both: capture.db.engine hands SQLite's BEGIN to SQLAlchemy, so its DDL is transactional too.
     context.configure(connection=connection, target_metadata=metadata, render_as_batch=True,
                       transactional_ddl=True)
     with context.begin_transaction():

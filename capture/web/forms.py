@@ -21,20 +21,22 @@ from werkzeug.datastructures import MultiDict
 from wtforms import Form, StringField
 from wtforms.validators import InputRequired, StopValidation, ValidationError
 
-from capture import store
 from capture.catalog import Catalog, ConsentText, Resource
-
-TERMS_VALUE = "accepted"
-MARKETING_VALUE = "yes"
+from capture.leads.fields import (
+    CHECKBOX,
+    FIELDS,
+    MARKETING_VALUE,
+    PROFILE_FIELDS,
+    SOURCE_FIELDS,
+    TERMS_VALUE,
+    Field,
+    limit,
+)
 
 TERMS_REQUIRED = "You must accept the terms to get the download."
 STALE_PAGE = "This page is out of date. Reload it and submit again."
 EMAIL_REQUIRED = "Enter your email address."
 UNKNOWN_RESOURCE = "This resource is not available any more."
-
-#: Text fields a visitor sees, in the order of the form.
-VISIBLE = ("email", *store.PROFILE_FIELDS, "terms", "marketing_opt_in")
-
 
 def max_length(limit: int) -> Callable[[Form, StringField], None]:
     def check(form: Form, field: StringField) -> None:
@@ -74,28 +76,17 @@ def text(label: str, limit: int, *validators: Callable) -> StringField:
                        filters=[strip_spaces])
 
 
-class LeadForm(Form):
-    """One download request, validated against a catalog."""
+def contract_field(spec: Field) -> StringField:
+    """The WTForms field of one field of the contract (capture.leads.fields)."""
+    if spec.kind == CHECKBOX:
+        return StringField(spec.label)  # compared to its one value, in LeadForm
+    required = [InputRequired(EMAIL_REQUIRED)] if spec.name == "email" else []
+    return text(spec.label, limit(spec.name), *required)
 
-    email = text("Email", store.EMAIL_MAX, InputRequired(EMAIL_REQUIRED))
-    first_name = text("First name", store.NAME_MAX)
-    last_name = text("Last name", store.NAME_MAX)
-    company = text("Company", store.COMPANY_MAX)
-    job_title = text("Job title", store.JOB_TITLE_MAX)
-    company_size = text("Company size", store.CHOICE_MAX)
-    industry = text("Industry", store.CHOICE_MAX)
-    terms = StringField("Terms")
-    marketing_opt_in = StringField("Marketing emails")
-    resource_id = text("Resource", store.RESOURCE_ID_MAX)
-    terms_sha256 = text("Terms version", 64)
-    marketing_sha256 = text("Marketing consent version", 64)
-    utm_source = text("Campaign source", store.UTM_MAX)
-    utm_medium = text("Campaign medium", store.UTM_MAX)
-    utm_campaign = text("Campaign name", store.UTM_MAX)
-    utm_term = text("Campaign term", store.UTM_MAX)
-    utm_content = text("Campaign content", store.UTM_MAX)
-    referrer = text("Referrer", store.URL_MAX)
-    landing_page = text("Landing page", store.URL_MAX)
+
+class LeadForm(Form):
+    """One download request, validated against a catalog; its fields are the contract's,
+    added below the class."""
 
     def __init__(self, formdata: MultiDict, catalog: Catalog, check_deliverability: bool = False):
         super().__init__(formdata)
@@ -141,6 +132,10 @@ class LeadForm(Form):
     @property
     def marketing_ticked(self) -> bool:
         return self.marketing_opt_in.data == MARKETING_VALUE
+
+
+for _spec in FIELDS:  # WTForms' FormMeta takes fields set on the class like declared ones
+    setattr(LeadForm, _spec.name, contract_field(_spec))
 
 
 @dataclass
@@ -223,6 +218,6 @@ def check_submission(formdata: MultiDict, catalog: Catalog, *,
         "terms": terms,
         "marketing": marketing,
         "marketing_opt_in": form.marketing_ticked,
-        **{name: form[name].data for name in (*store.PROFILE_FIELDS, *store.SOURCE_FIELDS)},
+        **{name: form[name].data for name in (*PROFILE_FIELDS, *SOURCE_FIELDS)},
     }
     return checked

@@ -1,33 +1,26 @@
-"""Who may use the workspace and the API: staff accounts, passwords, tokens and the guards.
+"""Who may use the workspace and the API, in a request: sessions, guards, CSRF and sign-in limits.
 
-Roles are ``sales``, ``marketing`` and ``admin``; an admin passes every role check.
 People sign in with email and password and get a session cookie (settings in
 capture.config); scripts send ``Authorization: Bearer <token>``. Guard a page with
-:func:`login_required` and an API route with :func:`api_token_required`.
-
-Passwords are hashed with werkzeug's default (scrypt). API tokens are 256 random bits, so a
-plain SHA-256 of a token is enough to find it and reveals nothing; only that hash and a short
-prefix (to recognise a token in ``leadgate token list``) are stored. The token itself is
-shown once, when created.
+:func:`login_required` and an API route with :func:`api_token_required`. The accounts and
+their rules are in capture.staff.accounts.
 
 Failed sign-ins are counted by Flask-Limiter (storage ``RATELIMIT_STORAGE_URI``): after
 :data:`SIGN_IN_LIMIT_PER_ACCOUNT` failures for one address from one network address, or
 :data:`SIGN_IN_LIMIT_PER_CLIENT` from one network address, sign-in answers 429 until the
 minute is over, whether the next password is right or not. CSRF tokens (Flask-WTF) guard
 every form post under ``/workspace/``; the public ``/submit`` form lives on a static site on
-another origin where a session-bound token cannot work (see capture.views).
+another origin where a session-bound token cannot work (see capture.web.views).
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import secrets
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-import email_validator
 from flask import (
     Flask,
     Request,
@@ -41,22 +34,17 @@ from flask import (
     session,
     url_for,
 )
+from flask.sessions import SecureCookieSessionInterface, SessionMixin
 from flask_limiter import Limiter
 from flask_limiter.errors import RateLimitExceeded
-from flask.sessions import SecureCookieSessionInterface, SessionMixin
 from flask_wtf.csrf import CSRFError, CSRFProtect
-from werkzeug.security import check_password_hash, generate_password_hash
 
-from capture.store import AlreadyExists, ApiToken, Store, User, get_store
+from capture.db.models import User
+from capture.db.store import get_store
+from capture.staff.accounts import ROLES, get_user, has_role, user_for_token
 
-ROLES = ("sales", "marketing", "admin")
-PASSWORD_MIN = 12
-#: Marks Leadgate tokens, so a secret scanner (or a person) can tell what leaked.
-TOKEN_PREFIX = "lg_"
-#: Characters of a token kept for display: the marker and 6 random characters.
-TOKEN_DISPLAY = len(TOKEN_PREFIX) + 6
 WORKSPACE = "/workspace/"
-#: The blueprint of the workspace pages (capture.workspace), the only one with rate limits.
+#: The blueprint of the workspace pages (capture.staff.workspace), the only one with rate limits.
 WORKSPACE_BLUEPRINT = "workspace"
 SESSION_USER = "user_id"
 SESSION_PASSWORD = "password_mark"
@@ -64,8 +52,6 @@ SESSION_PASSWORD = "password_mark"
 SIGN_IN_LIMIT_PER_ACCOUNT = "5 per minute"
 SIGN_IN_LIMIT_PER_CLIENT = "20 per minute"
 
-WRONG_CREDENTIALS = "Wrong email or password."
-ACCOUNT_DISABLED = "This account is disabled. Ask an admin to enable it again."
 TOO_MANY = ("Too many failed sign-ins from your network address. Wait a minute, then try again. "
             "If you have forgotten your password, ask an admin to set a new one.")
 
@@ -75,116 +61,6 @@ V = TypeVar("V", bound=Callable[..., Any])
 #: only the sign-in view has limits.
 limiter = Limiter(key_func=lambda: request.remote_addr or "unknown", headers_enabled=True)
 
-
-class AuthError(ValueError):
-    """A request about accounts or tokens that cannot be done; the message says why."""
-
-
-def normalize_email(email: str) -> str:
-    """The one spelling an account is stored and found under: normalized, lower case."""
-    try:
-        result = email_validator.validate_email(email.strip(), check_deliverability=False)
-    except email_validator.EmailNotValidError as e:
-        raise AuthError(f"{email.strip()!r} is not an email address: {e}") from None
-    return result.normalized.lower()
-
-
-def check_password_rules(password: str) -> None:
-    if len(password) < PASSWORD_MIN:
-        raise AuthError(f"The password must be at least {PASSWORD_MIN} characters long "
-                        f"(this one has {len(password)}).")
-    if password.strip() != password:
-        raise AuthError("The password must not start or end with a space.")
-
-
-def add_user(store: Store, email: str, password: str, role: str) -> User:
-    """A new staff account, with the password hashed."""
-    if role not in ROLES:
-        raise AuthError(f"Unknown role {role!r}: use one of {', '.join(ROLES)}.")
-    address = normalize_email(email)
-    check_password_rules(password)
-    try:
-        return store.add_user(address, generate_password_hash(password), role)
-    except AlreadyExists as e:
-        raise AuthError(str(e)) from None
-
-
-def account(store: Store, email: str) -> User:
-    """The account for an address typed in any case; AuthError when there is none."""
-    address = normalize_email(email)
-    return _found(store.user_by_email(address), address)
-
-
-def set_password(store: Store, email: str, password: str) -> User:
-    """Give an account a new password; its sessions elsewhere end at their next page."""
-    check_password_rules(password)
-    address = normalize_email(email)
-    return _found(store.update_user(address, password_hash=generate_password_hash(password)), address)
-
-
-def set_disabled(store: Store, email: str, disabled: bool) -> User:
-    address = normalize_email(email)
-    return _found(store.update_user(address, disabled=disabled), address)
-
-
-def _found(user: User | None, address: str) -> User:
-    if user is None:
-        raise AuthError(f"There is no account for {address} (see `leadgate user list`).")
-    return user
-
-
-@functools.cache
-def _unused_hash() -> str:
-    """A hash to check against when the address is unknown, so both cases take as long."""
-    return generate_password_hash(secrets.token_hex(16))
-
-
-def authenticate(store: Store, email: str, password: str) -> User:
-    """The account these credentials open; AuthError with the message to show otherwise."""
-    if not email.strip():
-        raise AuthError("Enter your email address.")
-    if not password:
-        raise AuthError("Enter your password.")
-    try:
-        user = store.user_by_email(normalize_email(email))
-    except AuthError:
-        user = None
-    if user is None:
-        check_password_hash(_unused_hash(), password)
-        raise AuthError(WRONG_CREDENTIALS)
-    if not check_password_hash(user.password_hash, password):
-        raise AuthError(WRONG_CREDENTIALS)
-    if user.disabled:
-        raise AuthError(ACCOUNT_DISABLED)
-    return user
-
-
-def has_role(user: User, role: str | None) -> bool:
-    return role is None or user.role in (role, "admin")
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-def create_token(store: Store, email: str, name: str = "") -> tuple[ApiToken, str]:
-    """A new API token for an account: the stored row and the token, which is never shown again."""
-    user = account(store, email)
-    if user.disabled:
-        raise AuthError(f"The account {user.email} is disabled: enable it before giving it a token.")
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    row = store.add_token(user.id, name.strip(), hash_token(token), token[:TOKEN_DISPLAY])
-    return row, token
-
-
-def user_for_token(store: Store, token: str) -> User | None:
-    """The owner of a live token (and the token marked as used), or None."""
-    if not token.startswith(TOKEN_PREFIX):
-        return None
-    return store.use_token(hash_token(token))
-
-
-# --- In a request ---------------------------------------------------------------------------
 
 def _password_mark(user: User) -> str:
     """Ties a session to the password it was opened with: a new password ends old sessions."""
@@ -207,7 +83,7 @@ def current_user() -> User | None:
     """The signed-in member of staff (from the session or an API token), or None."""
     if "user" not in g:
         user_id = session.get(SESSION_USER)
-        user = get_store().get_user(user_id) if isinstance(user_id, int) else None
+        user = get_user(get_store(), user_id) if isinstance(user_id, int) else None
         if user is not None and (user.disabled or session.get(SESSION_PASSWORD) != _password_mark(user)):
             session.clear()
             user = None

@@ -62,7 +62,10 @@ from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from capture.catalog import ConsentText
-from capture.store import NewSubmission, Store, get_store, utcnow
+from capture.db.models import utcnow
+from capture.db.store import Store, get_store
+from capture.leads.downloads import has_download, has_submission, record_download
+from capture.leads.submission import NewSubmission, record_submission
 
 EXTENSION = "leadgate.spool"
 FORMAT = 1
@@ -367,10 +370,10 @@ class SpoolFile:
 
     @staticmethod
     def _ingest_submission(store: Store, data: NewSubmission, report: Replay) -> None:
-        if store.has_submission(data.uid):
+        if has_submission(store, data.uid):
             report.already_stored += 1
             return
-        store.record_submission(data)
+        record_submission(store, data)
         report.stored += 1
 
     @staticmethod
@@ -380,9 +383,9 @@ class SpoolFile:
 
         Only one replay runs at a time, so looking before recording cannot race another replay.
         """
-        if store.has_download(event.submission_uid, event.created_at):
+        if has_download(store, event.submission_uid, event.created_at):
             return True
-        recorded = store.record_download(
+        recorded = record_download(store, 
             submission_uid=event.submission_uid, resource_id=event.resource_id,
             user_agent=event.user_agent, ip_prefix=event.ip_prefix, at=event.created_at)
         if recorded is not None:
@@ -452,7 +455,7 @@ class Spool:
         """Store a submission, or spool it when the database cannot take it; False when
         spooled. SpoolError when neither could keep it."""
         try:
-            self.store.record_submission(data)
+            record_submission(self.store, data)
             return True
         except SQLAlchemyError as e:
             reason = _reason(e)
@@ -473,7 +476,7 @@ class Spool:
         visit = {"submission_uid": submission_uid, "resource_id": resource_id,
                  "user_agent": user_agent, "ip_prefix": ip_prefix}
         try:
-            if self.store.record_download(**visit) is not None:
+            if record_download(self.store, **visit) is not None:
                 return True
         except SQLAlchemyError:
             if not self.file.holds(submission_uid):
@@ -481,7 +484,7 @@ class Spool:
         else:
             if not self.file.holds(submission_uid):
                 # A replay may have stored it between the two looks.
-                return self.store.record_download(**visit) is not None
+                return record_download(self.store, **visit) is not None
         try:
             self.file.append(download_line(at=utcnow(), **visit))
             self.retry()

@@ -27,10 +27,12 @@ from flask import (
     url_for,
 )
 
-from capture import auth
-from capture.filters import ARGS, LeadFilter
-from capture.store import LEAD_SORTS, ConsentEvent, Download, Submission, get_store
-from capture.views import get_catalog
+from capture.catalog import get_catalog
+from capture.db.models import ConsentEvent, Download, Submission
+from capture.db.store import get_store
+from capture.leads.filters import ARGS, LeadFilter
+from capture.leads.queries import LEAD_SORTS, get_lead, lead_timeline, list_leads
+from capture.staff import auth, accounts
 
 PAGE_SIZE = 50
 #: The first click on a column sorts dates newest first and text A to Z.
@@ -129,8 +131,8 @@ def login() -> Any:
         return render_template("workspace/login.html", email="", error=None, next_url=next_url)
     email = request.form.get("email", "")
     try:
-        user = auth.authenticate(get_store(), email, request.form.get("password", ""))
-    except auth.AuthError as e:
+        user = accounts.authenticate(get_store(), email, request.form.get("password", ""))
+    except accounts.AuthError as e:
         return render_template("workspace/login.html", email=email, error=str(e), next_url=next_url), 422
     auth.sign_in(user)
     return redirect(next_url or url_for(".leads"), 303)
@@ -160,7 +162,7 @@ def leads() -> Any:
     params = filter_args(request.args)
     page = None
     if not errors:
-        page = get_store().list_leads(lead_filter, sort, direction, limit=PAGE_SIZE, catalog=catalog,
+        page = list_leads(get_store(), lead_filter, sort, direction, limit=PAGE_SIZE, catalog=catalog,
                                       after=None if before else key, before=key if before else None)
     order = {"sort": sort, "dir": direction}
     links = {}
@@ -189,10 +191,10 @@ def leads() -> Any:
 @auth.login_required
 def lead(lead_id: int) -> Any:
     store = get_store()
-    person = store.get_lead(lead_id)
+    person = get_lead(store, lead_id)
     if person is None:
         return not_found()
-    timeline = store.lead_timeline(lead_id)
+    timeline = lead_timeline(store, lead_id)
     submissions = {e.item.id: e.item for e in timeline if isinstance(e.item, Submission)}
     consent: dict[str, ConsentEvent] = {}
     for entry in timeline:

@@ -2,7 +2,7 @@
 
 :meth:`LeadFilter.from_args` reads the same parameter names everywhere — the workspace's query
 string, ``GET /api/leads.csv`` and the options of ``leadgate export`` — and answers with a
-message per parameter a person got wrong. ``store.lead_conditions`` turns a filter into SQL.
+message per parameter a person got wrong. :func:`lead_conditions` turns a filter into SQL.
 
 What each parameter means (all given parameters must hold):
 
@@ -39,10 +39,14 @@ import re
 import unicodedata
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
-from capture.catalog import SLUG
-from capture.store import EMAIL_MAX, RESOURCE_ID_MAX, UTM_MAX
+from sqlalchemy import ColumnElement, false, func, or_, select
+
+from capture.catalog import SLUG, Catalog
+from capture.db.models import ConsentEvent, Lead, Submission
+from capture.leads.fields import EMAIL_MAX, RESOURCE_ID_MAX, UTM_MAX
 
 #: Parameter name (query string, API, CLI) → LeadFilter field.
 ARGS = {
@@ -144,3 +148,71 @@ def _date(text: str) -> date | None:
         return date.fromisoformat(text)
     except ValueError:
         return None
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time(), UTC)
+
+
+def latest_marketing(column: Any) -> Any:
+    """A column of the lead's latest marketing consent event, per Lead row; NULL when none.
+
+    Latest by the time the person chose, not by id: a post replayed from the spool keeps its
+    time but is stored after posts that came later.
+    """
+    return (
+        select(column)
+        .where(ConsentEvent.lead_id == Lead.id, ConsentEvent.kind == "marketing")
+        .order_by(ConsentEvent.created_at.desc(), ConsentEvent.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def marketing_granted() -> Any:
+    """The lead's latest marketing choice (True/False), NULL when never asked; per Lead row."""
+    return latest_marketing(ConsentEvent.granted)
+
+
+def lead_conditions(lead_filter: LeadFilter, catalog: Catalog | None = None) -> list[ColumnElement[bool]]:
+    """WHERE conditions on a query of :class:`Lead` for a filter (meanings in capture.filters).
+
+    Every list of leads (workspace, API, CLI export) filters through here so they agree.
+    ``catalog`` is needed only for a resource type filter.
+    """
+    f = lead_filter
+    conditions: list[ColumnElement[bool]] = []
+    if f.q:
+        # The database folds both sides, so "Émilie" finds Émilie even where it folds only A–Z.
+        conditions.append(or_(*(
+            column.icontains(f.q, autoescape=True)
+            for column in (Lead.email, Lead.first_name, Lead.last_name, Lead.company)
+        )))
+    # Criteria on one form post must hold together, on the same post.
+    per_post: list[ColumnElement[bool]] = []
+    if f.seen_from:
+        per_post.append(Submission.created_at >= _day_start(f.seen_from))
+    if f.seen_to:
+        per_post.append(Submission.created_at < _day_start(f.seen_to + timedelta(days=1)))
+    if f.resource:
+        per_post.append(Submission.resource_id == f.resource)
+    if f.resource_type:
+        if catalog is None:
+            raise ValueError("a resource type filter needs the catalog")
+        per_post.append(Submission.resource_id.in_(
+            sorted(r.id for r in catalog if r.type == f.resource_type)))
+    for name in ("utm_source", "utm_medium", "utm_campaign"):
+        value = getattr(f, name)
+        if value:
+            per_post.append(func.lower(getattr(Submission, name)) == value.lower())
+    if per_post:
+        conditions.append(
+            select(Submission.id).where(Submission.lead_id == Lead.id, *per_post).exists())
+    if f.marketing is True:
+        conditions.append(marketing_granted() == True)  # noqa: E712 (SQL, not Python)
+    elif f.marketing is False:
+        conditions.append(func.coalesce(marketing_granted(), false()) == False)  # noqa: E712
+    return conditions
+
+
+#: Per process. A sync gunicorn worker uses one connection at a time; the overflow serves

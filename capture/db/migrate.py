@@ -1,4 +1,4 @@
-"""The schema's history: Alembic migrations in ``capture/migrations``, run without an alembic.ini.
+"""The schema's history: Alembic migrations in ``capture/db/migrations``, run without an alembic.ini.
 
 ``leadgate db upgrade``, and ``leadgate serve`` before it starts its workers, bring a database to
 the newest revision. An upgrade is one transaction that holds a lock, so servers starting
@@ -22,7 +22,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from capture.store import create_store_engine, writing
+from capture.db.engine import create_store_engine, writing
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 #: The PostgreSQL advisory lock an upgrade holds: "leadgate" read as a 64-bit number.

@@ -25,16 +25,18 @@ from markupsafe import Markup
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
-from capture import migrate
-from capture.attribution import ip_prefix, is_site_page, origin_of, source_fields
-from capture.catalog import Catalog, Resource, load_catalog
-from capture.forms import Checked, check_submission
-from capture.links import DownloadClaim, LinkExpired, LinkInvalid, read_download, sign_download
-from capture.shells import fill, read_shell, with_base
+from capture.catalog import Resource, get_catalog
+from capture.db import migrate
+from capture.db.store import get_store
+from capture.leads.fields import BY_NAME
+from capture.leads.attribution import ip_prefix, is_site_page, origin_of, source_fields
+from capture.leads.queries import known_consent_text
+from capture.leads.submission import NewSubmission
 from capture.spool import SpoolError, get_spool
-from capture.store import NewSubmission, get_store
+from capture.web.forms import Checked, check_submission
+from capture.web.links import DownloadClaim, LinkExpired, LinkInvalid, read_download, sign_download
+from capture.web.shells import fill, read_shell, with_base
 
-CATALOG = "leadgate.catalog"
 THANKS_PAGE = "thanks/"
 SUBMIT = "/submit"
 
@@ -53,14 +55,6 @@ ERRORS: dict[int, tuple[str, str]] = {
     503: ("Please try again shortly",
           "Your details could not be saved just now. Nothing was stored; please submit again in a minute."),
 }
-
-
-def get_catalog() -> Catalog:
-    """The resources, read from CONTENT_DIR on first use (commands like export never need it)."""
-    app = current_app
-    if CATALOG not in app.extensions:
-        app.extensions[CATALOG] = load_catalog(app.config["CONTENT_DIR"])
-    return app.extensions[CATALOG]
 
 
 def wants_json() -> bool:
@@ -115,7 +109,7 @@ def form_page(checked: Checked) -> Response:
     """The landing page again, with what the visitor typed and a message beside each field."""
     resource = checked.resource
     content = render_template(
-        "leadgate/form.html", resource=resource, settings=get_catalog().settings,
+        "leadgate/form.html", resource=resource, settings=get_catalog().settings, fields=BY_NAME,
         action=url_for(".submit", _external=True), values=checked.values,
         errors=checked.errors, form_error=checked.form_error)
     return make_response(in_shell("form", resource.url, resource.title, content), checked.status)
@@ -158,7 +152,7 @@ def submit() -> Response:
     if origin is not None and not allowed_origin(origin):
         abort(403)
     checked = check_submission(
-        request.form, get_catalog(), known_text=get_store().known_consent_text,
+        request.form, get_catalog(), known_text=lambda sha256: known_consent_text(get_store(), sha256),
         check_deliverability=current_app.config["CHECK_DELIVERABILITY"])
     if not checked.ok:
         return invalid_answer(checked)

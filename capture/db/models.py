@@ -1,0 +1,203 @@
+"""The schema: every table, as SQLAlchemy 2 typed models in one :data:`metadata`.
+
+Alembic's migrations (capture/db/migrations) are generated from and checked against it; the
+service never creates a table itself. Column limits of the form's fields come from the field
+contract (capture.leads.fields).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Boolean, DateTime, ForeignKey, Index, MetaData, String, Text, TypeDecorator, Uuid
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from capture.leads.fields import EMAIL_MAX, RESOURCE_ID_MAX, limit
+
+#: Kept from the browser's User-Agent header (longer ones are cut).
+USER_AGENT_MAX = 500
+TOKEN_NAME_MAX = 100
+CONSENT_VERSION_MAX = 40
+ROLE_MAX = 20
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC in, timezone-aware UTC out, on SQLite (no time zones) as on PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: pass a timezone-aware UTC time")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData(naming_convention={
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+})
+
+
+class Base(DeclarativeBase):
+    metadata = metadata
+    type_annotation_map = {datetime: UTCDateTime}
+
+
+def _text(length: int) -> Any:
+    """A NOT NULL text column that holds "" when nothing was given."""
+    return mapped_column(String(length), default="", server_default="")
+
+
+def field_text(name: str) -> Any:
+    """The column of a form field, as long as the field contract allows."""
+    return _text(limit(name))
+
+
+class Profile:
+    """What a person tells about themselves: the latest on a lead, as sent on a submission."""
+
+    first_name: Mapped[str] = field_text("first_name")
+    last_name: Mapped[str] = field_text("last_name")
+    company: Mapped[str] = field_text("company")
+    job_title: Mapped[str] = field_text("job_title")
+    company_size: Mapped[str] = field_text("company_size")
+    industry: Mapped[str] = field_text("industry")
+
+
+class Lead(Profile, Base):
+    """One person, whatever the case of their address: the newest non-empty details win."""
+
+    __tablename__ = "leads"
+    # The workspace pages through leads by (sort key, id): see capture.leads.queries.
+    __table_args__ = (
+        Index("ix_leads_last_seen_id", "last_seen", "id"),
+        Index("ix_leads_first_seen_id", "first_seen", "id"),
+        Index("ix_leads_company_id", "company", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(EMAIL_MAX))
+    email_key: Mapped[str] = mapped_column(String(EMAIL_MAX), unique=True)
+    first_seen: Mapped[datetime]
+    last_seen: Mapped[datetime]
+    # leads and submissions point at each other; use_alter lets PostgreSQL create (and drop)
+    # the cycle, SQLite writes the constraint inline.
+    first_submission_id: Mapped[int | None] = mapped_column(
+        ForeignKey("submissions.id", use_alter=True))
+    last_submission_id: Mapped[int | None] = mapped_column(
+        ForeignKey("submissions.id", use_alter=True))
+
+
+class ConsentTextRow(Base):
+    """The exact words of a consent box, stored once and referred to by their SHA-256."""
+
+    __tablename__ = "consent_texts"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    version: Mapped[str] = mapped_column(String(CONSENT_VERSION_MAX))
+    text: Mapped[str] = mapped_column(Text)
+    first_seen: Mapped[datetime]
+
+
+class Submission(Profile, Base):
+    """One form post, kept as submitted: the evidence behind the lead and its consent."""
+
+    __tablename__ = "submissions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uid: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id"), index=True)
+    resource_id: Mapped[str] = mapped_column(String(RESOURCE_ID_MAX))
+    created_at: Mapped[datetime]
+    email: Mapped[str] = mapped_column(String(EMAIL_MAX))
+    utm_source: Mapped[str] = field_text("utm_source")
+    utm_medium: Mapped[str] = field_text("utm_medium")
+    utm_campaign: Mapped[str] = field_text("utm_campaign")
+    utm_term: Mapped[str] = field_text("utm_term")
+    utm_content: Mapped[str] = field_text("utm_content")
+    referrer: Mapped[str] = field_text("referrer")
+    landing_page: Mapped[str] = field_text("landing_page")
+    user_agent: Mapped[str] = _text(USER_AGENT_MAX)
+    ip_prefix: Mapped[str | None] = mapped_column(String(64))
+    terms_accepted: Mapped[bool] = mapped_column(Boolean)
+    terms_version: Mapped[str] = mapped_column(String(CONSENT_VERSION_MAX))
+    terms_sha256: Mapped[str] = mapped_column(ForeignKey("consent_texts.sha256"))
+    marketing_opt_in: Mapped[bool] = mapped_column(Boolean)
+    marketing_version: Mapped[str] = mapped_column(String(CONSENT_VERSION_MAX))
+    marketing_sha256: Mapped[str] = mapped_column(ForeignKey("consent_texts.sha256"))
+
+
+class ConsentEvent(Base):
+    """Append-only: who granted or declined what words, when, from which network."""
+
+    __tablename__ = "consent_events"
+    # Serves "the lead's latest marketing choice" (by time, then id) without a sort per lead.
+    __table_args__ = (Index("ix_consent_events_lead_kind_time", "lead_id", "kind", "created_at", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id"))
+    submission_id: Mapped[int | None] = mapped_column(ForeignKey("submissions.id"))
+    kind: Mapped[str] = mapped_column(String(20))
+    granted: Mapped[bool] = mapped_column(Boolean)
+    version: Mapped[str] = mapped_column(String(CONSENT_VERSION_MAX))
+    sha256: Mapped[str] = mapped_column(ForeignKey("consent_texts.sha256"))
+    created_at: Mapped[datetime]
+    ip_prefix: Mapped[str | None] = mapped_column(String(64))
+
+
+class Download(Base):
+    __tablename__ = "downloads"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id"), index=True)
+    submission_id: Mapped[int | None] = mapped_column(ForeignKey("submissions.id"))
+    resource_id: Mapped[str] = mapped_column(String(RESOURCE_ID_MAX))
+    created_at: Mapped[datetime]
+    user_agent: Mapped[str] = _text(USER_AGENT_MAX)
+    ip_prefix: Mapped[str | None] = mapped_column(String(64))
+
+
+class User(Base):
+    """A member of staff who signs in to the workspace; rules in capture.staff.accounts."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(EMAIL_MAX), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(ROLE_MAX))
+    created_at: Mapped[datetime]
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ApiToken(Base):
+    """A bearer token for scripts; only its SHA-256 is kept, and a prefix to recognise it by."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    name: Mapped[str] = _text(TOKEN_NAME_MAX)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]

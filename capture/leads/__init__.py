@@ -1,0 +1,1 @@
+"""Leads: the form's field contract, the one transaction a form post makes, the merge rule, queries, filters, attribution and exports."""

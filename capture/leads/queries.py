@@ -1,0 +1,227 @@
+"""Reading leads: the workspace's pages, a lead's timeline, and the rows of an export.
+
+Every list of leads (the workspace, the API, ``leadgate export``) filters through
+:func:`capture.leads.filters.lead_conditions`, so they agree on which leads a filter selects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import case, false, func, literal, select, tuple_
+from sqlalchemy.orm import aliased
+
+from capture.catalog import ConsentText
+from capture.db.models import ConsentEvent, ConsentTextRow, Download, Lead, Submission
+from capture.db.store import Store
+from capture.leads.fields import PROFILE_FIELDS, SOURCE_FIELDS
+from capture.leads.filters import LeadFilter, latest_marketing, lead_conditions, marketing_granted
+
+if TYPE_CHECKING:
+    from capture.catalog import Catalog
+
+#: The source of a lead as the export shows it (first and latest request).
+EXPORT_SOURCE_FIELDS = (*SOURCE_FIELDS, "resource_id")
+#: Every column iter_export_rows can give (meanings in capture.leads.export).
+EXPORT_COLUMNS = (
+    "id", "email", *PROFILE_FIELDS,
+    *(f"first_{f}" for f in EXPORT_SOURCE_FIELDS), *(f"latest_{f}" for f in EXPORT_SOURCE_FIELDS),
+    "resources", "submissions", "downloads", "last_download_at", "terms_version",
+    "marketing_opt_in", "marketing_opt_in_at", "marketing_version", "first_seen", "last_seen",
+)
+
+#: What the lead list can be sorted by, in the words of its links.
+LEAD_SORTS: dict[str, Any] = {
+    "last_seen": Lead.last_seen,
+    "first_seen": Lead.first_seen,
+    "email": Lead.email_key,
+    "company": Lead.company,
+}
+TIMELINE_ORDER = ("submission", "consent", "download")
+
+
+@dataclass(frozen=True)
+class LeadPage:
+    """Rows of the lead list (``sort_key`` and ``id`` make each row's cursor), and whether
+    there are rows on either side."""
+
+    rows: list[Any]
+    has_previous: bool
+    has_next: bool
+
+    @property
+    def first_key(self) -> tuple[Any, int] | None:
+        return (self.rows[0].sort_key, self.rows[0].id) if self.rows else None
+
+    @property
+    def last_key(self) -> tuple[Any, int] | None:
+        return (self.rows[-1].sort_key, self.rows[-1].id) if self.rows else None
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    at: datetime
+    kind: str
+    item: Submission | ConsentEvent | Download
+
+
+
+def known_consent_text(store: Store, sha256: str) -> ConsentText | None:
+    """Words recorded earlier under this hash (pages built before a wording changed)."""
+    with store.read() as s:
+        row = s.get(ConsentTextRow, sha256)
+        return None if row is None else ConsentText(row.kind, row.version, row.text)
+
+
+def get_lead(store: Store, lead_id: int) -> Lead | None:
+    with store.read() as s:
+        return s.get(Lead, lead_id)
+
+
+def list_leads(store: Store, lead_filter: LeadFilter | None = None, sort: str = "last_seen",
+               direction: str = "desc", *, after: tuple[Any, int] | None = None,
+               before: tuple[Any, int] | None = None, limit: int = 50,
+               catalog: Catalog | None = None) -> LeadPage:
+    """One page of the leads a filter selects, by keyset on (sort key, id).
+
+    ``after`` and ``before`` are the (sort key, id) of the row the page starts after or
+    ends before (``LeadPage.first_key``/``last_key`` of the page next to it). The database
+    walks the (sort key, id) index from there, so the 500th page costs what the first does:
+    there is no OFFSET, and rows added meanwhile neither repeat nor skip a row.
+    """
+    if sort not in LEAD_SORTS or direction not in ("asc", "desc"):
+        raise ValueError(f"unknown order {sort!r} {direction!r}")
+    if after is not None and before is not None:
+        raise ValueError("give after or before, not both")
+    column = LEAD_SORTS[sort]
+    latest = aliased(Submission)
+    backwards = before is not None
+    # Going back reads the rows before the cursor nearest first, then turns them round.
+    descending = (direction == "desc") != backwards
+    stmt = (
+        select(Lead.id, Lead.email, Lead.first_name, Lead.last_name, Lead.company,
+               Lead.job_title, Lead.first_seen, Lead.last_seen,
+               marketing_granted().label("marketing"),
+               latest.resource_id.label("latest_resource_id"),
+               latest.utm_source.label("latest_utm_source"),
+               latest.utm_medium.label("latest_utm_medium"),
+               latest.utm_campaign.label("latest_utm_campaign"),
+               column.label("sort_key"))
+        .outerjoin(latest, latest.id == Lead.last_submission_id)
+        .where(*(lead_conditions(lead_filter, catalog) if lead_filter else ()))
+        .order_by(*((column.desc(), Lead.id.desc()) if descending else (column, Lead.id)))
+        .limit(limit + 1)
+    )
+    cursor = before if backwards else after
+    if cursor is not None:
+        key = tuple_(column, Lead.id)
+        bound = tuple_(literal(cursor[0], column.type), literal(cursor[1], Lead.id.type))
+        stmt = stmt.where(key < bound if descending else key > bound)
+    with store.read() as s:
+        rows = list(s.execute(stmt))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    if backwards:
+        rows.reverse()
+    return LeadPage(rows, has_previous=more if backwards else after is not None,
+                    has_next=backwards or more)
+
+
+def lead_timeline(store: Store, lead_id: int) -> list[TimelineEntry]:
+    """Everything a lead did, oldest first; a form post comes before the consent it gave."""
+    with store.read() as s:
+        entries = [
+            *(TimelineEntry(row.created_at, "submission", row) for row in s.scalars(
+                select(Submission).where(Submission.lead_id == lead_id))),
+            *(TimelineEntry(row.created_at, "consent", row) for row in s.scalars(
+                select(ConsentEvent).where(ConsentEvent.lead_id == lead_id))),
+            *(TimelineEntry(row.created_at, "download", row) for row in s.scalars(
+                select(Download).where(Download.lead_id == lead_id))),
+        ]
+    return sorted(entries, key=lambda e: (e.at, TIMELINE_ORDER.index(e.kind), e.item.id))
+
+
+def iter_export_rows(store: Store, lead_filter: LeadFilter | None = None, *,
+                     columns: Sequence[str] = EXPORT_COLUMNS, catalog: Catalog | None = None,
+                     order: tuple[str, str] | None = None,
+                     chunk_size: int = 1000) -> Iterator[Sequence[Any]]:
+    """The leads a filter selects (all by default) as rows of ``columns``.
+
+    Oldest lead first, or in ``order``: (a key of LEAD_SORTS, "asc" or "desc"), the order of
+    the workspace list, with the lead id breaking ties the same way.
+
+    One statement (so one consistent snapshot), streamed: PostgreSQL reads it through a
+    server-side cursor, SQLite steps through it; memory stays at one chunk. Only the joins
+    and subqueries the columns need are in it. The database hands values over ready to
+    write, because a million-lead export spends its time in per-row Python: text is ""
+    when empty, times are ISO 8601 UTC text (``2026-11-23T12:00:00Z``) or None, counts and
+    ids ints, ``marketing_opt_in`` a bool (False when never asked) and ``resources`` the
+    resource ids of the lead's posts joined by ``;``, repeats included, in no order.
+    """
+    first, latest, marketing = aliased(Submission), aliased(Submission), aliased(ConsentEvent)
+    iso = _iso_text(store.engine.dialect.name)
+    expressions: dict[str, Any] = {
+        "id": Lead.id, "email": Lead.email,
+        **{f: getattr(Lead, f) for f in PROFILE_FIELDS},
+        # Outer joins: no form post gives NULL, shown as "" like any empty field.
+        **{f"first_{f}": func.coalesce(getattr(first, f), "") for f in EXPORT_SOURCE_FIELDS},
+        **{f"latest_{f}": func.coalesce(getattr(latest, f), "") for f in EXPORT_SOURCE_FIELDS},
+        # Most leads sent one form: their first post is their only one, already joined.
+        "resources": case(
+            (Lead.first_submission_id == Lead.last_submission_id, first.resource_id),
+            else_=select(func.aggregate_strings(Submission.resource_id, ";"))
+            .where(Submission.lead_id == Lead.id).scalar_subquery()),
+        "submissions": select(func.count()).where(Submission.lead_id == Lead.id).scalar_subquery(),
+        "downloads": select(func.count()).where(Download.lead_id == Lead.id).scalar_subquery(),
+        "last_download_at": iso(select(func.max(Download.created_at))
+                                .where(Download.lead_id == Lead.id).scalar_subquery()),
+        "terms_version": func.coalesce(latest.terms_version, ""),
+        "marketing_opt_in": func.coalesce(marketing.granted, false()),
+        "marketing_opt_in_at": iso(marketing.created_at),
+        "marketing_version": func.coalesce(marketing.version, ""),
+        "first_seen": iso(Lead.first_seen), "last_seen": iso(Lead.last_seen),
+    }
+    unknown = [c for c in columns if c not in expressions]
+    if unknown:
+        raise ValueError(f"unknown export columns: {', '.join(unknown)}")
+    stmt = select(*(expressions[c].label(c) for c in columns)).select_from(Lead)
+    wanted = set(columns)
+    if wanted & ({f"first_{f}" for f in EXPORT_SOURCE_FIELDS} | {"resources"}):
+        stmt = stmt.outerjoin(first, first.id == Lead.first_submission_id)
+    if wanted & ({f"latest_{f}" for f in EXPORT_SOURCE_FIELDS} | {"terms_version"}):
+        stmt = stmt.outerjoin(latest, latest.id == Lead.last_submission_id)
+    if wanted & {"marketing_opt_in", "marketing_opt_in_at", "marketing_version"}:
+        stmt = stmt.outerjoin(marketing, marketing.id == latest_marketing(ConsentEvent.id))
+    stmt = (
+        stmt.where(*(lead_conditions(lead_filter, catalog) if lead_filter else ()))
+        .order_by(*_lead_order(order))
+        .execution_options(yield_per=chunk_size)
+    )
+    # A Core connection, not a Session: plain rows, without the ORM's per-row loading; and
+    # whole chunks from the cursor rather than a Python call per row.
+    with store.engine.connect() as connection:
+        for chunk in connection.execute(stmt).partitions():
+            yield from chunk
+
+
+def _lead_order(order: tuple[str, str] | None) -> tuple[Any, ...]:
+    if order is None:
+        return (Lead.id,)
+    sort, direction = order
+    if sort not in LEAD_SORTS or direction not in ("asc", "desc"):
+        raise ValueError(f"unknown order {sort!r} {direction!r}")
+    column = LEAD_SORTS[sort]
+    return (column.desc(), Lead.id.desc()) if direction == "desc" else (column, Lead.id)
+
+
+
+def _iso_text(dialect: str) -> Callable[[Any], Any]:
+    """A UTC time column as ISO 8601 text to the second, formatted by the database itself."""
+    if dialect == "postgresql":
+        return lambda column: func.to_char(func.timezone("UTC", column), 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+    # SQLite holds SQLAlchemy's DATETIME text, naive UTC: "2026-11-23 12:00:00.000000". Cutting
+    # it is twice as fast as strftime(), which parses and formats each value.
+    return lambda column: func.replace(func.substr(column, 1, 19), " ", "T").concat("Z")

@@ -1,0 +1,136 @@
+"""The one transaction a form post makes: the lead, the submission and the consent, together.
+
+:func:`record_submission` is the only write path of a post, the same statements on SQLite and
+PostgreSQL (``INSERT … ON CONFLICT`` exists in both). Everything a post stores is one more
+statement inside its ``with store.transaction()`` block, so it is committed with the rest or
+not at all; a spool replay runs the same function (it is idempotent on the submission's uid).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cache
+from typing import Any, NamedTuple
+
+from sqlalchemy import Connection, Delete, Insert, Update, bindparam, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from capture.catalog import ConsentText
+from capture.db.models import (
+    USER_AGENT_MAX,
+    ConsentEvent,
+    ConsentTextRow,
+    Lead,
+    Submission,
+    utcnow,
+)
+from capture.db.store import Store
+from capture.leads.fields import PROFILE_FIELDS, SOURCE_FIELDS
+from capture.leads.merge import MERGED_FIELDS, email_key, merged_lead
+
+
+@dataclass(frozen=True)
+class NewSubmission:
+    """A validated form post plus what the request told us; the input of record_submission."""
+
+    email: str
+    resource_id: str
+    terms: ConsentText
+    marketing: ConsentText
+    marketing_opt_in: bool
+    first_name: str = ""
+    last_name: str = ""
+    company: str = ""
+    job_title: str = ""
+    company_size: str = ""
+    industry: str = ""
+    utm_source: str = ""
+    utm_medium: str = ""
+    utm_campaign: str = ""
+    utm_term: str = ""
+    utm_content: str = ""
+    referrer: str = ""
+    landing_page: str = ""
+    user_agent: str = ""
+    ip_prefix: str | None = None
+    uid: uuid.UUID = field(default_factory=uuid.uuid4)
+    created_at: datetime = field(default_factory=utcnow)
+
+
+class _Statements(NamedTuple):
+    consent_text: Insert
+    lead: Insert
+    submission: Insert
+    lead_update: Update
+    consent_event: Insert
+
+
+@cache
+def _statements(dialect: str) -> _Statements:
+    """The post's statements for one database, built once (SQLAlchemy caches their SQL)."""
+    insert = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}[dialect]
+    leads = Lead.__table__
+    lead = insert(leads)
+    return _Statements(
+        consent_text=insert(ConsentTextRow.__table__).on_conflict_do_nothing(index_elements=["sha256"]),
+        # DO UPDATE of nothing rather than DO NOTHING: the row comes back, and stays locked
+        # until commit, whether this statement inserted it or it was there already.
+        lead=lead.on_conflict_do_update(index_elements=["email_key"],
+                                        set_={"email_key": lead.excluded.email_key})
+        .returning(*leads.c),
+        submission=insert(Submission.__table__).on_conflict_do_nothing(index_elements=["uid"])
+        .returning(Submission.__table__.c.id),
+        lead_update=update(leads).where(leads.c.id == bindparam("lead_id")),
+        consent_event=insert(ConsentEvent.__table__),
+    )
+
+
+def record_submission(store: Store, data: NewSubmission) -> tuple[Lead, Submission]:
+    """Store a valid form post in one transaction: lead upsert, submission, consent.
+
+    Idempotent on ``data.uid``: recording a submission again (a spool replay) adds nothing
+    and returns what the first time stored.
+    """
+    at = data.created_at
+    profile = {name: getattr(data, name) for name in PROFILE_FIELDS}
+    submission: dict[str, Any] = {
+        "uid": data.uid, "resource_id": data.resource_id, "created_at": at, "email": data.email,
+        **profile, **{name: getattr(data, name) for name in SOURCE_FIELDS},
+        "user_agent": data.user_agent[:USER_AGENT_MAX], "ip_prefix": data.ip_prefix,
+        "terms_accepted": True, "terms_version": data.terms.version,
+        "terms_sha256": data.terms.sha256, "marketing_opt_in": data.marketing_opt_in,
+        "marketing_version": data.marketing.version, "marketing_sha256": data.marketing.sha256,
+    }
+    with store.transaction() as connection:
+        sql = _statements(connection.dialect.name)
+        connection.execute(sql.consent_text, [
+            {"sha256": text.sha256, "kind": text.kind, "version": text.version, "text": text.text,
+             "first_seen": at} for text in (data.terms, data.marketing)])
+        # A new lead is inserted with this post's details, so that only its submission ids
+        # change below; a known lead comes back as it was and is merged.
+        row = connection.execute(sql.lead, {
+            "email": data.email, "email_key": email_key(data.email), "first_seen": at,
+            "last_seen": at, **profile}).mappings().one()
+        submission_id = connection.execute(sql.submission, {**submission, "lead_id": row["id"]}).scalar()
+        if submission_id is None:  # stored before: a replay
+            return _stored(connection, data.uid)
+        lead = merged_lead(row, profile, data.email, at, submission_id)
+        changed = {name: lead[name] for name in MERGED_FIELDS if lead[name] != row[name]}
+        if changed:
+            connection.execute(sql.lead_update, {"lead_id": lead["id"], **changed})
+        connection.execute(sql.consent_event, [
+            {"lead_id": lead["id"], "submission_id": submission_id, "kind": text.kind,
+             "granted": granted, "version": text.version, "sha256": text.sha256, "created_at": at,
+             "ip_prefix": data.ip_prefix}
+            for text, granted in ((data.terms, True), (data.marketing, data.marketing_opt_in))])
+    return Lead(**lead), Submission(id=submission_id, lead_id=lead["id"], **submission)
+
+
+def _stored(connection: Connection, uid: uuid.UUID) -> tuple[Lead, Submission]:
+    """The lead and submission stored earlier under this uid."""
+    submissions, leads = Submission.__table__, Lead.__table__
+    stored = connection.execute(select(submissions).where(submissions.c.uid == uid)).mappings().one()
+    lead = connection.execute(select(leads).where(leads.c.id == stored["lead_id"])).mappings().one()
+    return Lead(**lead), Submission(**stored)

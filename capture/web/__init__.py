@@ -1,0 +1,1 @@
+"""The public side: the form post, thank-you and download pages, health checks, and the built site."""
