@@ -11,10 +11,10 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Defaults from config.Config, then ``LEADGATE_*`` variables, then test_config."""
-    from capture import cli, config, spool
+    from capture import cli, config, errors, spool
     from capture.db import store
     from capture.staff import auth, exports, workspace
-    from capture.web import site, views
+    from capture.web import health, site, views
 
     # The instance folder holds the SQLite file, the demo secret and the spool: a deployment
     # may put it elsewhere (an absolute path), e.g. /var/lib/leadgate.
@@ -30,7 +30,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     store.init_app(app)
     spool.init_app(app)
+    errors.init_app(app)
     views.init_app(app)
+    health.init_app(app)
     auth.init_app(app)
     workspace.init_app(app)
     exports.init_app(app)

@@ -339,7 +339,8 @@ def test_token_create_list_use_and_revoke(guarded_app):
     assert runner.invoke(args=["token", "revoke", "1"]).output == "Token 1 revoked.\n"
     refused = client.get("/api/whoami", headers=bearer(token))
     assert refused.status_code == 401
-    assert refused.get_json() == {"ok": False, "error": "This API token is not valid, or has been revoked."}
+    assert refused.get_json() == {"ok": False, "title": "Sign-in needed",
+                                  "error": "This API token is not valid, or has been revoked."}
     assert " revoked " in runner.invoke(args=["token", "list"]).output
 
 

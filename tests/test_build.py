@@ -535,7 +535,7 @@ def test_success_shows_the_download_link_in_place(page) -> None:
 
 def test_field_errors_appear_beside_their_fields(page) -> None:
     open_landing(page)
-    page.service.replies.append({"status": 422, "body": {"ok": False, "form_error": None, "errors": {
+    page.service.replies.append({"status": 422, "body": {"ok": False, "error": "Some fields need your attention.", "errors": {
         "email": ["Use your work email address."], "terms_sha256": ["The terms changed; reload the page."]}}})
     fill_and_send(page)
     page.wait_for_selector("#error-email:not([hidden])")
@@ -551,7 +551,7 @@ def test_field_errors_appear_beside_their_fields(page) -> None:
 NO_SUCCESS = [  # (what the service answers, what the visitor is told); the visitor retries each time
     ({"status": 201, "body": {"ok": False}}, "Something went wrong on our side"),
     ({"status": 200, "type": "text/html", "body": "<p>Thanks!</p>"}, "Something went wrong on our side"),
-    ({"status": 409, "body": {"ok": False, "form_error": "The consent text changed. Reload the page."}},
+    ({"status": 409, "body": {"ok": False, "error": "The consent text changed. Reload the page."}},
      "The consent text changed. Reload the page."),
     ({"status": 502, "type": "text/html", "body": "<h1>Bad gateway</h1>"}, "Something went wrong on our side"),
     ("network down", "could not reach the download service, so nothing was sent"),
@@ -581,7 +581,7 @@ def test_button_is_disabled_while_sending(page) -> None:
     page.wait_for_function("() => document.querySelector('button[type=submit]').disabled")
     assert page.inner_text("button[type=submit]") == "Sending…"
     page.service.held.fulfill(status=503, content_type="application/json",
-                              body=json.dumps({"ok": False, "form_error": "We cannot store requests right now."}))
+                              body=json.dumps({"ok": False, "error": "We cannot store requests right now."}))
     page.wait_for_function("() => !document.querySelector('button[type=submit]').disabled")
     assert page.inner_text("button[type=submit]") == "Get the whitepaper"
 

@@ -198,7 +198,7 @@ def test_when_the_spool_fails_too_the_visitor_is_asked_to_retry(spooling, form_p
     scripted = client.post("/submit", data=form_post(), headers=JSON)
     assert scripted.status_code == 503
     assert scripted.headers["Retry-After"] == "60"
-    assert scripted.get_json() == {"ok": False, "form_error": (
+    assert scripted.get_json() == {"ok": False, "title": "Please try again shortly", "error": (
         "Your details could not be saved just now. Nothing was stored; please submit again in a minute.")}
 
     page = client.post("/submit", data=form_post())

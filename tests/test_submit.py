@@ -107,7 +107,8 @@ def test_invalid_field_shows_its_message_beside_it(client, form_post, store, fie
 def test_invalid_field_in_json(client, form_post, store, field, value, message):
     response = client.post("/submit", data=form_post(**{field: value}), headers=JSON)
     assert response.status_code == 422
-    assert response.get_json() == {"ok": False, "errors": {field: [message]}, "form_error": None}
+    assert response.get_json() == {"ok": False, "title": "Please check the form",
+                                   "error": "Some fields need your attention.", "errors": {field: [message]}}
     assert count(store, Lead) == count(store, Submission) == 0
 
 
@@ -236,8 +237,8 @@ def test_only_allowed_origins_may_post(client, form_post, store, origin, status)
     response = client.post("/submit", data=form_post(), headers=headers)
     assert response.status_code == status
     if status == 403:
-        assert response.get_json() == {
-            "ok": False, "form_error": "This form cannot be sent from the page it was on."}
+        assert response.get_json() == {"ok": False, "title": "Not allowed",
+                                       "error": "This form cannot be sent from the page it was on."}
         assert count(store, Submission) == 0
 
 
@@ -277,7 +278,7 @@ def test_oversized_post_is_refused(client, form_post, store):
     response = client.post("/submit", data=big, headers=JSON)
     assert response.status_code == 413
     assert response.get_json()["ok"] is False
-    assert "more data than the service accepts" in response.get_json()["form_error"]
+    assert "more data than the service accepts" in response.get_json()["error"]
     page = client.post("/submit", data=big)
     assert page.status_code == 413
     assert "more data than the service accepts" in page.get_data(as_text=True)
@@ -287,7 +288,7 @@ def test_oversized_post_is_refused(client, form_post, store):
 def test_page_built_with_old_consent_words_is_out_of_date(client, form_post, store):
     response = client.post("/submit", data=form_post(terms_sha256="0" * 64), headers=JSON)
     assert response.status_code == 409
-    assert response.get_json()["form_error"] == STALE_PAGE
+    assert response.get_json()["error"] == STALE_PAGE
 
     page = client.post("/submit", data=form_post(terms_sha256="0" * 64))
     assert page.status_code == 409
@@ -320,7 +321,7 @@ def test_database_and_spool_failure_answers_503_and_says_try_again(make_app, tmp
     response = client.post("/submit", data=form_post(), headers=JSON)
     assert response.status_code == 503
     assert response.get_json()["ok"] is False
-    assert "submit again" in response.get_json()["form_error"]
+    assert "submit again" in response.get_json()["error"]
     page = client.post("/submit", data=form_post())
     assert page.status_code == 503
     assert "Nothing was stored" in page.get_data(as_text=True)
@@ -335,7 +336,7 @@ def test_error_pages_for_people_and_json_for_scripts(app, client):
         assert page.mimetype == "text/html"
         scripted = getattr(client, method)(path, headers=JSON)
         assert scripted.status_code == status
-        assert scripted.get_json()["ok"] is False and scripted.get_json()["form_error"]
+        assert scripted.get_json()["ok"] is False and scripted.get_json()["error"]
     assert "POST" in client.get("/submit").headers["Allow"]
 
 
@@ -373,3 +374,22 @@ def test_pages_use_the_built_site_as_shell(make_app, tmp_path, form_post):
     assert "Acme footer" in text and "Submit a form first." not in text
     assert '<base href="/thanks/">' in text
     assert re.search(r'href="/download/[^"]+"', text)
+
+
+def test_without_javascript_a_corrected_post_keeps_the_campaign(client, form_post, store):
+    """JavaScript off: the first post has an error and comes back at /submit; the corrected post
+    (whose Referer is now /submit) still stores the campaign and the real landing page."""
+    blank = {name: "" for name in ("utm_source", "utm_medium", "utm_campaign", "utm_term",
+                                   "utm_content", "referrer", "landing_page")}
+    referer = f"{LANDING}?utm_source=newsletter&utm_medium=email&utm_campaign=nov"
+    again = client.post("/submit", data=form_post(**blank, email="nope"), headers={"Referer": referer})
+    assert again.status_code == 422
+    page = again.get_data(as_text=True)
+    hidden = dict(re.findall(r'<input type="hidden" name="([a-z_]+)"[^>]*value="([^"]*)"', page))
+    assert (hidden["utm_source"], hidden["utm_medium"], hidden["utm_campaign"]) == ("newsletter", "email", "nov")
+    assert hidden["landing_page"] == referer.replace("&", "&amp;")
+    corrected = {**form_post(), **{name: html.unescape(value) for name, value in hidden.items()}}
+    assert client.post("/submit", data=corrected, headers={"Referer": "http://localhost/submit"}).status_code == 303
+    submission = only_submission(store)
+    assert (submission.utm_source, submission.utm_medium, submission.utm_campaign) == ("newsletter", "email", "nov")
+    assert submission.landing_page == referer

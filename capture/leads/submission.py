@@ -14,7 +14,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Delete, Insert, Update, bindparam, select, update
+from sqlalchemy import Connection, Insert, Update, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from capture.catalog import ConsentText

@@ -113,7 +113,7 @@ class LeadgatePlugin(BasePlugin[LeadgateConfig]):
             meta = {"title": f"Resources tagged “{label}”", **hidden}
             self._add(files, config, taken, self._tag_page(slug), _page(meta), nav=False)
         meta = {"title": "Thank you", **hidden, "hide": ["toc"]}
-        self._add(files, config, taken, THANKS_PAGE, _page(meta, "# Thank you\n"), nav=False)
+        self._add(files, config, taken, THANKS_PAGE, _page(meta), nav=False)
         for uri, path in ASSET_FILES.items():
             files.append(File.generated(config, uri, abs_src_path=str(path)))
         self.public_urls = {unquote(f.url) for f in files if not f.inclusion.is_excluded()}

@@ -26,10 +26,7 @@ from flask import (
     Request,
     Response,
     g,
-    jsonify,
-    make_response,
     redirect,
-    render_template,
     request,
     session,
     url_for,
@@ -41,6 +38,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from capture.db.models import User
 from capture.db.store import get_store
+from capture.errors import Problem, answer
 from capture.staff.accounts import ROLES, get_user, has_role, user_for_token
 
 WORKSPACE = "/workspace/"
@@ -141,34 +139,22 @@ def _session_refusal(role: str | None) -> Response | None:
         target = request.full_path.rstrip("?") if request.method == "GET" else None
         return redirect(url_for("workspace.login", next=target))
     if not has_role(user, role):
-        return make_response(render_template(
-            "error.html", title="Not allowed",
-            message=f"Your account ({user.role}) cannot open this page; it needs {role}.",
-            link_url=url_for("workspace.leads"), link_text="Back to the workspace"), 403)
+        return answer(Problem(403, f"Your account ({user.role}) cannot open this page; it needs {role}."))
     return None
 
 
 def _token_refusal(role: str | None) -> Response | None:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        return _api_refusal(401, "Send an API token: Authorization: Bearer <token>. "
-                                 "Create one with `leadgate token create EMAIL`.")
+        return answer(Problem(401, headers={"WWW-Authenticate": 'Bearer realm="leadgate"'}))
     user = user_for_token(get_store(), token.strip())
     if user is None:
-        return _api_refusal(401, "This API token is not valid, or has been revoked.", "invalid_token")
+        return answer(Problem(401, "This API token is not valid, or has been revoked.", headers={
+            "WWW-Authenticate": 'Bearer realm="leadgate", error="invalid_token"'}))
     if not has_role(user, role):
-        return _api_refusal(403, f"This API token's account may not do this (it needs {role}).")
+        return answer(Problem(403, f"This API token's account may not do this (it needs {role})."))
     g.user = user
     return None
-
-
-def _api_refusal(status: int, message: str, error: str | None = None) -> Response:
-    response = jsonify(ok=False, error=message)
-    response.status_code = status
-    if status == 401:
-        response.headers["WWW-Authenticate"] = 'Bearer realm="leadgate"' + (
-            f', error="{error}"' if error else "")
-    return response
 
 
 def _account_key() -> str:
@@ -190,16 +176,14 @@ def limit_failed_sign_ins(view: V) -> V:
     return per_client(per_account(view))
 
 
-def _csrf_refused(e: CSRFError) -> tuple[str, int]:
-    message = ("This form has expired or did not come from the workspace. "
-               "Reload the page and try again.")
-    return render_template("error.html", title="Form expired", message=message,
-                           link_url=url_for("workspace.leads"), link_text="Back to the workspace"), 400
+def _csrf_refused(e: CSRFError) -> Response:
+    return answer(Problem(400, "This form has expired or did not come from the workspace. "
+                               "Reload the page and try again.", title="Form expired"))
 
 
-def _too_many(e: RateLimitExceeded) -> tuple[str, int]:
-    return render_template("error.html", title="Too many sign-in attempts", message=TOO_MANY,
-                           link_url=url_for("workspace.login"), link_text="Back to sign-in"), 429
+def _too_many(e: RateLimitExceeded) -> Response:
+    return answer(Problem(429, TOO_MANY, title="Too many sign-in attempts",
+                          link=(url_for("workspace.login"), "Back to sign-in")))
 
 
 class WorkspaceSessions(SecureCookieSessionInterface):

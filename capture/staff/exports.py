@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from flask import Blueprint, Flask, Response, jsonify, render_template, request, stream_with_context, url_for
+from flask import Blueprint, Flask, Response, request, stream_with_context
 
 from capture.catalog import Catalog, get_catalog
 from capture.db.models import utcnow
 from capture.db.store import get_store
+from capture.errors import Problem
 from capture.leads.export import ExportOptions, iter_export
 from capture.leads.filters import LeadFilter
 from capture.staff import auth
@@ -55,7 +56,7 @@ def api_leads() -> Response | tuple[Response, int]:
         errors.update(order_errors)
         order = (sort, direction)
     if errors:
-        return jsonify(ok=False, error="Some parameters are not valid.", errors=errors), 400
+        raise Problem(400, errors=errors)
     return streamed(lead_filter, options, catalog, order)
 
 
@@ -67,10 +68,8 @@ def workspace_leads() -> Response | tuple[str, int]:
     sort, direction, order_errors = read_order(request.args)
     errors.update(order_errors)
     if errors:
-        problems = "; ".join(f"{name}: {' '.join(messages)}" for name, messages in errors.items())
-        return render_template(
-            "error.html", title="Cannot export these leads", message=problems,
-            link_url=url_for("workspace.leads"), link_text="Back to the leads"), 400
+        raise Problem(400, "Some of the list's filters are not valid, so nothing was exported.",
+                      title="Cannot export these leads", errors=errors)
     return streamed(lead_filter, options, catalog, (sort, direction))
 
 

@@ -20,7 +20,6 @@ from flask import (
     Blueprint,
     Flask,
     Response,
-    make_response,
     redirect,
     render_template,
     request,
@@ -30,6 +29,7 @@ from flask import (
 from capture.catalog import get_catalog
 from capture.db.models import ConsentEvent, Download, Submission
 from capture.db.store import get_store
+from capture.errors import Problem
 from capture.leads.filters import ARGS, LeadFilter
 from capture.leads.queries import LEAD_SORTS, get_lead, lead_timeline, list_leads
 from capture.staff import auth, accounts
@@ -114,13 +114,6 @@ def utc(moment: datetime | None) -> str:
     return "" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def not_found() -> Response:
-    return make_response(render_template(
-        "error.html", title="Lead not found",
-        message="There is no lead with this number; it may have been erased.",
-        link_url=url_for(".leads"), link_text="Back to the leads"), 404)
-
-
 @bp.route("/login", methods=["GET", "POST"])
 @auth.limit_failed_sign_ins
 def login() -> Any:
@@ -193,7 +186,8 @@ def lead(lead_id: int) -> Any:
     store = get_store()
     person = get_lead(store, lead_id)
     if person is None:
-        return not_found()
+        raise Problem(404, "There is no lead with this number; it may have been erased.",
+                      title="Lead not found")
     timeline = lead_timeline(store, lead_id)
     submissions = {e.item.id: e.item for e in timeline if isinstance(e.item, Submission)}
     consent: dict[str, ConsentEvent] = {}
@@ -215,10 +209,13 @@ def secure(response: Response) -> Response:
     return response
 
 
-@bp.context_processor
 def page_helpers() -> dict[str, Any]:
+    """What the workspace layout shows on every staff page, the exports' refusals included."""
+    if not request.path.startswith(auth.WORKSPACE):
+        return {}
     return {"signed_in": auth.current_user(), "utc": utc}
 
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
+    app.context_processor(page_helpers)

@@ -1,17 +1,19 @@
-"""The routes of the capture service: parse the request, call a named function, answer.
+"""The visitor's routes: the form post, the thank-you page and the download.
 
-People get HTML pages; the page script (``Accept: application/json``) gets JSON in the
-shapes of docs/architecture.md. Everything that decides lives in forms, store, links and
-attribution.
+Views parse the request, call a named function and answer: people get HTML pages, the page
+script (``Accept: application/json``) JSON in the shapes of docs/architecture.md; refusals are
+Problems (capture.errors). What decides lives in capture.web.forms, capture.web.links,
+capture.leads and capture.spool.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from flask import (
     Blueprint,
     Flask,
     Response,
-    abort,
     current_app,
     jsonify,
     make_response,
@@ -21,48 +23,21 @@ from flask import (
     send_file,
     url_for,
 )
-from markupsafe import Markup
-from sqlalchemy.exc import SQLAlchemyError
-from werkzeug.exceptions import HTTPException
 
 from capture.catalog import Resource, get_catalog
-from capture.db import migrate
 from capture.db.store import get_store
-from capture.leads.fields import BY_NAME
+from capture.errors import MESSAGE_PAGE, MESSAGE_REGION, Problem, in_site_shell, site_link, wants_json
 from capture.leads.attribution import ip_prefix, is_site_page, origin_of, source_fields
+from capture.leads.fields import BY_NAME
 from capture.leads.queries import known_consent_text
 from capture.leads.submission import NewSubmission
 from capture.spool import SpoolError, get_spool
 from capture.web.forms import Checked, check_submission
 from capture.web.links import DownloadClaim, LinkExpired, LinkInvalid, read_download, sign_download
-from capture.web.shells import fill, read_shell, with_base
 
-THANKS_PAGE = "thanks/"
 SUBMIT = "/submit"
 
 bp = Blueprint("capture", __name__)
-
-#: What each error means to a person; the same words go to the page script as form_error.
-ERRORS: dict[int, tuple[str, str]] = {
-    400: ("Bad request", "The request could not be understood. Reload the page and try again."),
-    403: ("Not allowed", "This form cannot be sent from the page it was on."),
-    404: ("Page not found", "There is nothing at this address. The link may be mistyped or incomplete."),
-    405: ("Not allowed", "This address does not accept that kind of request."),
-    410: ("No longer available", "This resource is no longer available."),
-    422: ("Resource not available", "This resource is not available any more."),
-    413: ("Too much data", "The form sent more data than the service accepts. Shorten the fields and try again."),
-    500: ("Something went wrong", "The service failed to answer. Please try again in a few minutes."),
-    503: ("Please try again shortly",
-          "Your details could not be saved just now. Nothing was stored; please submit again in a minute."),
-}
-
-
-def wants_json() -> bool:
-    """The page script asks for JSON; browsers posting the form prefer HTML."""
-    accept = request.headers.get("Accept", "").lower()
-    if "json" not in accept and "application/*" not in accept:
-        return False  # what every browser sends: no need to parse the header
-    return request.accept_mimetypes.best_match(["text/html", "application/json"]) == "application/json"
 
 
 def own_origin() -> str:
@@ -75,44 +50,22 @@ def allowed_origin(origin: str) -> bool:
     return origin == own_origin() or origin in current_app.config["ALLOWED_ORIGINS"]
 
 
-def site_link(page_url: str = "") -> str:
-    """A page of the built site, under SITE_URL (or on this host when it is empty)."""
-    return (current_app.config["SITE_URL"] or "/") + page_url
-
-
-def error_page(code: int, message: str | None = None, link_url: str | None = None,
-               link_text: str | None = None) -> Response:
-    title, default = ERRORS.get(code, ERRORS[500])
-    message = message or default
-    if wants_json():
-        response = jsonify(ok=False, form_error=message)
-    else:
-        response = make_response(render_template(
-            "error.html", title=title, message=message, link_url=link_url or site_link(),
-            link_text=link_text or "Browse the resources"))
-    response.status_code = code
-    if code == 503:
-        response.headers["Retry-After"] = "60"
-    return response
-
-
-def in_shell(region: str, page_url: str, title: str, content: str) -> str:
-    """Rendered content inside the built page when SITE_DIR has it, else inside base.html."""
-    shell = read_shell(current_app.config["SITE_DIR"], page_url)
-    page = fill(shell, region, content) if shell else None
-    if page is None:
-        return render_template("page.html", title=title, content=Markup(content))
-    return with_base(page, site_link(page_url))
 
 
 def form_page(checked: Checked) -> Response:
-    """The landing page again, with what the visitor typed and a message beside each field."""
+    """The landing page again, with what the visitor typed and a message beside each field.
+
+    Its hidden source fields carry what the post brought, or what the Referer recovers when
+    the page script did not run: the corrected post comes from this page, at /submit, whose
+    own address says nothing of the campaign.
+    """
     resource = checked.resource
+    values = {**checked.values, **visit_source(checked.values)}
     content = render_template(
         "leadgate/form.html", resource=resource, settings=get_catalog().settings, fields=BY_NAME,
-        action=url_for(".submit", _external=True), values=checked.values,
+        action=url_for(".submit", _external=True), values=values,
         errors=checked.errors, form_error=checked.form_error)
-    return make_response(in_shell("form", resource.url, resource.title, content), checked.status)
+    return make_response(in_site_shell("form", resource.url, resource.title, content), checked.status)
 
 
 def private(response: Response) -> Response:
@@ -126,21 +79,24 @@ def private(response: Response) -> Response:
 def invalid_answer(checked: Checked) -> Response:
     """Field messages as JSON for the script, or the form again for a person."""
     if wants_json():
-        response = jsonify(ok=False, errors=checked.errors, form_error=checked.form_error)
-        response.status_code = checked.status
-        return response
+        raise Problem(checked.status, checked.form_error, errors=checked.errors)
     if checked.resource is None:
-        return error_page(checked.status, checked.errors["resource_id"][0])
+        raise Problem(checked.status, checked.errors["resource_id"][0])
     return form_page(checked)
+
+
+def visit_source(posted: Mapping[str, str]) -> dict[str, str]:
+    """The source fields of this visit: as posted, or recovered from a Referer of the site."""
+    config = current_app.config
+    return source_fields(posted, request.referrer, lambda referer: is_site_page(
+        referer, own_origin(), config["ALLOWED_ORIGINS"], config["SITE_URL"]))
 
 
 def from_request(checked: Checked) -> NewSubmission:
     """The checked fields plus what the request tells: the source, the browser, the network."""
-    config = current_app.config
     return NewSubmission(**{
         **checked.submission,
-        **source_fields(checked.submission, request.referrer, lambda referer: is_site_page(
-            referer, own_origin(), config["ALLOWED_ORIGINS"], config["SITE_URL"])),
+        **visit_source(checked.submission),
         "user_agent": request.user_agent.string,
         "ip_prefix": ip_prefix(request.remote_addr),
     })
@@ -150,7 +106,7 @@ def from_request(checked: Checked) -> NewSubmission:
 def submit() -> Response:
     origin = request.headers.get("Origin")
     if origin is not None and not allowed_origin(origin):
-        abort(403)
+        raise Problem(403)
     checked = check_submission(
         request.form, get_catalog(), known_text=lambda sha256: known_consent_text(get_store(), sha256),
         check_deliverability=current_app.config["CHECK_DELIVERABILITY"])
@@ -160,7 +116,7 @@ def submit() -> Response:
     try:
         get_spool().save(data)
     except SpoolError:
-        return error_page(503)
+        raise Problem(503) from None
     resource = checked.resource
     token = sign_download(current_app.config["SECRET_KEY"], DownloadClaim(data.uid, resource.id))
     thanks_url = url_for(".thanks", token=token, _external=True)
@@ -202,18 +158,18 @@ def open_link(token: str) -> tuple[DownloadClaim, Resource]:
         claim = read_download(current_app.config["SECRET_KEY"], token,
                               current_app.config["DOWNLOAD_MAX_AGE"])
     except LinkInvalid:
-        abort(404)
+        raise Problem(404) from None
     except LinkExpired as e:
         resource = get_catalog().get(e.claim.resource_id)
         if resource is None:
-            abort(error_page(410, "This download link has expired, and the resource is no longer available."))
-        abort(error_page(
+            raise Problem(410, "This download link has expired, and the resource is no longer available.") from None
+        raise Problem(
             410, f"This download link for “{resource.title}” has expired. "
                  "Links stay valid for a limited time; request the resource again to get a new one.",
-            link_url=site_link(resource.url), link_text=f"Request {resource.title} again"))
+            link=(site_link(resource.url), f"Request {resource.title} again")) from None
     resource = get_catalog().get(claim.resource_id)
     if resource is None or not resource.file.is_file():
-        abort(error_page(410, "This resource is no longer available."))
+        raise Problem(410, "This resource is no longer available.")
     return claim, resource
 
 
@@ -223,7 +179,7 @@ def thanks(token: str) -> Response:
     content = render_template(
         "thanks_region.html", resource=resource, download_url=url_for(".download", token=token),
         valid_days=max(1, current_app.config["DOWNLOAD_MAX_AGE"] // 86400), catalog_url=site_link())
-    return private(make_response(in_shell("thanks", THANKS_PAGE, "Thank you", content)))
+    return private(make_response(in_site_shell(MESSAGE_REGION, MESSAGE_PAGE, "Thank you", content)))
 
 
 @bp.get("/download/<token>")
@@ -233,47 +189,12 @@ def download(token: str) -> Response:
         claim.submission_uid, resource.id, user_agent=request.user_agent.string,
         ip_prefix=ip_prefix(request.remote_addr))
     if not known:
-        abort(error_page(410, "This download link is no longer valid. Request the resource again.",
-                         link_url=site_link(resource.url), link_text=f"Request {resource.title} again"))
+        raise Problem(410, "This download link is no longer valid. Request the resource again.",
+                      link=(site_link(resource.url), f"Request {resource.title} again"))
     # Every request is a download to record, so no conditional or partial answers.
     return private(send_file(resource.file, mimetype="application/pdf", as_attachment=True,
                              download_name=resource.download_name, conditional=False, etag=False))
 
 
-@bp.get("/healthz")
-def healthz() -> Response:
-    """The process answers; says nothing of the database (that is /readyz)."""
-    return current_app.response_class("ok", mimetype="text/plain")
-
-
-@bp.get("/readyz")
-def readyz() -> Response:
-    """Ready for traffic: the database answers and has the schema this code needs."""
-    problem = migrate.problem(get_store().engine)
-    if problem is not None:
-        response = jsonify(ok=False, database=problem)
-        response.status_code = 503
-    else:
-        response = jsonify(ok=True, database="ok")
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
-def handle_http_error(e: HTTPException) -> Response:
-    response = error_page(e.code or 500)
-    if e.code == 405 and getattr(e, "valid_methods", None):
-        response.headers["Allow"] = ", ".join(e.valid_methods)
-    return response
-
-
-def handle_database_error(e: SQLAlchemyError) -> Response:
-    """Nothing half-stored: the session rolled back when the error left it. Say "try again"."""
-    current_app.logger.exception("database error: %s", e)
-    return error_page(503)
-
-
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
-    for code in (400, 403, 404, 405, 413, 500):
-        app.register_error_handler(code, handle_http_error)
-    app.register_error_handler(SQLAlchemyError, handle_database_error)

@@ -136,12 +136,8 @@
     return typeof value === "string" ? [value] : [];
   }
 
-  function showFieldErrors(form, errors, formError) {
-    var summary = [];
-    if (typeof formError === "string" && formError) {
-      summary.push(formError);
-    }
-    summary.push(MESSAGES.invalid);
+  function showFieldErrors(form, errors) {
+    var summary = [MESSAGES.invalid];
     var first = null;
     Array.prototype.forEach.call(form.elements, function (input) {
       var messages = asList(errors[input.name]);
@@ -251,10 +247,10 @@
     }
     setBusy(form, false);
     if (response.status === 422 && data && data.errors && typeof data.errors === "object") {
-      showFieldErrors(form, data.errors, data.form_error);
+      showFieldErrors(form, data.errors);
       return;
     }
-    var message = data && typeof data.form_error === "string" && data.form_error;
+    var message = data && typeof data.error === "string" && data.error;
     showFormError(form, message || MESSAGES.generic);
   }
 
