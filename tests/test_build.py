@@ -48,6 +48,21 @@ FIELDS = {  # name: (type, maxlength, required), as in docs/architecture.md
     "referrer": ("hidden", "2000", False),
     "landing_page": ("hidden", "2000", False),
 }
+CONTROLLER = """\
+controller:
+  name: Fish & Chips Ltd
+  email: privacy@fish.example
+  address: |
+    1 Pier Road
+    Brighton BN1 1AA
+"""
+NOTICE = """\
+# Privacy notice
+
+{{ controller.name }} is responsible for your details. Write to
+[{{ controller.email }}](mailto:{{ controller.email }}) or to {{ controller.address }}.
+We keep them for {{ retention_months }} months.
+"""
 
 
 class Tags(HTMLParser):
@@ -112,6 +127,12 @@ def published_text(site: Path) -> dict[str, str]:
             for p in site.rglob("*") if p.suffix in TEXT_SUFFIXES}
 
 
+def write_notice(content: Path, notice: str = NOTICE, settings: str = CONTROLLER) -> None:
+    """The privacy notice the default consent text points to, and the settings it shows."""
+    (content / "privacy.md").write_text(notice, encoding="utf-8")
+    (content / "leadgate.yml").write_text(settings, encoding="utf-8")
+
+
 def build_failure(content: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, **options: object) -> str:
     """Build, expect MkDocs to abort on the plugin's error, and return what it told the user."""
     with pytest.raises(Abort) as caught:
@@ -119,6 +140,13 @@ def build_failure(content: Path, tmp_path: Path, caplog: pytest.LogCaptureFixtur
     assert isinstance(caught.value.__context__, PluginError)
     assert str(caught.value.__context__) in caplog.text
     return caplog.text
+
+
+@pytest.fixture
+def content_dir(content_dir: Path) -> Path:
+    """conftest's content folder, with the privacy notice its default consent text names."""
+    write_notice(content_dir)
+    return content_dir
 
 
 @pytest.fixture(autouse=True)
@@ -166,7 +194,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
         file: secret-checklist.pdf
         tags: ["<i>odd</i> tag"]
     """, pdf="secret-checklist.pdf")
-    (content / "leadgate.yml").write_text("industries: [Software, Other]\n", encoding="utf-8")
+    write_notice(content, settings=CONTROLLER + "industries: [Software, Other]\nretention_months: 18\n")
     return build_site(content, root / "site", capture_url=CAPTURE_URL)
 
 
@@ -306,7 +334,72 @@ def test_search_index_has_the_pages_but_not_the_form(site: Path) -> None:
     locations = {d["location"] for d in index["docs"]}
     assert "resources/scoring/" in locations and "articles/what-is-an-mql/" in locations
     assert not any(loc.startswith(("thanks/", "resources/tags/")) for loc in locations)
-    assert "privacy notice" not in json.dumps(index)
+    assert "privacy/" in locations  # the notice is a page like any other
+    text = json.dumps(index)
+    assert "I agree that my details" not in text and "Send me occasional emails" not in text
+
+
+# -- the privacy notice --------------------------------------------------------------------
+
+def test_privacy_notice_shows_the_controller_from_the_settings(site: Path) -> None:
+    html = main_content(read(site, "privacy/index.html"))
+    assert "Fish &amp; Chips Ltd is responsible for your details." in html
+    assert '<a href="mailto:privacy@fish.example">privacy@fish.example</a>' in html
+    assert "1 Pier Road, Brighton BN1 1AA" in html
+    assert "We keep them for 18 months." in html
+    assert "{{" not in html
+    # Not one more entry in the site's menu: the footer links to it.
+    menu = [a["href"] for a in Tags(read(site, "index.html")).find("a") if "md-nav__link" in (a.get("class") or "")]
+    assert menu and "privacy/" not in menu
+
+
+def test_a_consent_text_naming_a_missing_notice_fails_the_build(
+        content_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (content_dir / "privacy.md").unlink()
+    write_resource(content_dir, "partner", """
+        id: partner
+        title: A partner report
+        type: report
+        summary: Made with Acme.
+        file: file.pdf
+        consent_text: Acme and we store my details to send me this report (see the Privacy Policy).
+    """)
+    message = build_failure(content_dir, tmp_path, caplog)
+    assert ("leadgate.yml: consent.terms: mentions the 'privacy notice', but there is no privacy.md in the "
+            "content folder: write the notice (docs/publishing.md) or change the text") in message
+    assert "resources/partner.md: consent_text: mentions the 'Privacy Policy', but there is no privacy.md" in message
+    assert not (tmp_path / "site" / "resources").exists()
+
+
+def test_without_a_notice_or_a_mention_of_one_the_site_builds(content_dir: Path, tmp_path: Path) -> None:
+    (content_dir / "privacy.md").unlink()
+    (content_dir / "leadgate.yml").write_text(
+        "consent:\n  terms:\n    version: t-1\n    text: I agree that my details are stored.\n", encoding="utf-8")
+    site = build_site(content_dir, tmp_path / "site")
+    assert not (site / "privacy").exists()
+    assert "data-leadgate-form" in read(site, "resources/scoring/index.html")
+
+
+@pytest.mark.parametrize(("notice", "settings", "expected"), [
+    (NOTICE, CONTROLLER.replace("privacy@fish.example", "privacy(at)fish.example"),
+     "leadgate.yml: controller.email: 'privacy(at)fish.example' is not an email address"),
+    (NOTICE, CONTROLLER.replace("  name: Fish & Chips Ltd\n", ""), "leadgate.yml: controller.name: is missing"),
+    (NOTICE, CONTROLLER + "retention_months: forever\n",
+     "leadgate.yml: retention_months: must be a whole number of months from 1 to 120"),
+    (NOTICE, "industries: [Software]\n",
+     "leadgate.yml: controller: is not set, but privacy.md shows {{ controller.name }}"),
+    (NOTICE, CONTROLLER.split("  address:")[0],
+     "leadgate.yml: controller.address: is not set, but privacy.md shows {{ controller.address }}"),
+    (NOTICE + "Call {{ controller.phone }}.\n", CONTROLLER,
+     "privacy.md: body: unknown placeholder {{ controller.phone }}"),
+])
+def test_bad_controller_settings_fail_the_build_naming_the_field(
+        content_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        notice: str, settings: str, expected: str) -> None:
+    write_notice(content_dir, notice, settings)
+    message = build_failure(content_dir, tmp_path, caplog)
+    assert expected in message
+    assert not (tmp_path / "site" / "privacy").exists()
 
 
 # -- options and failures -----------------------------------------------------------------
@@ -399,6 +492,10 @@ def test_shipped_content_builds_with_the_repo_config(tmp_path: Path) -> None:
         assert resource.file.name not in "".join(published_text(site).values())
     assert not list(site.rglob("*.pdf"))
     assert (site / "articles/what-is-an-mql/index.html").is_file()
+    notice = main_content(read(site, "privacy/index.html"))
+    controller = catalog.settings.controller
+    assert str(escape(controller.name)) in notice and f'href="mailto:{controller.email}"' in notice
+    assert f"{catalog.settings.retention_months} months" in notice and "{{" not in notice
 
 
 def test_mkdocs_serve_previews_landing_pages_without_gated_files(tmp_path: Path) -> None:
