@@ -7,6 +7,7 @@ checks that only read its output; the failures and options each need their own b
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -16,8 +17,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import urljoin, urlsplit
 
 import jinja2
 import pytest
@@ -133,6 +136,16 @@ def write_notice(content: Path, notice: str = NOTICE, settings: str = CONTROLLER
     (content / "leadgate.yml").write_text(settings, encoding="utf-8")
 
 
+def resolve(page: str, href: str) -> str:
+    """Where a link on a built page leads, as a path from the site root ('privacy/')."""
+    return urlsplit(urljoin("https://site.invalid/" + page, href)).path.lstrip("/")
+
+
+def label_of(html: str, name: str) -> str:
+    """The inner HTML of the label of one form field."""
+    return re.search(rf'<label for="leadgate-{name}">(.*?)</label>', html, re.S).group(1)
+
+
 def build_failure(content: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, **options: object) -> str:
     """Build, expect MkDocs to abort on the plugin's error, and return what it told the user."""
     with pytest.raises(Abort) as caught:
@@ -244,7 +257,8 @@ def test_form_labels_errors_and_choices(site: Path, built_catalog) -> None:
         assert field["aria-describedby"] == f"error-{name}"
     html = read(site, "resources/leads-vs-prospects/index.html")
     settings = built_catalog.settings
-    assert settings.terms.text in html and settings.marketing.text in html
+    assert unescape(re.sub("<[^>]+>", "", label_of(html, "terms"))) == settings.terms.text + " (required)"
+    assert unescape(re.sub("<[^>]+>", "", label_of(html, "marketing_opt_in"))) == settings.marketing.text + " (optional)"
     options = re.findall(r'<option value="([^"]*)"[^>]*>([^<]*)</option>',
                          html.split('name="industry"')[1].split("</select>")[0])
     assert options == [("", "Choose…"), ("Software", "Software"), ("Other", "Other")]
@@ -353,6 +367,21 @@ def test_privacy_notice_shows_the_controller_from_the_settings(site: Path) -> No
     assert menu and "privacy/" not in menu
 
 
+def test_consent_label_links_the_words_to_the_notice_and_keeps_the_text(site: Path, built_catalog) -> None:
+    page = "resources/scoring/index.html"
+    region = form_region(read(site, page))
+    terms = built_catalog.get("scoring").terms
+    label = label_of(region, "terms")
+    [link] = Tags(label).find("a")
+    assert resolve(page, link["href"]) == "privacy/" and (site / "privacy" / "index.html").is_file()
+    assert re.search(r">privacy notice</a>", label)
+    # The words the visitor agrees to, and their fingerprint, are the stored text's.
+    assert unescape(re.sub("<[^>]+>", "", label)) == terms.text + " (required)"
+    [fingerprint] = Tags(region).find("input", name="terms_sha256")
+    assert fingerprint["value"] == hashlib.sha256(terms.text.encode("utf-8")).hexdigest() == terms.sha256
+    assert "<a" not in label_of(region, "marketing_opt_in")  # names no notice
+
+
 def test_a_consent_text_naming_a_missing_notice_fails_the_build(
         content_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     (content_dir / "privacy.md").unlink()
@@ -376,8 +405,8 @@ def test_without_a_notice_or_a_mention_of_one_the_site_builds(content_dir: Path,
     (content_dir / "leadgate.yml").write_text(
         "consent:\n  terms:\n    version: t-1\n    text: I agree that my details are stored.\n", encoding="utf-8")
     site = build_site(content_dir, tmp_path / "site")
-    assert not (site / "privacy").exists()
-    assert "data-leadgate-form" in read(site, "resources/scoring/index.html")
+    html = read(site, "resources/scoring/index.html")
+    assert label_of(form_region(html), "terms").startswith("I agree that my details are stored. <span")
 
 
 @pytest.mark.parametrize(("notice", "settings", "expected"), [
@@ -477,6 +506,18 @@ def test_form_rerender_keeps_values_and_shows_messages(catalog) -> None:
     assert "selected" in page.find("option", value="51-200")[0]
     region = html.split("data-leadgate-messages")[1].split("</div>")[0]
     assert "Your request was not sent." in region and "The terms have changed." in region
+    assert catalog.settings.terms.text in label_of(html, "terms")  # no privacy_url: plain words
+
+
+def test_form_links_the_notice_at_the_address_it_is_given(catalog) -> None:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROOT / "capture" / "templates"), autoescape=True)
+    html = env.get_template("leadgate/form.html").render(
+        resource=catalog.get("scoring"), settings=catalog.settings, action="https://get.example.com/submit",
+        values={}, errors={}, form_error=None, privacy_url="https://www.example.com/privacy/")
+    assert label_of(html, "terms") == (
+        'I agree that my details are stored to send me this resource, as described in the '
+        '<a href="https://www.example.com/privacy/" target="_blank" rel="noopener">privacy notice</a>. '
+        '<span class="leadgate-form__required">(required)</span>')
 
 
 # -- the shipped content ---------------------------------------------------------------------

@@ -3,8 +3,8 @@
 It reads ``content/`` through :mod:`capture.catalog` (the same reader the capture service
 uses), turns every resource page into a landing page with the download form, adds the
 catalog, tag and thank-you pages and the page script, fills the controller's details into
-the privacy notice, and keeps every gated file and ``leadgate.yml`` out of the build and out
-of ``mkdocs serve``.
+the privacy notice and links it from the consent boxes, and keeps every gated file and
+``leadgate.yml`` out of the build and out of ``mkdocs serve``.
 """
 
 from __future__ import annotations
@@ -177,7 +177,8 @@ class LeadgatePlugin(BasePlugin[LeadgateConfig]):
 
         if uri in self.pages:
             resource = self.pages[uri]
-            form = render.render_form(env, resource, settings, self.config.capture_url.rstrip("/") + "/submit")
+            form = render.render_form(env, resource, settings, self.config.capture_url.rstrip("/") + "/submit",
+                                      url(PRIVACY_PAGE) if self.privacy_url else None)
             cover = url(resource.cover) if resource.cover else None
             return render.render_landing(env, resource, html, form, cover, self._tag_links(resource.tags, url))
         if uri == self._catalog_page:
