@@ -95,14 +95,15 @@ class Tags(HTMLParser):
         return [a for t, a in self.tags if t == tag and all(a.get(k) == v for k, v in attrs.items())]
 
 
-def build_site(content: Path, out: Path, **options: object) -> Path:
+def build_site(content: Path, out: Path, custom_dir: Path | None = None, **options: object) -> Path:
     """Build ``content`` with the leadgate plugin into ``out``; return the site folder."""
     config_file = content.parent / "mkdocs.yml"
+    theme = {"name": "material", "font": False, **({"custom_dir": str(custom_dir)} if custom_dir else {})}
     config_file.write_text(yaml.safe_dump({
         "site_name": "Test site",
         "docs_dir": content.name,
         "site_dir": str(out),
-        "theme": {"name": "material", "font": False},
+        "theme": theme,
         "plugins": ["search", {"leadgate": options}],
         "markdown_extensions": ["attr_list"],
     }), encoding="utf-8")
@@ -367,6 +368,31 @@ def test_privacy_notice_shows_the_controller_from_the_settings(site: Path) -> No
     assert menu and "privacy/" not in menu
 
 
+def test_every_page_links_to_the_privacy_notice_in_its_footer(site: Path) -> None:
+    pages = sorted(p.relative_to(site).as_posix() for p in site.rglob("*.html"))
+    assert "resources/scoring/index.html" in pages and "404.html" in pages
+    for page in pages:
+        footer = read(site, page).split('<footer class="md-footer">')[1]
+        [link] = Tags(footer).find("a", **{"class": "leadgate-legal__link"})
+        assert resolve(page, link["href"]) == "privacy/", page
+    assert (site / "privacy" / "index.html").is_file()
+
+
+def test_a_sites_own_main_html_wins_and_can_keep_the_footer_link(content_dir: Path, tmp_path: Path) -> None:
+    overrides = tmp_path / "overrides"
+    overrides.mkdir()
+    (overrides / "main.html").write_text(
+        '{% extends "base.html" %}\n'
+        '{% block footer %}<p id="own-footer">Our footer</p>{% include "leadgate/footer.html" %}{% endblock %}\n',
+        encoding="utf-8")
+    site = build_site(content_dir, tmp_path / "site", custom_dir=overrides)
+    page = "resources/scoring/index.html"
+    html = read(site, page)
+    assert '<p id="own-footer">Our footer</p>' in html and '<footer class="md-footer">' not in html
+    [link] = Tags(html).find("a", **{"class": "leadgate-legal__link"})
+    assert resolve(page, link["href"]) == "privacy/"
+
+
 def test_consent_label_links_the_words_to_the_notice_and_keeps_the_text(site: Path, built_catalog) -> None:
     page = "resources/scoring/index.html"
     region = form_region(read(site, page))
@@ -406,6 +432,7 @@ def test_without_a_notice_or_a_mention_of_one_the_site_builds(content_dir: Path,
         "consent:\n  terms:\n    version: t-1\n    text: I agree that my details are stored.\n", encoding="utf-8")
     site = build_site(content_dir, tmp_path / "site")
     html = read(site, "resources/scoring/index.html")
+    assert "leadgate-legal" not in html
     assert label_of(form_region(html), "terms").startswith("I agree that my details are stored. <span")
 
 

@@ -3,8 +3,8 @@
 It reads ``content/`` through :mod:`capture.catalog` (the same reader the capture service
 uses), turns every resource page into a landing page with the download form, adds the
 catalog, tag and thank-you pages and the page script, fills the controller's details into
-the privacy notice and links it from the consent boxes, and keeps every gated file and
-``leadgate.yml`` out of the build and out of ``mkdocs serve``.
+the privacy notice and links it from every page's footer and from the consent boxes, and keeps
+every gated file and ``leadgate.yml`` out of the build and out of ``mkdocs serve``.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ from capture.site import render
 from capture.site.config import LeadgateConfig
 
 ASSETS = Path(__file__).resolve().parent / "assets"
+#: Template overrides for the theme: Material's ``main.html`` with the privacy link in the footer.
+THEME_OVERRIDES = Path(__file__).resolve().parent / "templates" / "theme"
 #: Where the page script and styles land in the site, and where they come from.
 ASSET_FILES = {
     "assets/leadgate/leadgate.css": ASSETS / "leadgate.css",
@@ -92,6 +94,10 @@ class LeadgatePlugin(BasePlugin[LeadgateConfig]):
             raise PluginError(_problems(config.docs_dir, e.problems)) from None
         self.pages = {r.src_uri: r for r in self.catalog}
         self.env = render.environment()
+        # After the site's own custom_dir (its overrides win), before the theme's templates.
+        dirs = config.theme.dirs
+        if str(THEME_OVERRIDES) not in dirs:
+            dirs.insert(1 if config.theme.custom_dir else 0, str(THEME_OVERRIDES))
         for uri in ASSET_FILES:
             extra = config.extra_css if uri.endswith(".css") else config.extra_javascript
             if uri not in (str(e) for e in extra):
@@ -140,6 +146,13 @@ class LeadgatePlugin(BasePlugin[LeadgateConfig]):
             # Reached from every footer, not from the menu; a nav: in mkdocs.yml may still list it.
             notice.inclusion = InclusionLevel.NOT_IN_NAV
         return files
+
+    def on_env(self, env: jinja2.Environment, /, *, config: MkDocsConfig,
+               files: Files) -> jinja2.Environment | None:
+        if not self.config.enabled:
+            return None
+        env.globals["leadgate_privacy_url"] = self.privacy_url  # read by templates/theme/
+        return env
 
     def on_page_markdown(self, markdown: str, /, *, page: Page, config: MkDocsConfig,
                          files: Files) -> str | None:
