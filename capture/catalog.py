@@ -8,6 +8,7 @@ which consent text a page showed).
 from __future__ import annotations
 
 import hashlib
+import html
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -15,9 +16,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import yaml
+from email_validator import EmailNotValidError, validate_email
 
 SETTINGS_FILE = "leadgate.yml"
 RESOURCES_DIR = "resources"
+#: The privacy notice: a page of the content folder like any other, at the site's ``privacy/``.
+PRIVACY_PAGE = "privacy.md"
 
 SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?\r?\n)?(?:---|\.\.\.)[ \t]*(?:\r?\n|\Z)", re.S)
@@ -29,6 +33,13 @@ OPTIONAL = ("tags", "cover", "consent_text", "consent_version")
 LIMITS = {"id": 64, "title": 200, "summary": 500, "tag": 40, "consent_text": 2000, "consent_version": 40}
 MAX_TAGS = 20
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".svg", ".gif"})
+#: ``controller`` fields in leadgate.yml and their limits; ``address`` is optional.
+CONTROLLER_LIMITS = {"name": 200, "email": 254, "address": 500}
+MAX_RETENTION_MONTHS = 120
+#: The words of a consent text that point at the privacy notice; the form links them to it.
+NOTICE_WORDS = re.compile(r"\bprivacy (?:notice|policy)\b", re.IGNORECASE)
+#: ``{{ controller.name }}`` in the privacy notice; see fill_privacy_notice.
+PLACEHOLDER = re.compile(r"\{\{\s*(.*?)\s*\}\}")
 
 DEFAULT_SETTINGS: dict[str, Any] = {
     "resource_types": ["ebook", "whitepaper", "tip-sheet", "report"],
@@ -55,6 +66,8 @@ DEFAULT_SETTINGS: dict[str, Any] = {
             "I can unsubscribe at any time.",
         },
     },
+    "controller": None,
+    "retention_months": 24,
 }
 
 
@@ -78,6 +91,22 @@ class ConsentText:
     def sha256(self) -> str:
         return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
 
+    @cached_property
+    def notice_mention(self) -> tuple[str, str, str] | None:
+        """(before, the words naming the privacy notice, after), so the form can link those
+        words without changing the text the visitor agrees to; None when it names no notice."""
+        m = NOTICE_WORDS.search(self.text)
+        return (self.text[: m.start()], m.group(), self.text[m.end() :]) if m else None
+
+
+@dataclass(frozen=True)
+class Controller:
+    """Who is responsible for the leads' details (GDPR Art. 4(7)), as the privacy notice names them."""
+
+    name: str
+    email: str
+    address: str | None = None
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -86,6 +115,9 @@ class Settings:
     industries: tuple[str, ...]
     terms: ConsentText
     marketing: ConsentText
+    controller: Controller | None = None
+    #: How long the privacy notice says details are kept. Nothing deletes them yet.
+    retention_months: int = DEFAULT_SETTINGS["retention_months"]
 
 
 @dataclass(frozen=True)
@@ -129,6 +161,19 @@ class Catalog:
 
     def gated_files(self) -> set[Path]:
         return {r.file for r in self}
+
+    @property
+    def has_privacy_notice(self) -> bool:
+        """Whether the content publishes the privacy notice (at the site's ``privacy/``)."""
+        return (self.content_dir / PRIVACY_PAGE).is_file()
+
+    def consent_texts(self) -> Iterator[tuple[str, str, ConsentText]]:
+        """Every consent wording the site shows, with the file and the field it comes from."""
+        yield SETTINGS_FILE, "consent.terms", self.settings.terms
+        yield SETTINGS_FILE, "consent.marketing", self.settings.marketing
+        for resource in self:
+            if resource.terms != self.settings.terms:
+                yield resource.src_uri, "consent_text", resource.terms
 
 
 def split_front_matter(text: str) -> tuple[str | None, str]:
@@ -191,6 +236,11 @@ def load_settings(content_dir: Path) -> Settings:
             problems.append((SETTINGS_FILE, f"consent.{kind}", "needs a text and a version"))
             continue
         texts[kind] = ConsentText(kind, entry["version"].strip(), entry["text"].strip())
+    controller = _controller(merged["controller"], problems)
+    months = merged["retention_months"]
+    if isinstance(months, bool) or not isinstance(months, int) or not 1 <= months <= MAX_RETENTION_MONTHS:
+        problems.append((SETTINGS_FILE, "retention_months",
+                         f"must be a whole number of months from 1 to {MAX_RETENTION_MONTHS}"))
     if problems:
         raise CatalogError(problems)
     return Settings(
@@ -199,7 +249,100 @@ def load_settings(content_dir: Path) -> Settings:
         industries=lists["industries"],
         terms=texts["terms"],
         marketing=texts["marketing"],
+        controller=controller,
+        retention_months=months,
     )
+
+
+def _controller(value: Any, problems: list) -> Controller | None:
+    """The ``controller`` section: a name and an email address, a postal address if given."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        problems.append((SETTINGS_FILE, "controller", "must be a mapping with name, email and (optional) address"))
+        return None
+    before = len(problems)
+    for key in sorted(set(value) - set(CONTROLLER_LIMITS), key=str):
+        problems.append((SETTINGS_FILE, f"controller.{key}",
+                         "unknown field (allowed: " + ", ".join(CONTROLLER_LIMITS) + ")"))
+    fields: dict[str, str] = {}
+    for key, limit in CONTROLLER_LIMITS.items():
+        field_ = f"controller.{key}"
+        text = value.get(key)
+        if text is None or (isinstance(text, str) and not text.strip()):
+            if key != "address":
+                problems.append((SETTINGS_FILE, field_, "is missing"))
+        elif not isinstance(text, str):
+            problems.append((SETTINGS_FILE, field_, f"must be text, not {type(text).__name__}"))
+        elif len(text.strip()) > limit:
+            problems.append((SETTINGS_FILE, field_, f"is longer than {limit} characters"))
+        else:
+            fields[key] = text.strip()
+    if "email" in fields:
+        try:
+            fields["email"] = validate_email(fields["email"], check_deliverability=False).normalized
+        except EmailNotValidError as e:
+            problems.append((SETTINGS_FILE, "controller.email", f"'{fields['email']}' is not an email address ({e})"))
+    if len(problems) > before:
+        return None
+    return Controller(**fields)
+
+
+def notice_problems(catalog: Catalog, notice_published: bool) -> list[tuple[str, str, str]]:
+    """Consent texts that point visitors at a privacy notice the site does not publish."""
+    if notice_published:
+        return []
+    return [
+        (where, field_, f"mentions the {consent.notice_mention[1]!r}, but there is no {PRIVACY_PAGE} "
+                        "in the content folder: write the notice (docs/publishing.md) or change the text")
+        for where, field_, consent in catalog.consent_texts() if consent.notice_mention
+    ]
+
+
+def _notice_values(settings: Settings) -> dict[str, str | None]:
+    """What each placeholder of the privacy notice stands for; None where leadgate.yml has no value."""
+    controller = settings.controller
+    address = controller.address if controller else None
+    return {
+        "controller.name": controller.name if controller else None,
+        "controller.email": controller.email if controller else None,
+        # One line: the notice shows it inside a sentence or a list item.
+        "controller.address": ", ".join(filter(None, (ln.strip() for ln in address.splitlines())))
+        if address else None,
+        "retention_months": str(settings.retention_months),
+    }
+
+
+def fill_privacy_notice(markdown: str, settings: Settings) -> str:
+    """The privacy notice's Markdown with ``{{ controller.name }}``-style placeholders replaced
+    by the values in leadgate.yml, so the notice and the settings cannot name different people.
+
+    Plain text in, plain text out (no MkDocs needed); values are HTML-escaped because the
+    Markdown they land in may hold HTML. Raises CatalogError for an unknown placeholder or a
+    placeholder whose setting is not set.
+    """
+    values = _notice_values(settings)
+    problems: dict[tuple[str, str, str], None] = {}
+
+    def fill(m: re.Match) -> str:
+        key = m.group(1)
+        if key not in values:
+            problems[(PRIVACY_PAGE, "body", f"unknown placeholder {m.group()} (allowed: "
+                      + ", ".join(f"{{{{ {k} }}}}" for k in values) + ")")] = None
+        elif values[key] is None and settings.controller is None:
+            problems[(SETTINGS_FILE, "controller", f"is not set, but {PRIVACY_PAGE} shows {{{{ {key} }}}}: "
+                      "add a controller section with the name and email of who is responsible")] = None
+        elif values[key] is None:
+            problems[(SETTINGS_FILE, key, f"is not set, but {PRIVACY_PAGE} shows {{{{ {key} }}}}: "
+                      f"set it, or take the placeholder out of {PRIVACY_PAGE}")] = None
+        else:
+            return html.escape(values[key], quote=False)
+        return m.group()
+
+    filled = PLACEHOLDER.sub(fill, markdown)
+    if problems:
+        raise CatalogError(list(problems))
+    return filled
 
 
 def _text(meta: dict[str, Any], key: str, where: str, problems: list) -> str | None:

@@ -7,6 +7,7 @@ checks that only read its output; the failures and options each need their own b
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -16,8 +17,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import urljoin, urlsplit
 
 import jinja2
 import pytest
@@ -49,6 +52,21 @@ FIELDS = {  # name: (type, maxlength, required), as in docs/architecture.md
     "referrer": ("hidden", "2000", False),
     "landing_page": ("hidden", "2000", False),
 }
+CONTROLLER = """\
+controller:
+  name: Fish & Chips Ltd
+  email: privacy@fish.example
+  address: |
+    1 Pier Road
+    Brighton BN1 1AA
+"""
+NOTICE = """\
+# Privacy notice
+
+{{ controller.name }} is responsible for your details. Write to
+[{{ controller.email }}](mailto:{{ controller.email }}) or to {{ controller.address }}.
+We keep them for {{ retention_months }} months.
+"""
 
 
 class Tags(HTMLParser):
@@ -78,14 +96,15 @@ class Tags(HTMLParser):
         return [a for t, a in self.tags if t == tag and all(a.get(k) == v for k, v in attrs.items())]
 
 
-def build_site(content: Path, out: Path, **options: object) -> Path:
+def build_site(content: Path, out: Path, custom_dir: Path | None = None, **options: object) -> Path:
     """Build ``content`` with the leadgate plugin into ``out``; return the site folder."""
     config_file = content.parent / "mkdocs.yml"
+    theme = {"name": "material", "font": False, **({"custom_dir": str(custom_dir)} if custom_dir else {})}
     config_file.write_text(yaml.safe_dump({
         "site_name": "Test site",
         "docs_dir": content.name,
         "site_dir": str(out),
-        "theme": {"name": "material", "font": False},
+        "theme": theme,
         "plugins": ["search", {"leadgate": options}],
         "markdown_extensions": ["attr_list"],
     }), encoding="utf-8")
@@ -113,6 +132,22 @@ def published_text(site: Path) -> dict[str, str]:
             for p in site.rglob("*") if p.suffix in TEXT_SUFFIXES}
 
 
+def write_notice(content: Path, notice: str = NOTICE, settings: str = CONTROLLER) -> None:
+    """The privacy notice the default consent text points to, and the settings it shows."""
+    (content / "privacy.md").write_text(notice, encoding="utf-8")
+    (content / "leadgate.yml").write_text(settings, encoding="utf-8")
+
+
+def resolve(page: str, href: str) -> str:
+    """Where a link on a built page leads, as a path from the site root ('privacy/')."""
+    return urlsplit(urljoin("https://site.invalid/" + page, href)).path.lstrip("/")
+
+
+def label_of(html: str, name: str) -> str:
+    """The inner HTML of the label of one form field."""
+    return re.search(rf'<label for="leadgate-{name}">(.*?)</label>', html, re.S).group(1)
+
+
 def build_failure(content: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, **options: object) -> str:
     """Build, expect MkDocs to abort on the plugin's error, and return what it told the user."""
     with pytest.raises(Abort) as caught:
@@ -120,6 +155,13 @@ def build_failure(content: Path, tmp_path: Path, caplog: pytest.LogCaptureFixtur
     assert isinstance(caught.value.__context__, PluginError)
     assert str(caught.value.__context__) in caplog.text
     return caplog.text
+
+
+@pytest.fixture
+def content_dir(content_dir: Path) -> Path:
+    """conftest's content folder, with the privacy notice its default consent text names."""
+    write_notice(content_dir)
+    return content_dir
 
 
 @pytest.fixture(autouse=True)
@@ -167,7 +209,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
         file: secret-checklist.pdf
         tags: ["<i>odd</i> tag"]
     """, pdf="secret-checklist.pdf")
-    (content / "leadgate.yml").write_text("industries: [Software, Other]\n", encoding="utf-8")
+    write_notice(content, settings=CONTROLLER + "industries: [Software, Other]\nretention_months: 18\n")
     return build_site(content, root / "site", capture_url=CAPTURE_URL)
 
 
@@ -217,7 +259,8 @@ def test_form_labels_errors_and_choices(site: Path, built_catalog) -> None:
         assert field["aria-describedby"] == f"error-{name}"
     html = read(site, "resources/leads-vs-prospects/index.html")
     settings = built_catalog.settings
-    assert settings.terms.text in html and settings.marketing.text in html
+    assert unescape(re.sub("<[^>]+>", "", label_of(html, "terms"))) == settings.terms.text + " (required)"
+    assert unescape(re.sub("<[^>]+>", "", label_of(html, "marketing_opt_in"))) == settings.marketing.text + " (optional)"
     options = re.findall(r'<option value="([^"]*)"[^>]*>([^<]*)</option>',
                          html.split('name="industry"')[1].split("</select>")[0])
     assert options == [("", "Choose…"), ("Software", "Software"), ("Other", "Other")]
@@ -307,7 +350,113 @@ def test_search_index_has_the_pages_but_not_the_form(site: Path) -> None:
     locations = {d["location"] for d in index["docs"]}
     assert "resources/scoring/" in locations and "articles/what-is-an-mql/" in locations
     assert not any(loc.startswith(("thanks/", "resources/tags/")) for loc in locations)
-    assert "privacy notice" not in json.dumps(index)
+    assert "privacy/" in locations  # the notice is a page like any other
+    text = json.dumps(index)
+    assert "I agree that my details" not in text and "Send me occasional emails" not in text
+
+
+# -- the privacy notice --------------------------------------------------------------------
+
+def test_privacy_notice_shows_the_controller_from_the_settings(site: Path) -> None:
+    html = main_content(read(site, "privacy/index.html"))
+    assert "Fish &amp; Chips Ltd is responsible for your details." in html
+    assert '<a href="mailto:privacy@fish.example">privacy@fish.example</a>' in html
+    assert "1 Pier Road, Brighton BN1 1AA" in html
+    assert "We keep them for 18 months." in html
+    assert "{{" not in html
+    # Not one more entry in the site's menu: the footer links to it.
+    menu = [a["href"] for a in Tags(read(site, "index.html")).find("a") if "md-nav__link" in (a.get("class") or "")]
+    assert menu and "privacy/" not in menu
+
+
+def test_every_page_links_to_the_privacy_notice_in_its_footer(site: Path) -> None:
+    pages = sorted(p.relative_to(site).as_posix() for p in site.rglob("*.html"))
+    assert "resources/scoring/index.html" in pages and "404.html" in pages
+    for page in pages:
+        footer = read(site, page).split('<footer class="md-footer">')[1]
+        [link] = Tags(footer).find("a", **{"class": "leadgate-legal__link"})
+        assert resolve(page, link["href"]) == "privacy/", page
+    assert (site / "privacy" / "index.html").is_file()
+
+
+def test_a_sites_own_main_html_wins_and_can_keep_the_footer_link(content_dir: Path, tmp_path: Path) -> None:
+    overrides = tmp_path / "overrides"
+    overrides.mkdir()
+    (overrides / "main.html").write_text(
+        '{% extends "base.html" %}\n'
+        '{% block footer %}<p id="own-footer">Our footer</p>{% include "leadgate/footer.html" %}{% endblock %}\n',
+        encoding="utf-8")
+    site = build_site(content_dir, tmp_path / "site", custom_dir=overrides)
+    page = "resources/scoring/index.html"
+    html = read(site, page)
+    assert '<p id="own-footer">Our footer</p>' in html and '<footer class="md-footer">' not in html
+    [link] = Tags(html).find("a", **{"class": "leadgate-legal__link"})
+    assert resolve(page, link["href"]) == "privacy/"
+
+
+def test_consent_label_links_the_words_to_the_notice_and_keeps_the_text(site: Path, built_catalog) -> None:
+    page = "resources/scoring/index.html"
+    region = form_region(read(site, page))
+    terms = built_catalog.get("scoring").terms
+    label = label_of(region, "terms")
+    [link] = Tags(label).find("a")
+    assert resolve(page, link["href"]) == "privacy/" and (site / "privacy" / "index.html").is_file()
+    assert re.search(r">privacy notice</a>", label)
+    # The words the visitor agrees to, and their fingerprint, are the stored text's.
+    assert unescape(re.sub("<[^>]+>", "", label)) == terms.text + " (required)"
+    [fingerprint] = Tags(region).find("input", name="terms_sha256")
+    assert fingerprint["value"] == hashlib.sha256(terms.text.encode("utf-8")).hexdigest() == terms.sha256
+    assert "<a" not in label_of(region, "marketing_opt_in")  # names no notice
+
+
+def test_a_consent_text_naming_a_missing_notice_fails_the_build(
+        content_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (content_dir / "privacy.md").unlink()
+    write_resource(content_dir, "partner", """
+        id: partner
+        title: A partner report
+        type: report
+        summary: Made with Acme.
+        file: file.pdf
+        consent_text: Acme and we store my details to send me this report (see the Privacy Policy).
+    """)
+    message = build_failure(content_dir, tmp_path, caplog)
+    assert ("leadgate.yml: consent.terms: mentions the 'privacy notice', but there is no privacy.md in the "
+            "content folder: write the notice (docs/publishing.md) or change the text") in message
+    assert "resources/partner.md: consent_text: mentions the 'Privacy Policy', but there is no privacy.md" in message
+    assert not (tmp_path / "site" / "resources").exists()
+
+
+def test_without_a_notice_or_a_mention_of_one_the_site_builds(content_dir: Path, tmp_path: Path) -> None:
+    (content_dir / "privacy.md").unlink()
+    (content_dir / "leadgate.yml").write_text(
+        "consent:\n  terms:\n    version: t-1\n    text: I agree that my details are stored.\n", encoding="utf-8")
+    site = build_site(content_dir, tmp_path / "site")
+    html = read(site, "resources/scoring/index.html")
+    assert "leadgate-legal" not in html
+    assert label_of(form_region(html), "terms").startswith("I agree that my details are stored. <span")
+
+
+@pytest.mark.parametrize(("notice", "settings", "expected"), [
+    (NOTICE, CONTROLLER.replace("privacy@fish.example", "privacy(at)fish.example"),
+     "leadgate.yml: controller.email: 'privacy(at)fish.example' is not an email address"),
+    (NOTICE, CONTROLLER.replace("  name: Fish & Chips Ltd\n", ""), "leadgate.yml: controller.name: is missing"),
+    (NOTICE, CONTROLLER + "retention_months: forever\n",
+     "leadgate.yml: retention_months: must be a whole number of months from 1 to 120"),
+    (NOTICE, "industries: [Software]\n",
+     "leadgate.yml: controller: is not set, but privacy.md shows {{ controller.name }}"),
+    (NOTICE, CONTROLLER.split("  address:")[0],
+     "leadgate.yml: controller.address: is not set, but privacy.md shows {{ controller.address }}"),
+    (NOTICE + "Call {{ controller.phone }}.\n", CONTROLLER,
+     "privacy.md: body: unknown placeholder {{ controller.phone }}"),
+])
+def test_bad_controller_settings_fail_the_build_naming_the_field(
+        content_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        notice: str, settings: str, expected: str) -> None:
+    write_notice(content_dir, notice, settings)
+    message = build_failure(content_dir, tmp_path, caplog)
+    assert expected in message
+    assert not (tmp_path / "site" / "privacy").exists()
 
 
 # -- options and failures -----------------------------------------------------------------
@@ -385,6 +534,19 @@ def test_form_rerender_keeps_values_and_shows_messages(catalog) -> None:
     assert "selected" in page.find("option", value="51-200")[0]
     region = html.split("data-leadgate-messages")[1].split("</div>")[0]
     assert "Your request was not sent." in region and "The terms have changed." in region
+    assert catalog.settings.terms.text in label_of(html, "terms")  # no privacy_url: plain words
+
+
+def test_form_links_the_notice_at_the_address_it_is_given(catalog) -> None:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROOT / "capture" / "templates"), autoescape=True)
+    html = env.get_template("leadgate/form.html").render(
+        resource=catalog.get("scoring"), settings=catalog.settings, fields=BY_NAME,
+        action="https://get.example.com/submit",
+        values={}, errors={}, form_error=None, privacy_url="https://www.example.com/privacy/")
+    assert label_of(html, "terms") == (
+        'I agree that my details are stored to send me this resource, as described in the '
+        '<a href="https://www.example.com/privacy/" target="_blank" rel="noopener">privacy notice</a>. '
+        '<span class="leadgate-form__required">(required)</span>')
 
 
 # -- the shipped content ---------------------------------------------------------------------
@@ -400,6 +562,10 @@ def test_shipped_content_builds_with_the_repo_config(tmp_path: Path) -> None:
         assert resource.file.name not in "".join(published_text(site).values())
     assert not list(site.rglob("*.pdf"))
     assert (site / "articles/what-is-an-mql/index.html").is_file()
+    notice = main_content(read(site, "privacy/index.html"))
+    controller = catalog.settings.controller
+    assert str(escape(controller.name)) in notice and f'href="mailto:{controller.email}"' in notice
+    assert f"{catalog.settings.retention_months} months" in notice and "{{" not in notice
 
 
 def test_mkdocs_serve_previews_landing_pages_without_gated_files(tmp_path: Path) -> None:

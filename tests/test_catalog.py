@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from capture.catalog import CatalogError, load_catalog
+from capture.catalog import Controller, CatalogError, fill_privacy_notice, load_catalog, notice_problems
 from conftest import TINY_PDF, write_resource
 
 BASE = {"id": "bad", "title": "A bad page", "type": "ebook", "summary": "Short.", "file": "bad.pdf"}
@@ -114,9 +114,89 @@ def test_types_come_from_the_settings(content_dir: Path) -> None:
     ("resource_types: []\n", "resource_types", "must be a non-empty list of text values"),
     ("company_sizes: [1-10, 42]\n", "company_sizes", "must be a non-empty list of text values"),
     ("consent:\n  terms:\n    text: I agree.\n", "consent.terms", "needs a text and a version"),
+    ("controller: Example Ltd\n", "controller", "must be a mapping with name, email"),
+    ("controller:\n  email: privacy@example.com\n", "controller.name", "is missing"),
+    ("controller:\n  name: [Example Ltd]\n  email: privacy@example.com\n", "controller.name",
+     "must be text, not list"),
+    ("controller:\n  name: Example Ltd\n  email: privacy at example.com\n", "controller.email",
+     "'privacy at example.com' is not an email address"),
+    ("controller:\n  name: Example Ltd\n  email: privacy@example.com\n  phone: 0123\n", "controller.phone",
+     "unknown field (allowed: name, email, address)"),
+    (f"controller:\n  name: Example Ltd\n  email: privacy@example.com\n  address: {'x' * 501}\n",
+     "controller.address", "longer than 500 characters"),
+    ("retention_months: 0\n", "retention_months", "must be a whole number of months from 1 to 120"),
+    ("retention_months: 1.5\n", "retention_months", "must be a whole number of months"),
+    ("retention_months: true\n", "retention_months", "must be a whole number of months"),
 ])
 def test_bad_settings_name_the_setting(content_dir: Path, settings: str, field: str, message: str) -> None:
     (content_dir / "leadgate.yml").write_text(settings, encoding="utf-8")
     problems = refusal(content_dir).problems
     assert [(p, f) for p, f, _ in problems] == [("leadgate.yml", field)]
     assert message in problems[0][2]
+
+
+# -- the privacy notice's settings and placeholders -------------------------------------------
+
+CONTROLLER = """\
+controller:
+  name: Fish & <Chips> Ltd
+  email: Privacy@Fish.EXAMPLE
+  address: |
+    1 Pier Road
+    Brighton BN1 1AA
+retention_months: 18
+"""
+
+
+def test_controller_and_retention_come_from_the_settings(content_dir: Path) -> None:
+    assert load_catalog(content_dir).settings.controller is None  # optional until the notice uses it
+    assert load_catalog(content_dir).settings.retention_months == 24
+    (content_dir / "leadgate.yml").write_text(CONTROLLER, encoding="utf-8")
+    settings = load_catalog(content_dir).settings
+    assert settings.controller == Controller("Fish & <Chips> Ltd", "Privacy@fish.example",
+                                             "1 Pier Road\nBrighton BN1 1AA")
+    assert settings.retention_months == 18
+
+
+def test_placeholders_in_the_notice_take_the_settings_values(content_dir: Path) -> None:
+    (content_dir / "leadgate.yml").write_text(CONTROLLER, encoding="utf-8")
+    settings = load_catalog(content_dir).settings
+    notice = ("{{ controller.name }} ({{controller.email}}), {{ controller.address }}: "
+              "{{ retention_months }} months.")
+    assert fill_privacy_notice(notice, settings) == (
+        "Fish &amp; &lt;Chips&gt; Ltd (Privacy@fish.example), 1 Pier Road, Brighton BN1 1AA: 18 months.")
+
+
+@pytest.mark.parametrize(("settings", "notice", "problem"), [
+    (CONTROLLER, "Call {{ controller.phone }}.",
+     ("privacy.md", "body", "unknown placeholder {{ controller.phone }} (allowed: {{ controller.name }}, "
+                            "{{ controller.email }}, {{ controller.address }}, {{ retention_months }})")),
+    (CONTROLLER, "We are {{ controller.name | upper }}.",
+     ("privacy.md", "body", "unknown placeholder {{ controller.name | upper }} (allowed: {{ controller.name }}, "
+                            "{{ controller.email }}, {{ controller.address }}, {{ retention_months }})")),
+    ("retention_months: 6\n", "{{ controller.name }} keeps them {{ retention_months }} months, {{ controller.name }}.",
+     ("leadgate.yml", "controller", "is not set, but privacy.md shows {{ controller.name }}: add a controller "
+                                    "section with the name and email of who is responsible")),
+    ("controller:\n  name: Example Ltd\n  email: privacy@example.com\n", "Write to {{ controller.address }}.",
+     ("leadgate.yml", "controller.address", "is not set, but privacy.md shows {{ controller.address }}: "
+                                            "set it, or take the placeholder out of privacy.md")),
+])
+def test_a_placeholder_without_a_value_names_what_to_fix(content_dir: Path, settings: str, notice: str,
+                                                        problem: tuple[str, str, str]) -> None:
+    (content_dir / "leadgate.yml").write_text(settings, encoding="utf-8")
+    with pytest.raises(CatalogError) as caught:
+        fill_privacy_notice(notice, load_catalog(content_dir).settings)
+    assert caught.value.problems == [problem]  # once, however often the placeholder appears
+
+
+def test_consent_texts_naming_a_missing_notice_are_listed_with_their_file(content_dir: Path) -> None:
+    write_resource(content_dir, "partner", front(id="partner", file="file.pdf",
+                   consent_text="Acme may store my details, see their Privacy Policy."))
+    write_resource(content_dir, "plain", front(id="plain", file="file.pdf", consent_text="Acme may store my details."))
+    catalog = load_catalog(content_dir)
+    assert notice_problems(catalog, notice_published=True) == []
+    assert [(where, field) for where, field, _ in notice_problems(catalog, notice_published=False)] == [
+        ("leadgate.yml", "consent.terms"), ("resources/partner.md", "consent_text")]
+    partner = catalog.get("partner").terms
+    assert partner.notice_mention == ("Acme may store my details, see their ", "Privacy Policy", ".")
+    assert catalog.get("plain").terms.notice_mention is None

@@ -393,3 +393,16 @@ def test_without_javascript_a_corrected_post_keeps_the_campaign(client, form_pos
     submission = only_submission(store)
     assert (submission.utm_source, submission.utm_medium, submission.utm_campaign) == ("newsletter", "email", "nov")
     assert submission.landing_page == referer
+
+
+def test_the_form_sent_back_links_the_privacy_notice(make_app, content_dir, form_post):
+    (content_dir / "privacy.md").write_text("# Privacy notice\n", encoding="utf-8")
+    page = make_app().test_client().post("/submit", data=form_post(email="nope")).get_data(as_text=True)
+    label = page.split('for="leadgate-terms">')[1].split("</label>")[0]
+    assert re.search(r'<a href="/privacy/"[^>]*>privacy notice</a>', label)
+
+
+def test_without_a_privacy_notice_the_form_sent_back_has_plain_words(client, form_post):
+    page = client.post("/submit", data=form_post(email="nope")).get_data(as_text=True)
+    label = page.split('for="leadgate-terms">')[1].split("</label>")[0]
+    assert "<a " not in label and "privacy notice" in label

@@ -2,8 +2,9 @@
 
 It reads ``content/`` through :mod:`capture.catalog` (the same reader the capture service
 uses), turns every resource page into a landing page with the download form, adds the
-catalog, tag and thank-you pages and the page script, and keeps every gated file and
-``leadgate.yml`` out of the build and out of ``mkdocs serve``.
+catalog, tag and thank-you pages and the page script, fills the controller's details into
+the privacy notice and links it from every page's footer and from the consent boxes, and keeps
+every gated file and ``leadgate.yml`` out of the build and out of ``mkdocs serve``.
 """
 
 from __future__ import annotations
@@ -23,11 +24,22 @@ from mkdocs.structure.files import File, Files, InclusionLevel
 from mkdocs.structure.pages import Page
 from mkdocs.utils import get_relative_url
 
-from capture.catalog import SETTINGS_FILE, Catalog, CatalogError, Resource, load_catalog
+from capture.catalog import (
+    PRIVACY_PAGE,
+    SETTINGS_FILE,
+    Catalog,
+    CatalogError,
+    Resource,
+    fill_privacy_notice,
+    load_catalog,
+    notice_problems,
+)
 from capture.site import render
 from capture.site.config import LeadgateConfig
 
 ASSETS = Path(__file__).resolve().parent / "assets"
+#: Template overrides for the theme: Material's ``main.html`` with the privacy link in the footer.
+THEME_OVERRIDES = Path(__file__).resolve().parent / "templates" / "theme"
 #: Where the page script and styles land in the site, and where they come from.
 ASSET_FILES = {
     "assets/leadgate/leadgate.css": ASSETS / "leadgate.css",
@@ -67,6 +79,8 @@ class LeadgatePlugin(BasePlugin[LeadgateConfig]):
         #: file name of each gated file -> its resource, to catch links to it
         self.gated_names: dict[str, Resource] = {}
         self.public_urls: set[str] = set()
+        #: The privacy notice's URL relative to the site root, or None when the site has none.
+        self.privacy_url: str | None = None
 
     # -- MkDocs events -------------------------------------------------------------------
 
@@ -80,6 +94,10 @@ class LeadgatePlugin(BasePlugin[LeadgateConfig]):
             raise PluginError(_problems(config.docs_dir, e.problems)) from None
         self.pages = {r.src_uri: r for r in self.catalog}
         self.env = render.environment()
+        # After the site's own custom_dir (its overrides win), before the theme's templates.
+        dirs = config.theme.dirs
+        if str(THEME_OVERRIDES) not in dirs:
+            dirs.insert(1 if config.theme.custom_dir else 0, str(THEME_OVERRIDES))
         for uri in ASSET_FILES:
             extra = config.extra_css if uri.endswith(".css") else config.extra_javascript
             if uri not in (str(e) for e in extra):
@@ -117,12 +135,35 @@ class LeadgatePlugin(BasePlugin[LeadgateConfig]):
         for uri, path in ASSET_FILES.items():
             files.append(File.generated(config, uri, abs_src_path=str(path)))
         self.public_urls = {unquote(f.url) for f in files if not f.inclusion.is_excluded()}
+
+        notice = files.get_file_from_path(PRIVACY_PAGE)
+        published = notice is not None and not notice.inclusion.is_excluded()
+        problems = notice_problems(self.catalog, published)
+        if problems:
+            raise PluginError(_problems(config.docs_dir, problems))
+        self.privacy_url = notice.url if published else None
+        if published and notice.inclusion.is_in_nav():
+            # Reached from every footer, not from the menu; a nav: in mkdocs.yml may still list it.
+            notice.inclusion = InclusionLevel.NOT_IN_NAV
         return files
+
+    def on_env(self, env: jinja2.Environment, /, *, config: MkDocsConfig,
+               files: Files) -> jinja2.Environment | None:
+        if not self.config.enabled:
+            return None
+        env.globals["leadgate_privacy_url"] = self.privacy_url  # read by templates/theme/
+        return env
 
     def on_page_markdown(self, markdown: str, /, *, page: Page, config: MkDocsConfig,
                          files: Files) -> str | None:
         if not self.config.enabled:
             return None
+        if page.file.src_uri == PRIVACY_PAGE:
+            assert self.catalog is not None
+            try:
+                return fill_privacy_notice(markdown, self.catalog.settings)
+            except CatalogError as e:
+                raise PluginError(_problems(config.docs_dir, e.problems)) from None
         resource = self.pages.get(page.file.src_uri)
         if resource is not None:
             page.meta["title"] = resource.title
@@ -149,7 +190,8 @@ class LeadgatePlugin(BasePlugin[LeadgateConfig]):
 
         if uri in self.pages:
             resource = self.pages[uri]
-            form = render.render_form(env, resource, settings, self.config.capture_url.rstrip("/") + "/submit")
+            form = render.render_form(env, resource, settings, self.config.capture_url.rstrip("/") + "/submit",
+                                      url(PRIVACY_PAGE) if self.privacy_url else None)
             cover = url(resource.cover) if resource.cover else None
             return render.render_landing(env, resource, html, form, cover, self._tag_links(resource.tags, url))
         if uri == self._catalog_page:

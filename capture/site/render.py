@@ -79,11 +79,13 @@ def type_label(resource_type: str, plural: bool = False) -> str:
     return label
 
 
-def render_form(env: jinja2.Environment, resource: Resource, settings: Settings, action: str) -> Markup:
-    """The empty download form, exactly as the service renders it with no values or errors."""
+def render_form(env: jinja2.Environment, resource: Resource, settings: Settings, action: str,
+                privacy_url: str | None) -> Markup:
+    """The empty download form, exactly as the service renders it with no values or errors;
+    ``privacy_url`` (relative to the landing page, None without a notice) links the consent texts."""
     html = env.get_template(FORM_TEMPLATE).render(
         resource=resource, settings=settings, fields=BY_NAME, action=action, values={}, errors={},
-        form_error=None,
+        form_error=None, privacy_url=privacy_url,
     )
     return Markup(html)
 

@@ -36,6 +36,8 @@ from capture.web.forms import Checked, check_submission
 from capture.web.links import DownloadClaim, LinkExpired, LinkInvalid, read_download, sign_download
 
 SUBMIT = "/submit"
+#: The privacy notice's page on the site (content/privacy.md).
+PRIVACY_URL = "privacy/"
 
 bp = Blueprint("capture", __name__)
 
@@ -61,10 +63,12 @@ def form_page(checked: Checked) -> Response:
     """
     resource = checked.resource
     values = {**checked.values, **visit_source(checked.values)}
+    catalog = get_catalog()
     content = render_template(
-        "leadgate/form.html", resource=resource, settings=get_catalog().settings, fields=BY_NAME,
+        "leadgate/form.html", resource=resource, settings=catalog.settings, fields=BY_NAME,
         action=url_for(".submit", _external=True), values=values,
-        errors=checked.errors, form_error=checked.form_error)
+        errors=checked.errors, form_error=checked.form_error,
+        privacy_url=site_link(PRIVACY_URL) if catalog.has_privacy_notice else None)
     return make_response(in_site_shell("form", resource.url, resource.title, content), checked.status)
 
 
