@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,10 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Flags for a closed network: no background fetches, no sandbox (CI runs as root).
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+#: A phone's screen: the narrow layout shows every element (the form below the copy, the jump link).
+PHONE = {"width": 390, "height": 844}
+CONTRAST_JS = (Path(__file__).parent / "contrast.js").read_text(encoding="utf-8")
 
 if not os.path.exists(CHROMIUM):
     if os.environ.get("CI") == "true":
@@ -109,6 +114,85 @@ def test_without_javascript_the_plain_form_still_delivers(live_server, browser):
     log = live_server.log()
     assert '"GET /thanks/… HTTP/1.1" 200' in log and '"GET /download/… HTTP/1.1" 200' in log
     assert token not in log
+
+
+def offered_schemes(page) -> list[dict[str, str]]:
+    """The colour schemes a visitor can get on this page, plus Material's dark scheme (slate),
+    which leadgate.css must serve too: a site turns it on with two lines of mkdocs.yml."""
+    options = page.evaluate("""() => [document.body, ...document.querySelectorAll(
+        "[data-md-component=palette] input[data-md-color-scheme]")].map((el) => ({
+            scheme: el.dataset.mdColorScheme, primary: el.dataset.mdColorPrimary,
+            accent: el.dataset.mdColorAccent}))""")
+    if not any(o["scheme"] == "slate" for o in options):
+        options.append({**options[0], "scheme": "slate"})
+    return [dict(o) for o in {tuple(sorted(o.items())): o for o in options}.values()]
+
+
+def use_scheme(page, option: dict[str, str]) -> None:
+    """Switch the page as Material's palette toggle does, on the body's data attributes."""
+    page.evaluate("""(o) => { const b = document.body.dataset;
+        b.mdColorScheme = o.scheme; b.mdColorPrimary = o.primary; b.mdColorAccent = o.accent; }""",
+                  option)
+
+
+def low_contrast(where: str, *locators) -> list[str]:
+    """Text under the located elements below WCAG AA (4.5:1, large text 3:1), one line each."""
+    found = []
+    for locator in locators:
+        roots = locator.all()
+        assert roots, f"{where}: nothing matches {locator}"
+        for root in roots:
+            for r in root.evaluate(CONTRAST_JS):
+                if r["ratio"] < r["needed"]:
+                    found.append(f"{where}: {r['element']} “{r['text']}” is {r['ratio']}:1, needs "
+                                 f"{r['needed']}:1 ({r['colour']} on {r['background']})")
+    return found
+
+
+def test_leadgate_text_meets_wcag_aa_contrast_in_every_scheme(live_server, browser):
+    """Kicker, tag chips, form labels and notes, messages, buttons (also under the pointer),
+    the consent text and the success box, in each scheme, read from the painted page."""
+    context = browser.new_context(viewport=PHONE)
+    page = context.new_page()
+    landing = f"{live_server.url}/resources/telling-leads-from-prospects/"
+    form = page.locator("form[data-leadgate-form]")
+    submit = form.locator("button[type=submit]")
+    failures = []
+    try:
+        page.goto(landing)
+        for option in offered_schemes(page):
+            scheme = option["scheme"]
+            page.goto(landing)
+            use_scheme(page, option)
+            failures += low_contrast(f"{scheme}, landing page", page.locator(".leadgate-landing__header"), form)
+            tag = page.locator(".leadgate-landing__header .leadgate-tag").first
+            tag.hover()
+            failures += low_contrast(f"{scheme}, tag under the pointer", tag)
+
+            # A mistake the browser lets through and the service refuses: its messages show.
+            page.get_by_label("Work email").fill("ada@localhost")
+            page.locator("input[name=terms]").check()
+            submit.click()
+            page.locator("#error-email").wait_for()
+            failures += low_contrast(f"{scheme}, form with messages", form)
+            submit.hover()
+            failures += low_contrast(f"{scheme}, button under the pointer", submit)
+
+            page.get_by_label("Work email").fill(f"contrast.{scheme}@example.com")
+            submit.click()
+            page.locator(".leadgate-success").wait_for(timeout=15_000)
+            failures += low_contrast(f"{scheme}, success box", page.locator(".leadgate-success"))
+
+            page.goto(f"{live_server.url}/resources/")
+            use_scheme(page, option)
+            page.locator("[data-leadgate-catalog] a[data-leadgate-tag]").first.click()
+            page.locator("[data-leadgate-catalog] a[aria-current]").first.wait_for()
+            failures += low_contrast(f"{scheme}, catalog with a tag chosen",
+                                     page.locator("[data-leadgate-catalog]"))
+    finally:
+        context.close()
+    if failures:
+        pytest.fail("text below WCAG AA contrast:\n" + "\n".join(failures), pytrace=False)
 
 
 @pytest.fixture(scope="module")
