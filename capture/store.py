@@ -920,6 +920,13 @@ class Store:
         return LeadPage(rows, has_previous=more if backwards else after is not None,
                         has_next=backwards or more)
 
+    def count_leads(self, lead_filter: LeadFilter | None = None, catalog: Catalog | None = None) -> int:
+        """How many leads a filter selects, on every page of the list: the total above it."""
+        stmt = select(func.count()).select_from(Lead).where(
+            *(lead_conditions(lead_filter, catalog) if lead_filter else ()))
+        with self.read() as s:
+            return s.execute(stmt).scalar_one()
+
     def get_lead(self, lead_id: int) -> Lead | None:
         with self.read() as s:
             return s.get(Lead, lead_id)

@@ -158,10 +158,11 @@ def leads() -> Any:
             errors["cursor"] = [
                 "This page link is not valid for this list any more: start from the first page."]
     params = filter_args(request.args)
-    page = None
+    page, total = None, None
     if not errors:
         page = get_store().list_leads(lead_filter, sort, direction, limit=PAGE_SIZE, catalog=catalog,
                                       after=None if before else key, before=key if before else None)
+        total = get_store().count_leads(lead_filter, catalog)
     order = {"sort": sort, "dir": direction}
     links = {}
     if page is not None and page.has_next:
@@ -177,7 +178,7 @@ def leads() -> Any:
     }
     csv_query = urlencode({**params, **order})
     body = render_template(
-        "workspace/leads.html", page=page, errors=errors, args=request.args, catalog=catalog,
+        "workspace/leads.html", page=page, total=total, errors=errors, args=request.args, catalog=catalog,
         sort=sort, direction=direction, order_label=order_label(sort, direction),
         sort_links=sort_links, sort_labels=SORT_LABELS, links=links,
         csv_url=url_for(".leads") + "leads.csv" + ("?" + csv_query if csv_query else ""),
