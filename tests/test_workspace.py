@@ -14,6 +14,7 @@ from sqlalchemy import event
 from staff import signed_in
 
 from capture.catalog import ConsentText
+from capture.filters import DAY
 from capture.store import LEAD_SORTS, NewSubmission
 
 TERMS = ConsentText("terms", "terms-2026-11", "I agree that my details are stored.")
@@ -145,6 +146,21 @@ def total_shown(page: str) -> str | None:
 ])
 def test_the_list_says_how_many_leads_the_filters_select(sales, three_leads, query, total):
     assert total_shown(page_text(sales.get(f"/workspace/?{query}"))) == total
+
+
+def test_date_filters_ask_for_the_format_their_messages_name(sales, three_leads):
+    """Not type=date: that shows the browser's format (mm/dd/yyyy), not the one asked for."""
+    page = page_text(sales.get("/workspace/"))
+    for name in ("from", "to"):
+        field = re.search(rf'<input id="f-{name}"[^>]*>', page).group(0)
+        assert 'type="text"' in field
+        assert 'placeholder="YYYY-MM-DD"' in field
+        assert f'pattern="{escape(DAY.pattern)}"' in field   # what the service accepts
+    refused = sales.get("/workspace/?from=11/30/2026")
+    assert refused.status_code == 422
+    page = refused.get_data(as_text=True)
+    assert "write it as YYYY-MM-DD" in page
+    assert 'value="11/30/2026"' in page                     # kept, to be corrected
 
 
 def test_empty_list(sales):
