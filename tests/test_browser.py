@@ -1,14 +1,22 @@
-"""A visitor in a real browser: headless Debian Chromium driven by Playwright, against `leadgate serve`."""
+"""A visitor in a real browser: headless Debian Chromium driven by Playwright, against `leadgate serve`.
+
+The workspace test saves screenshots of the lead list; they land in a temporary folder, or in
+$LEADGATE_SCREENSHOT_DIR when set (``LEADGATE_SCREENSHOT_DIR=docs/screenshots`` refreshes the
+ones the docs show).
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from capture.store import Store
+from capture.catalog import ConsentText
+from capture.store import NewSubmission, Store
 from live import LiveServer
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -18,6 +26,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 
 #: A phone's screen: the narrow layout shows every element (the form below the copy, the jump link).
 PHONE = {"width": 390, "height": 844}
+LAPTOP = {"width": 1280, "height": 800}
 CONTRAST_JS = (Path(__file__).parent / "contrast.js").read_text(encoding="utf-8")
 
 if not os.path.exists(CHROMIUM):
@@ -193,6 +202,135 @@ def test_leadgate_text_meets_wcag_aa_contrast_in_every_scheme(live_server, brows
         context.close()
     if failures:
         pytest.fail("text below WCAG AA contrast:\n" + "\n".join(failures), pytrace=False)
+
+
+STAFF_EMAIL, STAFF_PASSWORD = "sam.sales@example.com", "correct horse battery"
+T0 = datetime(2026, 11, 2, 8, 30, tzinfo=UTC)
+#: Long enough to have been broken mid-word ("Compa|ny", "formula@exam|ple.com"), short enough
+#: to stay whole; and one address too long for any column, which may wrap anywhere.
+LONG_COMPANY = "Formula Student Racing Engineering Consultancy International"
+LONG_EMAIL = "procurement.department@formula-racing.example"
+VERY_LONG_EMAIL = ("a.very.long.address.nobody.types.by.hand.but.the.form.allows"
+                   "@mail.subdomain.of.a-long-company-name.example")
+
+#: Words under an element that the browser laid out over two lines or more. A word is a run
+#: of non-space, or with hyphens=true, a run between spaces and hyphens (a name may wrap after
+#: the hyphen of Oberhauser-Lindqvist; an address or a date is one word).
+BROKEN_WORDS_JS = """(el, hyphens) => {
+    const broken = [];
+    const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+        for (const match of node.textContent.matchAll(hyphens ? /[^\\s-]+/g : /\\S+/g)) {
+            const range = document.createRange();
+            range.setStart(node, match.index);
+            range.setEnd(node, match.index + match[0].length);
+            const lines = new Set([...range.getClientRects()].filter((r) => r.width > 0)
+                .map((r) => Math.round(r.top)));
+            if (lines.size > 1) broken.push(match[0] + " on " + lines.size + " lines");
+        }
+    }
+    return broken;
+}"""
+
+
+@pytest.fixture(scope="module")
+def workspace_server(tmp_path_factory):
+    """`leadgate serve` on a database of its own, so the list holds only the leads set here.
+    The workspace needs no site: an index page is all `serve --no-build` asks for."""
+    workdir = tmp_path_factory.mktemp("workspace")
+    (workdir / "site").mkdir()
+    (workdir / "site" / "index.html").write_text("<!doctype html><title>Leadgate</title>\n")
+    with LiveServer(workdir, build=False) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def leads_to_list(workspace_server):
+    """A sales account (added as a script adds it) and leads, among them long names."""
+    server = workspace_server
+    subprocess.run([server.leadgate, "user", "add", STAFF_EMAIL, "--role", "sales", "--password-stdin"],
+                   input=STAFF_PASSWORD + "\n", env=server.env, cwd=server.cwd, text=True,
+                   capture_output=True, check=True, timeout=60)
+    terms = ConsentText("terms", "terms-2026-11", "I agree that my details are stored.")
+    marketing = ConsentText("marketing", "marketing-2026-11", "Send me news.")
+    people = [
+        (LONG_EMAIL, "Maximiliane", "Oberhauser-Lindqvist", LONG_COMPANY, "newsletter"),
+        ("grace.hopper@navy.example", "Grace", "Hopper", "Naval Computing", "linkedin"),
+        (VERY_LONG_EMAIL, "Al", "Long", "Acme", "linkedin"),
+        ("ann@acme.example", "Ann", "Lee", "Acme Analytics", "newsletter"),
+    ]
+    store = Store(server.database_url)
+    try:
+        for n, (email, first, last, company, source) in enumerate(people):
+            store.record_submission(NewSubmission(
+                email=email, first_name=first, last_name=last, company=company, terms=terms,
+                marketing=marketing, marketing_opt_in=n % 2 == 0, resource_id="telling-leads-from-prospects",
+                utm_source=source, utm_medium="email", utm_campaign="november",
+                created_at=T0 + timedelta(days=n)))
+    finally:
+        store.dispose()
+    return people
+
+
+@pytest.mark.parametrize("viewport", [LAPTOP, PHONE], ids=["laptop", "phone"])
+def test_workspace_list_breaks_no_word_and_scrolls_the_table_alone(
+        workspace_server, browser, leads_to_list, viewport, tmp_path):
+    """Headers, addresses, names, companies and dates keep each word on one line, at a laptop's
+    width and a phone's; the list says how many leads it holds and the date filter works."""
+    context = browser.new_context(viewport=viewport)
+    page = context.new_page()
+    try:
+        page.goto(f"{workspace_server.url}/workspace/login")
+        page.get_by_label("Email").fill(STAFF_EMAIL)
+        page.get_by_label("Password").fill(STAFF_PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url("**/workspace/")
+        everyone = page.locator(".ws-total").inner_text()
+
+        table = page.locator("table")
+        cells = [("header", th, False) for th in table.locator("thead th").all()]
+        for row in table.locator("tbody tr").all():
+            td = row.locator("td")
+            if td.nth(0).inner_text() != VERY_LONG_EMAIL:   # may wrap anywhere; checked below
+                cells.append(("address", td.nth(0), False))
+            cells += [("name", td.nth(1), True), ("company", td.nth(2), True),
+                      ("first seen", td.nth(6), False), ("last seen", td.nth(7), False)]
+        broken = [f"{kind} “{cell.inner_text()}”: {', '.join(words)}" for kind, cell, hyphens in cells
+                  if (words := cell.evaluate(BROKEN_WORDS_JS, hyphens))]
+
+        sizes = page.evaluate("""() => { const box = document.querySelector("table").parentElement;
+            return {page: document.scrollingElement.scrollWidth, window: window.innerWidth,
+                    box: box.clientWidth, table: box.scrollWidth,
+                    scrolls: getComputedStyle(box).overflowX}; }""")
+        very_long = table.locator("td", has_text=VERY_LONG_EMAIL).first
+        very_long_width = very_long.bounding_box()["width"]
+
+        shots = Path(os.environ.get("LEADGATE_SCREENSHOT_DIR") or tmp_path)
+        shots.mkdir(parents=True, exist_ok=True)
+        suffix = "-phone" if viewport is PHONE else ""
+        page.screenshot(path=shots / f"workspace-list{suffix}.png", full_page=True)
+
+        # Dates typed as the messages ask for them filter the list, and the total follows.
+        page.get_by_label("Sent a form from").fill((T0 + timedelta(days=2)).strftime("%Y-%m-%d"))
+        page.get_by_role("button", name="Show leads").click()
+        page.wait_for_url("**/workspace/?*")
+        since = page.locator(".ws-total").inner_text()
+    finally:
+        context.close()
+
+    assert everyone == f"{len(leads_to_list)} leads"
+    assert since == "2 leads"
+    if broken:
+        pytest.fail("broken mid-word:\n" + "\n".join(broken), pytrace=False)
+    # The page never scrolls sideways; a table wider than the screen scrolls in its own box.
+    assert sizes["page"] <= sizes["window"], sizes
+    assert sizes["scrolls"] == "auto", sizes
+    if viewport is PHONE:
+        assert sizes["table"] > sizes["box"], sizes
+    else:   # on a laptop every column shows, the very long address included
+        assert sizes["table"] <= sizes["box"], sizes
+    # The address no column can hold wraps within 28em (420 px) instead of widening the table.
+    assert very_long_width < 450, very_long_width
 
 
 @pytest.fixture(scope="module")
