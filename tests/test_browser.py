@@ -1,13 +1,23 @@
-"""A visitor in a real browser: headless Debian Chromium driven by Playwright, against `leadgate serve`."""
+"""A visitor in a real browser: headless Debian Chromium driven by Playwright, against `leadgate serve`.
+
+The workspace test saves screenshots of the lead list; they land in a temporary folder, or in
+$LEADGATE_SCREENSHOT_DIR when set (``LEADGATE_SCREENSHOT_DIR=docs/screenshots`` refreshes the
+ones the docs show).
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
+from capture.catalog import ConsentText
 from capture.db.store import Store
+from capture.leads.submission import NewSubmission, record_submission
 from leads import consent_events, find_lead
 from live import LiveServer
 
@@ -15,6 +25,11 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Flags for a closed network: no background fetches, no sandbox (CI runs as root).
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+#: A phone's screen: the narrow layout shows every element (the form below the copy, the jump link).
+PHONE = {"width": 390, "height": 844}
+LAPTOP = {"width": 1280, "height": 800}
+CONTRAST_JS = (Path(__file__).parent / "contrast.js").read_text(encoding="utf-8")
 
 if not os.path.exists(CHROMIUM):
     if os.environ.get("CI") == "true":
@@ -110,6 +125,214 @@ def test_without_javascript_the_plain_form_still_delivers(live_server, browser):
     log = live_server.log()
     assert '"GET /thanks/… HTTP/1.1" 200' in log and '"GET /download/… HTTP/1.1" 200' in log
     assert token not in log
+
+
+def offered_schemes(page) -> list[dict[str, str]]:
+    """The colour schemes a visitor can get on this page, plus Material's dark scheme (slate),
+    which leadgate.css must serve too: a site turns it on with two lines of mkdocs.yml."""
+    options = page.evaluate("""() => [document.body, ...document.querySelectorAll(
+        "[data-md-component=palette] input[data-md-color-scheme]")].map((el) => ({
+            scheme: el.dataset.mdColorScheme, primary: el.dataset.mdColorPrimary,
+            accent: el.dataset.mdColorAccent}))""")
+    if not any(o["scheme"] == "slate" for o in options):
+        options.append({**options[0], "scheme": "slate"})
+    return [dict(o) for o in {tuple(sorted(o.items())): o for o in options}.values()]
+
+
+def use_scheme(page, option: dict[str, str]) -> None:
+    """Switch the page as Material's palette toggle does, on the body's data attributes."""
+    page.evaluate("""(o) => { const b = document.body.dataset;
+        b.mdColorScheme = o.scheme; b.mdColorPrimary = o.primary; b.mdColorAccent = o.accent; }""",
+                  option)
+
+
+def low_contrast(where: str, *locators) -> list[str]:
+    """Text under the located elements below WCAG AA (4.5:1, large text 3:1), one line each."""
+    found = []
+    for locator in locators:
+        roots = locator.all()
+        assert roots, f"{where}: nothing matches {locator}"
+        for root in roots:
+            for r in root.evaluate(CONTRAST_JS):
+                if r["ratio"] < r["needed"]:
+                    found.append(f"{where}: {r['element']} “{r['text']}” is {r['ratio']}:1, needs "
+                                 f"{r['needed']}:1 ({r['colour']} on {r['background']})")
+    return found
+
+
+def test_leadgate_text_meets_wcag_aa_contrast_in_every_scheme(live_server, browser):
+    """Kicker, tag chips, form labels and notes, messages, buttons (also under the pointer),
+    the consent text and the success box, in each scheme, read from the painted page."""
+    context = browser.new_context(viewport=PHONE)
+    page = context.new_page()
+    landing = f"{live_server.url}/resources/telling-leads-from-prospects/"
+    form = page.locator("form[data-leadgate-form]")
+    submit = form.locator("button[type=submit]")
+    failures = []
+    try:
+        page.goto(landing)
+        for option in offered_schemes(page):
+            scheme = option["scheme"]
+            page.goto(landing)
+            use_scheme(page, option)
+            failures += low_contrast(f"{scheme}, landing page", page.locator(".leadgate-landing__header"), form)
+            tag = page.locator(".leadgate-landing__header .leadgate-tag").first
+            tag.hover()
+            failures += low_contrast(f"{scheme}, tag under the pointer", tag)
+
+            # A mistake the browser lets through and the service refuses: its messages show.
+            page.get_by_label("Work email").fill("ada@localhost")
+            page.locator("input[name=terms]").check()
+            submit.click()
+            page.locator("#error-email").wait_for()
+            failures += low_contrast(f"{scheme}, form with messages", form)
+            submit.hover()
+            failures += low_contrast(f"{scheme}, button under the pointer", submit)
+
+            page.get_by_label("Work email").fill(f"contrast.{scheme}@example.com")
+            submit.click()
+            page.locator(".leadgate-success").wait_for(timeout=15_000)
+            failures += low_contrast(f"{scheme}, success box", page.locator(".leadgate-success"))
+
+            page.goto(f"{live_server.url}/resources/")
+            use_scheme(page, option)
+            page.locator("[data-leadgate-catalog] a[data-leadgate-tag]").first.click()
+            page.locator("[data-leadgate-catalog] a[aria-current]").first.wait_for()
+            failures += low_contrast(f"{scheme}, catalog with a tag chosen",
+                                     page.locator("[data-leadgate-catalog]"))
+    finally:
+        context.close()
+    if failures:
+        pytest.fail("text below WCAG AA contrast:\n" + "\n".join(failures), pytrace=False)
+
+
+STAFF_EMAIL, STAFF_PASSWORD = "sam.sales@example.com", "correct horse battery"
+T0 = datetime(2026, 11, 2, 8, 30, tzinfo=UTC)
+#: Long enough to have been broken mid-word ("Compa|ny", "formula@exam|ple.com"), short enough
+#: to stay whole; and one address too long for any column, which may wrap anywhere.
+LONG_COMPANY = "Formula Student Racing Engineering Consultancy International"
+LONG_EMAIL = "procurement.department@formula-racing.example"
+VERY_LONG_EMAIL = ("a.very.long.address.nobody.types.by.hand.but.the.form.allows"
+                   "@mail.subdomain.of.a-long-company-name.example")
+
+#: Words under an element that the browser laid out over two lines or more. A word is a run
+#: of non-space, or with hyphens=true, a run between spaces and hyphens (a name may wrap after
+#: the hyphen of Oberhauser-Lindqvist; an address or a date is one word).
+BROKEN_WORDS_JS = """(el, hyphens) => {
+    const broken = [];
+    const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+        for (const match of node.textContent.matchAll(hyphens ? /[^\\s-]+/g : /\\S+/g)) {
+            const range = document.createRange();
+            range.setStart(node, match.index);
+            range.setEnd(node, match.index + match[0].length);
+            const lines = new Set([...range.getClientRects()].filter((r) => r.width > 0)
+                .map((r) => Math.round(r.top)));
+            if (lines.size > 1) broken.push(match[0] + " on " + lines.size + " lines");
+        }
+    }
+    return broken;
+}"""
+
+
+@pytest.fixture(scope="module")
+def workspace_server(tmp_path_factory):
+    """`leadgate serve` on a database of its own, so the list holds only the leads set here.
+    The workspace needs no site: an index page is all `serve --no-build` asks for."""
+    workdir = tmp_path_factory.mktemp("workspace")
+    (workdir / "site").mkdir()
+    (workdir / "site" / "index.html").write_text("<!doctype html><title>Leadgate</title>\n")
+    with LiveServer(workdir, build=False) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def leads_to_list(workspace_server):
+    """A sales account (added as a script adds it) and leads, among them long names."""
+    server = workspace_server
+    subprocess.run([server.leadgate, "user", "add", STAFF_EMAIL, "--role", "sales", "--password-stdin"],
+                   input=STAFF_PASSWORD + "\n", env=server.env, cwd=server.cwd, text=True,
+                   capture_output=True, check=True, timeout=60)
+    terms = ConsentText("terms", "terms-2026-11", "I agree that my details are stored.")
+    marketing = ConsentText("marketing", "marketing-2026-11", "Send me news.")
+    people = [
+        (LONG_EMAIL, "Maximiliane", "Oberhauser-Lindqvist", LONG_COMPANY, "newsletter"),
+        ("grace.hopper@navy.example", "Grace", "Hopper", "Naval Computing", "linkedin"),
+        (VERY_LONG_EMAIL, "Al", "Long", "Acme", "linkedin"),
+        ("ann@acme.example", "Ann", "Lee", "Acme Analytics", "newsletter"),
+    ]
+    store = Store(server.database_url)
+    try:
+        for n, (email, first, last, company, source) in enumerate(people):
+            record_submission(store, NewSubmission(
+                email=email, first_name=first, last_name=last, company=company, terms=terms,
+                marketing=marketing, marketing_opt_in=n % 2 == 0, resource_id="telling-leads-from-prospects",
+                utm_source=source, utm_medium="email", utm_campaign="november",
+                created_at=T0 + timedelta(days=n)))
+    finally:
+        store.dispose()
+    return people
+
+
+@pytest.mark.parametrize("viewport", [LAPTOP, PHONE], ids=["laptop", "phone"])
+def test_workspace_list_breaks_no_word_and_scrolls_the_table_alone(
+        workspace_server, browser, leads_to_list, viewport, tmp_path):
+    """Headers, addresses, names, companies and dates keep each word on one line, at a laptop's
+    width and a phone's; the list says how many leads it holds and the date filter works."""
+    context = browser.new_context(viewport=viewport)
+    page = context.new_page()
+    try:
+        page.goto(f"{workspace_server.url}/workspace/login")
+        page.get_by_label("Email").fill(STAFF_EMAIL)
+        page.get_by_label("Password").fill(STAFF_PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url("**/workspace/")
+        everyone = page.locator(".ws-total").inner_text()
+
+        table = page.locator("table")
+        cells = [("header", th, False) for th in table.locator("thead th").all()]
+        for row in table.locator("tbody tr").all():
+            td = row.locator("td")
+            if td.nth(0).inner_text() != VERY_LONG_EMAIL:   # may wrap anywhere; checked below
+                cells.append(("address", td.nth(0), False))
+            cells += [("name", td.nth(1), True), ("company", td.nth(2), True),
+                      ("first seen", td.nth(6), False), ("last seen", td.nth(7), False)]
+        broken = [f"{kind} “{cell.inner_text()}”: {', '.join(words)}" for kind, cell, hyphens in cells
+                  if (words := cell.evaluate(BROKEN_WORDS_JS, hyphens))]
+
+        sizes = page.evaluate("""() => { const box = document.querySelector("table").parentElement;
+            return {page: document.scrollingElement.scrollWidth, window: window.innerWidth,
+                    box: box.clientWidth, table: box.scrollWidth,
+                    scrolls: getComputedStyle(box).overflowX}; }""")
+        very_long = table.locator("td", has_text=VERY_LONG_EMAIL).first
+        very_long_width = very_long.bounding_box()["width"]
+
+        shots = Path(os.environ.get("LEADGATE_SCREENSHOT_DIR") or tmp_path)
+        shots.mkdir(parents=True, exist_ok=True)
+        suffix = "-phone" if viewport is PHONE else ""
+        page.screenshot(path=shots / f"workspace-list{suffix}.png", full_page=True)
+
+        # Dates typed as the messages ask for them filter the list, and the total follows.
+        page.get_by_label("Sent a form from").fill((T0 + timedelta(days=2)).strftime("%Y-%m-%d"))
+        page.get_by_role("button", name="Show leads").click()
+        page.wait_for_url("**/workspace/?*")
+        since = page.locator(".ws-total").inner_text()
+    finally:
+        context.close()
+
+    assert everyone == f"{len(leads_to_list)} leads"
+    assert since == "2 leads"
+    if broken:
+        pytest.fail("broken mid-word:\n" + "\n".join(broken), pytrace=False)
+    # The page never scrolls sideways; a table wider than the screen scrolls in its own box.
+    assert sizes["page"] <= sizes["window"], sizes
+    assert sizes["scrolls"] == "auto", sizes
+    if viewport is PHONE:
+        assert sizes["table"] > sizes["box"], sizes
+    else:   # on a laptop every column shows, the very long address included
+        assert sizes["table"] <= sizes["box"], sizes
+    # The address no column can hold wraps within 28em (420 px) instead of widening the table.
+    assert very_long_width < 450, very_long_width
 
 
 @pytest.fixture(scope="module")

@@ -14,11 +14,10 @@ from sqlalchemy import event
 from staff import signed_in
 
 from capture.catalog import ConsentText
-from capture.leads.queries import LEAD_SORTS
-from capture.leads.submission import NewSubmission
-from capture.leads.submission import record_submission
-from capture.leads.queries import lead_timeline, list_leads
 from capture.leads.downloads import record_download
+from capture.leads.filters import DAY
+from capture.leads.queries import LEAD_SORTS, lead_timeline, list_leads
+from capture.leads.submission import NewSubmission, record_submission
 
 TERMS = ConsentText("terms", "terms-2026-11", "I agree that my details are stored.")
 MARKETING = ConsentText("marketing", "marketing-2026-11", "Send me news.")
@@ -134,9 +133,42 @@ def test_bad_parameters_are_named_on_the_page(sales, three_leads, query, message
     assert lead_ids(page) == []
 
 
+def total_shown(page: str) -> str | None:
+    """The count above the list, as the page words it ("3 leads")."""
+    match = re.search(r'<p class="ws-total">([^<]*)</p>', page)
+    return match.group(1).strip() if match else None
+
+
+@pytest.mark.parametrize(("query", "total"), [
+    ("", "3 leads"),
+    ("utm_source=linkedin", "2 leads"),
+    ("q=acme", "1 lead"),
+    ("type=ebook", "2 leads"),                                # needs the catalog
+    ("q=a&utm_source=linkedin&marketing=no&sort=email&dir=asc", "2 leads"),
+])
+def test_the_list_says_how_many_leads_the_filters_select(sales, three_leads, query, total):
+    assert total_shown(page_text(sales.get(f"/workspace/?{query}"))) == total
+
+
+def test_date_filters_ask_for_the_format_their_messages_name(sales, three_leads):
+    """Not type=date: that shows the browser's format (mm/dd/yyyy), not the one asked for."""
+    page = page_text(sales.get("/workspace/"))
+    for name in ("from", "to"):
+        field = re.search(rf'<input id="f-{name}"[^>]*>', page).group(0)
+        assert 'type="text"' in field
+        assert 'placeholder="YYYY-MM-DD"' in field
+        assert f'pattern="{escape(DAY.pattern)}"' in field   # what the service accepts
+    refused = sales.get("/workspace/?from=11/30/2026")
+    assert refused.status_code == 422
+    page = refused.get_data(as_text=True)
+    assert "write it as YYYY-MM-DD" in page
+    assert 'value="11/30/2026"' in page                     # kept, to be corrected
+
+
 def test_empty_list(sales):
     assert "No leads yet." in page_text(sales.get("/workspace/"))
     assert "No leads match these filters." in page_text(sales.get("/workspace/?q=zzz"))
+    assert total_shown(page_text(sales.get("/workspace/?q=zzz"))) is None
 
 
 # --- Keyset pages ----------------------------------------------------------------------------
@@ -186,6 +218,15 @@ def test_pages_have_no_gaps_no_repeats_and_a_stable_order(sales, many_leads):
         backward, first = walk(sales, last, "prev")
         assert backward == forward[::-1], query
         assert link(page_text(sales.get(first)), "prev") is None
+
+
+def test_the_total_counts_every_page_not_the_one_shown(sales, many_leads):
+    first = page_text(sales.get("/workspace/?sort=email&dir=asc"))
+    assert len(lead_ids(first)) == 50
+    assert total_shown(first) == "120 leads"
+    assert total_shown(page_text(sales.get(link(first, "next")))) == "120 leads"
+    # lead000 to lead099: more than a page, fewer than all.
+    assert total_shown(page_text(sales.get("/workspace/?q=lead0"))) == "100 leads"
 
 
 def test_a_new_lead_does_not_shift_the_next_page(sales, store, many_leads):

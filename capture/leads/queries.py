@@ -130,6 +130,14 @@ def list_leads(store: Store, lead_filter: LeadFilter | None = None, sort: str = 
                     has_next=backwards or more)
 
 
+def count_leads(store: Store, lead_filter: LeadFilter | None = None, catalog: Catalog | None = None) -> int:
+    """How many leads a filter selects, on every page of the list: the total above it."""
+    stmt = select(func.count()).select_from(Lead).where(
+        *(lead_conditions(lead_filter, catalog) if lead_filter else ()))
+    with store.read() as s:
+        return s.execute(stmt).scalar_one()
+
+
 def lead_timeline(store: Store, lead_id: int) -> list[TimelineEntry]:
     """Everything a lead did, oldest first; a form post comes before the consent it gave."""
     with store.read() as s:

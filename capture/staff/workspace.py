@@ -1,7 +1,7 @@
 """The sales workspace: sign-in, the list of leads and each lead's page, for staff only.
 
 Views parse the request, call the store and render; who may see what is in capture.auth,
-which leads a filter selects in capture.filters. Every page here answers ``no-store`` and a
+which leads a filter selects in capture.leads.filters. Every page here answers ``no-store`` and a
 Content-Security-Policy without scripts: the pages show what visitors typed, and Jinja's
 escaping is the first guard, not the only one.
 """
@@ -31,7 +31,7 @@ from capture.db.models import ConsentEvent, Download, Submission
 from capture.db.store import get_store
 from capture.errors import Problem
 from capture.leads.filters import ARGS, LeadFilter
-from capture.leads.queries import LEAD_SORTS, get_lead, lead_timeline, list_leads
+from capture.leads.queries import LEAD_SORTS, count_leads, get_lead, lead_timeline, list_leads
 from capture.staff import auth, accounts
 
 PAGE_SIZE = 50
@@ -153,10 +153,11 @@ def leads() -> Any:
             errors["cursor"] = [
                 "This page link is not valid for this list any more: start from the first page."]
     params = filter_args(request.args)
-    page = None
+    page, total = None, None
     if not errors:
         page = list_leads(get_store(), lead_filter, sort, direction, limit=PAGE_SIZE, catalog=catalog,
                                       after=None if before else key, before=key if before else None)
+        total = count_leads(get_store(), lead_filter, catalog)
     order = {"sort": sort, "dir": direction}
     links = {}
     if page is not None and page.has_next:
@@ -172,7 +173,7 @@ def leads() -> Any:
     }
     csv_query = urlencode({**params, **order})
     body = render_template(
-        "workspace/leads.html", page=page, errors=errors, args=request.args, catalog=catalog,
+        "workspace/leads.html", page=page, total=total, errors=errors, args=request.args, catalog=catalog,
         sort=sort, direction=direction, order_label=order_label(sort, direction),
         sort_links=sort_links, sort_labels=SORT_LABELS, links=links,
         csv_url=url_for(".leads") + "leads.csv" + ("?" + csv_query if csv_query else ""),
