@@ -112,26 +112,6 @@ def test_missing_file_is_gone_not_an_error(client, form_post, content_dir):
     assert client.get(url).status_code == 410
 
 
-def test_links_sent_before_the_compact_tokens_still_work(client, form_post, store, monkeypatch):
-    """Links already in inboxes when the service is upgraded: a JSON payload, salt "download"."""
-    from itsdangerous import URLSafeTimedSerializer
-
-    link = request_link(client, form_post, "scoring")
-    uid = uuid.UUID(hex=link.rsplit("/", 1)[1].split(".", 1)[0])
-    earlier = URLSafeTimedSerializer(SECRET_KEY, salt="download")
-    with client.get(f"/download/{earlier.dumps({'u': uid.hex, 'r': 'scoring'})}") as response:
-        assert response.status_code == 200
-        assert response.get_data() == TINY_PDF
-    assert [d.resource_id for d in downloads(store)] == ["scoring"]
-
-    monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda self: int(time.time()) - WEEK - 60)
-    old = earlier.dumps({"u": uid.hex, "r": "scoring"})
-    monkeypatch.undo()
-    assert client.get(f"/download/{old}").status_code == 410
-    forged = URLSafeTimedSerializer("another-secret-key-entirely-0123456789", salt="download")
-    assert client.get(f"/download/{forged.dumps({'u': uid.hex, 'r': 'scoring'})}").status_code == 404
-
-
 def test_tokens_name_the_request_and_the_resource():
     claim = DownloadClaim(uuid.uuid4(), "scoring")
     token = sign_download(SECRET_KEY, claim)

@@ -9,6 +9,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -23,7 +24,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from capture import create_app
 from capture.db import migrate
 from capture.web.links import DownloadClaim, sign_download
-from capture.spool import decode, get_spool
+from capture.spool import THREAD_NAME
+from capture.spool.lines import decode
 from capture.db.models import Download, Lead, Submission, metadata
 from capture.db.store import get_store
 from capture.leads.submission import record_submission
@@ -31,6 +33,11 @@ from capture.leads.submission import record_submission
 JSON = {"Accept": "application/json"}
 POSTGRES_DOWN = "postgresql+psycopg://postgres@127.0.0.1:9/test"
 SQLITE_ONLY = pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)
+
+
+def replaying() -> bool:
+    """Whether a thread of this process replays a spool."""
+    return any(t.name == THREAD_NAME and t.is_alive() for t in threading.enumerate())
 
 
 @pytest.fixture
@@ -296,7 +303,7 @@ def test_the_service_replays_by_itself_when_the_database_is_back(spooling, datab
     migrate.upgrade(database_url)
     assert wait_for(lambda: not spool_path.exists())
     assert count(app, Submission) == 1
-    assert wait_for(lambda: not get_spool(app).retrying)
+    assert wait_for(lambda: not replaying())
 
 
 def test_a_restarted_worker_picks_up_what_was_left(spooling, form_post, spool_path):
@@ -310,12 +317,12 @@ def test_a_restarted_worker_picks_up_what_was_left(spooling, form_post, spool_pa
 def test_background_replay_is_off_at_zero(spooling, form_post, spool_path):
     app = spooling(DATABASE_URL=POSTGRES_DOWN, SPOOL_RETRY_SECONDS=0)
     assert app.test_client().post("/submit", data=form_post()).status_code == 303
-    assert not get_spool(app).retrying
+    assert not replaying()
 
 
 APPEND = """
 import json, sys
-from capture.spool import SpoolFile
+from capture.spool.file import SpoolFile
 spool = SpoolFile(sys.argv[1])
 for n in range(int(sys.argv[2])):
     spool.append(json.dumps({"worker": int(sys.argv[3]), "n": n, "pad": "x" * 3000}).encode() + b"\\n")
