@@ -7,7 +7,7 @@ as the service stores them — one to three form posts each, a consent event per
 downloads for half of them, text that needs quoting or neutralising here and there — then, at
 each checkpoint, exports every lead to /dev/null in a child process, twice over:
 
-- **export**: the real path, ``capture.export.write_export`` with the default columns
+- **export**: the real path, ``capture.leads.export.write_export`` with the default columns
   (store query with its joins and subqueries, per-cell conversion and neutralising);
 - **baseline**: one hand-written SELECT of as many columns (the lead, its first and latest
   form post by primary key; the latest post's resource and marketing box standing in for the
@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import create_engine, insert  # noqa: E402
 
-from capture.store import (  # noqa: E402
+from capture.db.models import (  # noqa: E402
     ConsentEvent,
     ConsentTextRow,
     Download,
@@ -142,8 +142,8 @@ def create(url: str) -> None:
 # --- The measured children -----------------------------------------------------------------
 
 def child_export(url: str) -> int:
-    from capture.export import write_export
-    from capture.store import Store
+    from capture.db.store import Store
+    from capture.leads.export import write_export
 
     store = Store(url)
     with open(os.devnull, "wb") as out:

@@ -6,7 +6,7 @@ about 45–50% with one SQLite insert as well. `benchmarks/run.py --ladder` meas
 steps here, beside the baseline and the service:
 
 - ``LADDER_STEP=wtforms``: the baseline plus the service's own form check
-  (``capture.forms.check_submission``: the WTForms form and email-validator);
+  (``capture.web.forms.check_submission``: the WTForms form and email-validator);
 - ``LADDER_STEP=insert``: that, plus one SQLite INSERT of the checked post per request, in a
   file of its own (``LADDER_DATABASE``, made by :func:`create_database` before the server
   starts), with the service's SQLite settings (WAL, ``synchronous=NORMAL``, a busy timeout).
@@ -25,7 +25,7 @@ from pathlib import Path
 from flask import Flask, Response, redirect, request
 
 from capture.catalog import load_catalog
-from capture.forms import check_submission
+from capture.web.forms import check_submission
 
 ROOT = Path(__file__).resolve().parent.parent
 COLUMNS = ("email", "resource_id", "first_name", "last_name", "company", "job_title",

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from capture import create_app
 from capture.catalog import load_catalog
-from capture.migrate import upgrade
+from capture.db.migrate import upgrade
 
 ROOT = Path(__file__).resolve().parent.parent
 WARM_UP = 200

@@ -193,7 +193,7 @@ def check_database_driver(url: str) -> None:
         raise ConfigError(f"LEADGATE_DATABASE_URL must be a SQLite or PostgreSQL URL, not {backend}: "
                           "sqlite:///path/leadgate.db or postgresql+psycopg://user:password@host/db.")
     if backend == "postgresql" and driver != "psycopg":
-        # The form post's write uses psycopg 3's pipeline mode (capture.store).
+        # SQLAlchemy's psycopg 3 dialect is the one Leadgate is tested with.
         raise ConfigError(f"LEADGATE_DATABASE_URL: PostgreSQL is reached through psycopg 3, not {driver}: "
                           "write postgresql+psycopg://user:password@host/db.")
     if backend == "postgresql" and importlib.util.find_spec("psycopg") is None:

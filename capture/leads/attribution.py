@@ -67,7 +67,7 @@ def source_fields(posted: Mapping[str, str], referer: str | None,
     return fields
 
 
-@lru_cache(maxsize=1024)  # the ipaddress module takes ~8 µs; proxies and NATs repeat addresses
+@lru_cache(maxsize=1024)  # the ipaddress module is slow, and proxies and NATs repeat addresses
 def ip_prefix(address: str | None) -> str | None:
     """The visitor's network, never the address: /24 for IPv4, /48 for IPv6 (GDPR Recital 30)."""
     if not address:

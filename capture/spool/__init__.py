@@ -8,7 +8,7 @@ to try again.
 
 The spool (``SPOOL_PATH``, default ``<instance>/spool.jsonl``) holds JSON lines, one object
 per event, each carrying everything needed to replay it: a ``submission`` (every field of a
-:class:`~capture.store.NewSubmission`, its ``uid`` and ``created_at``, and the consent words
+:class:`~capture.leads.submission.NewSubmission`, its ``uid`` and ``created_at``, and the consent words
 themselves) or a ``download`` of a submission that was still spooled. A line is appended
 with one ``write`` in append mode, flushed with ``fsync``, under an exclusive ``flock`` on
 ``<spool>.lock``, so the workers of one host can share the file. A write that fails halfway
@@ -34,7 +34,7 @@ a replay piggy-backed on the next successful write, it empties the spool even wh
 visitor comes after the outage. Several threads (one per worker) are safe: a replay that
 finds another one running skips its turn.
 
-Download links sign the submission's uid (see :mod:`capture.links`), so a link works while
+Download links sign the submission's uid (see :mod:`capture.web.links`), so a link works while
 its submission is only in the spool: the file is served and the download is spooled too, to
 be recorded after the submission.
 """

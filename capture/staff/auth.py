@@ -189,9 +189,8 @@ def _too_many(e: RateLimitExceeded) -> Response:
 class WorkspaceSessions(SecureCookieSessionInterface):
     """Flask's signed-cookie sessions, opened only for the workspace, which alone uses them.
 
-    Flask opens the session of every request; for a form post that was a signing serializer
-    built and the cookies parsed for nothing, a fifth of the framework's own time per request
-    (docs/performance.md). Elsewhere ``session`` is Flask's NullSession: reading it finds it
+    Flask opens the session of every request; for a form post that is a signing serializer
+    built and the cookies parsed for nothing (docs/performance.md). Elsewhere ``session`` is Flask's NullSession: reading it finds it
     empty, writing to it raises.
     """
 
@@ -204,9 +203,8 @@ class WorkspaceSessions(SecureCookieSessionInterface):
 def _limit_the_workspace_only(app: Flask) -> None:
     """Flask-Limiter hooks every request of an app; run its hooks for the workspace alone.
 
-    The sign-in page is the only one with limits, yet the limiter's three hooks cost each
-    form post about 40 µs of the 100 µs the framework spent per request
-    (docs/performance.md). They move from the app's scope to the workspace blueprint's in
+    The sign-in page is the only one with limits, yet the limiter's three hooks were a large
+    part of what the framework spent on each form post (docs/performance.md). They move from the app's scope to the workspace blueprint's in
     Flask's hook registries. A limit on a route outside the workspace needs them back.
     """
     registries = (app.before_request_funcs, app.after_request_funcs, app.teardown_request_funcs)

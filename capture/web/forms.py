@@ -46,8 +46,7 @@ def max_length(limit: int) -> Callable[[Form, StringField], None]:
 
 
 #: Unicode's control characters (category Cc: C0, DEL and C1) and lone surrogates (Cs), found
-#: with one search instead of a unicodedata.category call per character (1 µs instead of 9 µs
-#: on a 90-character URL, for each of the 19 fields of every post).
+#: with one search rather than a unicodedata.category call per character of every field.
 UNSTORABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
@@ -178,9 +177,9 @@ _bound = threading.local()
 def bound_form(catalog: Catalog, check_deliverability: bool) -> LeadForm:
     """This thread's LeadForm, its fields bound once and reloaded for each post.
 
-    Binding the 19 fields (a Field object each, its label, its validators checked) cost WTForms
-    more than processing and validating them: 60% of ``LeadForm(formdata)``, 8% of a form
-    post (docs/performance.md). ``Form.process`` resets every field's data and errors.
+    Binding the fields (a Field object each, its label, its validators checked) costs WTForms
+    more than processing and validating them (docs/performance.md). ``Form.process`` resets
+    every field's data and errors.
     """
     form = getattr(_bound, "form", None)
     if form is None or form.catalog is not catalog or form.check_deliverability != check_deliverability:
