@@ -76,6 +76,18 @@ def known_consent_text(store: Store, sha256: str) -> ConsentText | None:
         return None if row is None else ConsentText(row.kind, row.version, row.text)
 
 
+def lead_consent_texts(store: Store, lead_id: int) -> dict[str, ConsentText]:
+    """The words of every consent box a lead answered, by SHA-256: what the lead page quotes.
+
+    Sales see the exact text behind a version (Art. 7(1): to what words), as the consent
+    events recorded it, not today's wording of that version.
+    """
+    with store.read() as s:
+        rows = s.scalars(select(ConsentTextRow).where(ConsentTextRow.sha256.in_(
+            select(ConsentEvent.sha256).where(ConsentEvent.lead_id == lead_id))))
+        return {row.sha256: ConsentText(row.kind, row.version, row.text) for row in rows}
+
+
 def get_lead(store: Store, lead_id: int) -> Lead | None:
     with store.read() as s:
         return s.get(Lead, lead_id)

@@ -31,7 +31,7 @@ from capture.catalog import get_catalog
 from capture.db.models import ConsentEvent, Download, Submission
 from capture.db.store import get_store
 from capture.leads.filters import ARGS, LeadFilter
-from capture.leads.queries import LEAD_SORTS, get_lead, lead_timeline, list_leads
+from capture.leads.queries import LEAD_SORTS, get_lead, lead_consent_texts, lead_timeline, list_leads
 from capture.staff import auth, accounts
 
 PAGE_SIZE = 50
@@ -205,6 +205,7 @@ def lead(lead_id: int) -> Any:
         first=submissions.get(person.first_submission_id),
         latest=submissions.get(person.last_submission_id),
         terms=consent.get("terms"), marketing=consent.get("marketing"),
+        consent_texts=lead_consent_texts(store, lead_id),
         downloads=sum(isinstance(e.item, Download) for e in timeline))
 
 
