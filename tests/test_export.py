@@ -82,12 +82,38 @@ def test_latest_marketing_choice_counts(store):
     record(store, marketing_opt_in=False, created_at=T0 + timedelta(days=1))
     record(store, "bob@example.com", marketing_opt_in=False, created_at=T0)
     ann, bob = rows(store)
-    assert (ann["marketing_opt_in"], ann["marketing_opt_in_at"]) == ("no", "2026-11-03T08:30:00Z")
+    assert (ann["marketing_opt_in"], ann["marketing_opt_in_at"]) == ("no", "")  # withdrawn
     assert bob["marketing_opt_in"] == "no"
 
 
+def test_marketing_opt_in_at_is_the_opt_in_in_force(runner, store):
+    record(store, "never@example.com", created_at=T0)
+    record(store, "never@example.com", resource_id="scoring", created_at=T0 + timedelta(days=1))
+    record(store, "once@example.com", marketing_opt_in=True, created_at=T0 + timedelta(hours=2))
+    record(store, "renewed@example.com", marketing_opt_in=True, created_at=T0)
+    record(store, "renewed@example.com", marketing_opt_in=True, created_at=T0 + timedelta(days=3))
+    record(store, "back@example.com", marketing_opt_in=True, created_at=T0)
+    record(store, "back@example.com", created_at=T0 + timedelta(days=1))  # withdrawn…
+    record(store, "back@example.com", marketing_opt_in=True, created_at=T0 + timedelta(days=5))  # …and given
+    expected = {
+        "never@example.com": ("no", ""),
+        "once@example.com": ("yes", "2026-11-02T10:30:00Z"),
+        "renewed@example.com": ("yes", "2026-11-05T08:30:00Z"),
+        "back@example.com": ("yes", "2026-11-07T08:30:00Z"),
+    }
+    found = export_rows(runner)  # the default columns: what sales opens
+    assert {r["email"]: (r["marketing_opt_in"], r["marketing_opt_in_at"]) for r in found} == expected
+    lines = export(runner, "--format", "jsonl", "--columns", "email,marketing_opt_in,marketing_opt_in_at")
+    assert [json.loads(line) for line in lines.splitlines()] == [
+        {"email": "never@example.com", "marketing_opt_in": False, "marketing_opt_in_at": None},
+        {"email": "once@example.com", "marketing_opt_in": True, "marketing_opt_in_at": "2026-11-02T10:30:00Z"},
+        {"email": "renewed@example.com", "marketing_opt_in": True, "marketing_opt_in_at": "2026-11-05T08:30:00Z"},
+        {"email": "back@example.com", "marketing_opt_in": True, "marketing_opt_in_at": "2026-11-07T08:30:00Z"},
+    ]
+
+
 def test_timestamps_are_iso_8601_utc(store):
-    record(store)
+    record(store, marketing_opt_in=True)
     [row] = rows(store)
     for name in ("first_seen", "last_seen", "marketing_opt_in_at"):
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", row[name])

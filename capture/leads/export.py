@@ -26,7 +26,8 @@ written as it is (NUL and lone surrogates are refused when a form is posted).
 
 ``marketing_opt_in`` is ``yes`` only when the latest form the person sent had the box ticked
 (an unticked box later is read as "no" — the cautious reading); ``marketing_opt_in_at`` is
-when that latest choice was made.
+when the opt-in in force was given — the time of that latest choice when it was yes (a box
+ticked again later renews it), empty when it was no or the person never ticked the box.
 
 JSON Lines (``--format jsonl``) carries the raw values — text as typed, ``true``/``false``,
 numbers, ``null`` for no time, a list for ``resources`` — with no ``'`` prefixes: JSON is read
@@ -92,7 +93,8 @@ COLUMNS: dict[str, Column] = {c.name: c for c in (
     Column("last_download_at", TIME, "When a download link of theirs was last used."),
     Column("terms_version", TEXT, "Version of the terms accepted on the latest request."),
     Column("marketing_opt_in", FLAG, "yes when the latest marketing choice was to opt in."),
-    Column("marketing_opt_in_at", TIME, "When that latest marketing choice was made."),
+    Column("marketing_opt_in_at", TIME, "When the opt-in in force was given (the latest choice, "
+           "if yes); empty when the latest choice was no or there was never a yes."),
     Column("marketing_version", TEXT, "Version of the marketing text of that latest choice."),
     Column("first_seen", TIME, "When the person first sent a form."),
     Column("last_seen", TIME, "When the person last sent a form."),

@@ -170,8 +170,9 @@ def iter_export_rows(store: Store, lead_filter: LeadFilter | None = None, *,
     and subqueries the columns need are in it. The database hands values over ready to
     write, because a million-lead export spends its time in per-row Python: text is ""
     when empty, times are ISO 8601 UTC text (``2026-11-23T12:00:00Z``) or None, counts and
-    ids ints, ``marketing_opt_in`` a bool (False when never asked) and ``resources`` the
-    resource ids of the lead's posts joined by ``;``, repeats included, in no order.
+    ids ints, ``marketing_opt_in`` a bool (False when never asked), ``marketing_opt_in_at``
+    None unless that latest choice was yes, and ``resources`` the resource ids of the lead's
+    posts joined by ``;``, repeats included, in no order.
     """
     first, latest, marketing = aliased(Submission), aliased(Submission), aliased(ConsentEvent)
     iso = _iso_text(store.engine.dialect.name)
@@ -192,7 +193,8 @@ def iter_export_rows(store: Store, lead_filter: LeadFilter | None = None, *,
                                 .where(Download.lead_id == Lead.id).scalar_subquery()),
         "terms_version": func.coalesce(latest.terms_version, ""),
         "marketing_opt_in": func.coalesce(marketing.granted, false()),
-        "marketing_opt_in_at": iso(marketing.created_at),
+        # The opt-in in force: the latest choice's time when it was yes, else NULL.
+        "marketing_opt_in_at": case((marketing.granted, iso(marketing.created_at))),
         "marketing_version": func.coalesce(marketing.version, ""),
         "first_seen": iso(Lead.first_seen), "last_seen": iso(Lead.last_seen),
     }
