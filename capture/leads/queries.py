@@ -29,8 +29,9 @@ EXPORT_SOURCE_FIELDS = (*SOURCE_FIELDS, "resource_id")
 EXPORT_COLUMNS = (
     "id", "email", *PROFILE_FIELDS,
     *(f"first_{f}" for f in EXPORT_SOURCE_FIELDS), *(f"latest_{f}" for f in EXPORT_SOURCE_FIELDS),
-    "resources", "submissions", "downloads", "last_download_at", "terms_version",
-    "marketing_opt_in", "marketing_opt_in_at", "marketing_version", "first_seen", "last_seen",
+    "resources", "submissions", "downloads", "last_download_at", "terms_version", "terms_sha256",
+    "marketing_opt_in", "marketing_opt_in_at", "marketing_version", "marketing_sha256",
+    "first_seen", "last_seen",
 )
 
 #: What the lead list can be sorted by, in the words of its links.
@@ -192,10 +193,12 @@ def iter_export_rows(store: Store, lead_filter: LeadFilter | None = None, *,
         "last_download_at": iso(select(func.max(Download.created_at))
                                 .where(Download.lead_id == Lead.id).scalar_subquery()),
         "terms_version": func.coalesce(latest.terms_version, ""),
+        "terms_sha256": func.coalesce(latest.terms_sha256, ""),
         "marketing_opt_in": func.coalesce(marketing.granted, false()),
         # The opt-in in force: the latest choice's time when it was yes, else NULL.
         "marketing_opt_in_at": case((marketing.granted, iso(marketing.created_at))),
         "marketing_version": func.coalesce(marketing.version, ""),
+        "marketing_sha256": func.coalesce(marketing.sha256, ""),
         "first_seen": iso(Lead.first_seen), "last_seen": iso(Lead.last_seen),
     }
     unknown = [c for c in columns if c not in expressions]
@@ -205,9 +208,9 @@ def iter_export_rows(store: Store, lead_filter: LeadFilter | None = None, *,
     wanted = set(columns)
     if wanted & ({f"first_{f}" for f in EXPORT_SOURCE_FIELDS} | {"resources"}):
         stmt = stmt.outerjoin(first, first.id == Lead.first_submission_id)
-    if wanted & ({f"latest_{f}" for f in EXPORT_SOURCE_FIELDS} | {"terms_version"}):
+    if wanted & ({f"latest_{f}" for f in EXPORT_SOURCE_FIELDS} | {"terms_version", "terms_sha256"}):
         stmt = stmt.outerjoin(latest, latest.id == Lead.last_submission_id)
-    if wanted & {"marketing_opt_in", "marketing_opt_in_at", "marketing_version"}:
+    if wanted & {"marketing_opt_in", "marketing_opt_in_at", "marketing_version", "marketing_sha256"}:
         stmt = stmt.outerjoin(marketing, marketing.id == latest_marketing(ConsentEvent.id))
     stmt = (
         stmt.where(*(lead_conditions(lead_filter, catalog) if lead_filter else ()))
