@@ -92,17 +92,18 @@ class ChildServer:
 
 class LiveServer(ChildServer):
     """`leadgate serve` with its own database (a SQLite file in workdir unless a URL is given)
-    and its own instance folder in workdir."""
+    and its own instance folder in workdir; ``settings`` are more LEADGATE_* variables."""
 
     def __init__(self, workdir: Path, database_url: str | None = None, workers: int = 2,
-                 site_dir: Path | None = None, build: bool = True, code: Path | None = None):
+                 site_dir: Path | None = None, build: bool = True, code: Path | None = None,
+                 settings: dict[str, str] | None = None):
         self.leadgate = str(BIN / "leadgate")
         self.database_url = database_url or f"sqlite:///{workdir / 'live.db'}"
         port = free_port()
         # An instance folder of its own: the spool there is replayed into this server's database
         # only, never into another server's that runs at the same time.
         env = {"LEADGATE_DATABASE_URL": self.database_url, "LEADGATE_SECRET_KEY": SECRET_KEY,
-               "LEADGATE_INSTANCE_PATH": str(workdir / "instance")}
+               "LEADGATE_INSTANCE_PATH": str(workdir / "instance"), **(settings or {})}
         if code is not None:
             # Another checkout's capture/ and content/: first on the command's path, and the
             # working directory, which gunicorn puts first on its workers' path.

@@ -22,6 +22,8 @@ from leads import consent_events, find_lead
 from live import LiveServer
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+#: The live server's DOWNLOAD_MAX_AGE: not the default week, so "2 hours" can only come from it.
+LINK_MAX_AGE = 2 * 3600
 # Flags for a closed network: no background fetches, no sandbox (CI runs as root).
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -71,6 +73,8 @@ def test_visitor_downloads_ebook_and_sales_sees_the_source(live_server, page):
 
     link = page.locator("a[href*='/download/']")
     link.wait_for(timeout=15_000)
+    # The note says how long the link lasts, as the thank-you page does (LINK_MAX_AGE).
+    assert "The link is made for you and works for 2 hours." in page.locator(".leadgate-success").inner_text()
     with page.expect_download() as info:
         link.click()
     download = info.value
@@ -112,6 +116,7 @@ def test_without_javascript_the_plain_form_still_delivers(live_server, browser):
         page.locator("form[data-leadgate-form] button[type=submit]").click()
         page.wait_for_url("**/thanks/**")
         token = page.url.rsplit("/thanks/", 1)[1]
+        assert "This link is personal and works for 2 hours after your request." in page.inner_text("body")
         with page.expect_download() as info:
             page.locator("a[href*='/download/']").first.click()
         assert info.value.suggested_filename == "lead-scoring-sales-trusts.pdf"
@@ -337,5 +342,6 @@ def test_workspace_list_breaks_no_word_and_scrolls_the_table_alone(
 
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory):
-    with LiveServer(tmp_path_factory.mktemp("live")) as server:
+    with LiveServer(tmp_path_factory.mktemp("live"),
+                    settings={"LEADGATE_DOWNLOAD_MAX_AGE": str(LINK_MAX_AGE)}) as server:
         yield server

@@ -697,6 +697,18 @@ def test_success_shows_the_download_link_in_place(page) -> None:
     assert link.get_attribute("href") == "https://get.example.com/download/t1"
     assert link.inner_text() == "Download “Lead scoring <sales> trusts” (PDF)"
     assert "Thank you" in success.inner_text()
+    # A service older than the script does not say how long its links last: nothing invented.
+    assert "The link is made for you and expires after a while." in success.inner_text()
+
+
+def test_success_says_how_long_the_link_works(page) -> None:
+    open_landing(page)
+    page.service.replies.append({"status": 201, "body": {
+        "ok": True, "download_url": "https://get.example.com/download/t1",
+        "link_valid_for": "1 hour and 30 minutes", "resource": {"id": "scoring", "title": "Scoring"}}})
+    fill_and_send(page)
+    note = page.wait_for_selector(".leadgate-success__note").inner_text()
+    assert note.startswith("The link is made for you and works for 1 hour and 30 minutes. ")
 
 
 def test_field_errors_appear_beside_their_fields(page) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 
@@ -96,6 +97,40 @@ def test_link_still_valid_within_its_age(make_app, form_post, monkeypatch):
     monkeypatch.undo()
     with client.get(url) as response:
         assert response.status_code == 200
+
+
+def visible_text(page: str) -> str:
+    return " ".join(re.sub(r"<[^>]+>", " ", page).split())
+
+
+@pytest.mark.parametrize(("max_age", "words"), [
+    (3600, "1 hour"),
+    (WEEK, "7 days"),
+    (90 * 60, "1 hour and 30 minutes"),
+    (86400 + 60, "1 day and 1 minute"),
+    (45, "45 seconds"),
+])
+def test_both_paths_state_the_lifetime_of_the_link(make_app, form_post, max_age, words):
+    client = make_app(DOWNLOAD_MAX_AGE=max_age).test_client()
+    answer = client.post("/submit", data=form_post(), headers=JSON).get_json()
+    assert answer["link_valid_for"] == words  # the page script shows it (tests/test_browser.py)
+    thanks = client.get(client.post("/submit", data=form_post()).headers["Location"])
+    assert f"This link is personal and works for {words} after your request." in visible_text(
+        thanks.get_data(as_text=True))
+
+
+def test_the_stated_hour_is_the_real_lifetime(make_app, form_post, monkeypatch):
+    client = make_app(DOWNLOAD_MAX_AGE=3600).test_client()
+    links = {}
+    for age in (3600 - 60, 3600 + 60):  # sent that many seconds ago
+        monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda self: int(time.time()) - age)
+        links[age] = client.post("/submit", data=form_post()).headers["Location"]
+        monkeypatch.undo()
+    page = client.get(links[3600 - 60]).get_data(as_text=True)
+    assert "works for 1 hour after your request" in page
+    with client.get(links[3600 - 60].replace("/thanks/", "/download/")) as response:
+        assert response.status_code == 200
+    assert client.get(links[3600 + 60].replace("/thanks/", "/download/")).status_code == 410
 
 
 def test_resource_removed_since_the_link_was_sent(make_app, content_dir, form_post):

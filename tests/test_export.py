@@ -36,7 +36,9 @@ HEADER = [
 def record(store, email: str = "ann@example.com", **fields) -> None:
     fields.setdefault("resource_id", "leads-vs-prospects")
     fields.setdefault("marketing_opt_in", False)
-    record_submission(store, NewSubmission(email=email, terms=TERMS, marketing=MARKETING, **fields))
+    fields.setdefault("terms", TERMS)
+    fields.setdefault("marketing", MARKETING)
+    record_submission(store, NewSubmission(email=email, **fields))
 
 
 def rows(store) -> list[dict[str, str]]:
@@ -82,12 +84,75 @@ def test_latest_marketing_choice_counts(store):
     record(store, marketing_opt_in=False, created_at=T0 + timedelta(days=1))
     record(store, "bob@example.com", marketing_opt_in=False, created_at=T0)
     ann, bob = rows(store)
-    assert (ann["marketing_opt_in"], ann["marketing_opt_in_at"]) == ("no", "2026-11-03T08:30:00Z")
+    assert (ann["marketing_opt_in"], ann["marketing_opt_in_at"]) == ("no", "")  # withdrawn
     assert bob["marketing_opt_in"] == "no"
 
 
-def test_timestamps_are_iso_8601_utc(store):
+def test_marketing_opt_in_at_is_the_opt_in_in_force(runner, store):
+    record(store, "never@example.com", created_at=T0)
+    record(store, "never@example.com", resource_id="scoring", created_at=T0 + timedelta(days=1))
+    record(store, "once@example.com", marketing_opt_in=True, created_at=T0 + timedelta(hours=2))
+    record(store, "renewed@example.com", marketing_opt_in=True, created_at=T0)
+    record(store, "renewed@example.com", marketing_opt_in=True, created_at=T0 + timedelta(days=3))
+    record(store, "back@example.com", marketing_opt_in=True, created_at=T0)
+    record(store, "back@example.com", created_at=T0 + timedelta(days=1))  # withdrawn…
+    record(store, "back@example.com", marketing_opt_in=True, created_at=T0 + timedelta(days=5))  # …and given
+    expected = {
+        "never@example.com": ("no", ""),
+        "once@example.com": ("yes", "2026-11-02T10:30:00Z"),
+        "renewed@example.com": ("yes", "2026-11-05T08:30:00Z"),
+        "back@example.com": ("yes", "2026-11-07T08:30:00Z"),
+    }
+    found = export_rows(runner)  # the default columns: what sales opens
+    assert {r["email"]: (r["marketing_opt_in"], r["marketing_opt_in_at"]) for r in found} == expected
+    lines = export(runner, "--format", "jsonl", "--columns", "email,marketing_opt_in,marketing_opt_in_at")
+    assert [json.loads(line) for line in lines.splitlines()] == [
+        {"email": "never@example.com", "marketing_opt_in": False, "marketing_opt_in_at": None},
+        {"email": "once@example.com", "marketing_opt_in": True, "marketing_opt_in_at": "2026-11-02T10:30:00Z"},
+        {"email": "renewed@example.com", "marketing_opt_in": True, "marketing_opt_in_at": "2026-11-05T08:30:00Z"},
+        {"email": "back@example.com", "marketing_opt_in": True, "marketing_opt_in_at": "2026-11-07T08:30:00Z"},
+    ]
+
+
+def test_consent_hashes_name_the_exact_words(runner, store):
+    new_terms = ConsentText("terms", "terms-2027-01", "I agree that my details are stored for a year.")
+    new_marketing = ConsentText("marketing", "marketing-2027-01", "Send me news and invitations.")
+    record(store, marketing_opt_in=True, created_at=T0)
+    record(store, resource_id="scoring", terms=new_terms, marketing=new_marketing,
+           created_at=T0 + timedelta(days=1))
+    record(store, "bob@example.com", marketing_opt_in=True, created_at=T0)
+    columns = "email,terms_version,terms_sha256,marketing_opt_in,marketing_version,marketing_sha256"
+    ann, bob = export_rows(runner, "--columns", columns)
+    # Ann's latest post showed the new words; she declined their marketing text.
+    assert list(ann.values()) == ["ann@example.com", "terms-2027-01", new_terms.sha256, "no",
+                                  "marketing-2027-01", new_marketing.sha256]
+    assert list(bob.values()) == ["bob@example.com", "terms-2026-11", TERMS.sha256, "yes",
+                                  "marketing-2026-11", MARKETING.sha256]
+    [line, _] = export(runner, "--format", "jsonl", "--columns", "terms_sha256,marketing_sha256").splitlines()
+    assert json.loads(line) == {"terms_sha256": new_terms.sha256, "marketing_sha256": new_marketing.sha256}
+    assert "terms_sha256" not in export_rows(runner)[0]  # not in the default set
+
+
+def test_hash_columns_need_no_join_of_their_own(store):
     record(store)
+    joins = []
+
+    def watch(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT"):
+            joins.append(statement.upper().count(" JOIN "))
+
+    event.listen(store.engine, "before_cursor_execute", watch)
+    try:
+        for columns in (("email",), ("email", "terms_version", "marketing_version"),
+                        ("email", "terms_version", "terms_sha256", "marketing_version", "marketing_sha256")):
+            b"".join(iter_export(store, ExportOptions(columns=columns)))
+    finally:
+        event.remove(store.engine, "before_cursor_execute", watch)
+    assert joins == [0, 2, 2]
+
+
+def test_timestamps_are_iso_8601_utc(store):
+    record(store, marketing_opt_in=True)
     [row] = rows(store)
     for name in ("first_seen", "last_seen", "marketing_opt_in_at"):
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", row[name])

@@ -30,7 +30,9 @@ def record(store, email: str, **fields):
     fields.setdefault("resource_id", "leads-vs-prospects")
     fields.setdefault("marketing_opt_in", False)
     fields.setdefault("created_at", T0)
-    lead, _ = record_submission(store, NewSubmission(email=email, terms=TERMS, marketing=MARKETING, **fields))
+    fields.setdefault("terms", TERMS)
+    fields.setdefault("marketing", MARKETING)
+    lead, _ = record_submission(store, NewSubmission(email=email, **fields))
     return lead
 
 
@@ -296,6 +298,7 @@ def test_lead_page_profile_source_consent_and_timeline(sales, store):
     assert "<dd>linkedin</dd>" in latest and "<dd>Lead scoring sales trusts</dd>" in latest
 
     timeline = re.sub(r"\s+", " ", page.split('<ol class="ws-timeline">')[1].split("</ol>")[0])
+    timeline = re.sub(r"<details>.*?</details>", "", timeline)  # the consent words: the next test
     steps = [re.sub(r"<[^>]+>", "", step).strip() for step in timeline.split("<li")[1:]]
     events = [re.sub(r"^class=\"ws-\w+\"> \S+ \S+ UTC ", "", step) for step in steps]
     assert events == [
@@ -307,6 +310,34 @@ def test_lead_page_profile_source_consent_and_timeline(sales, store):
         "Accepted the terms (terms-2026-11)",
         "Did not opt in to marketing emails (marketing-2026-11)",
     ]
+
+
+def words_and_hash(html_part: str) -> list[tuple[str, str]]:
+    """(words, SHA-256) of each consent text quoted in a part of the lead page, in order."""
+    return [(html.unescape(words), sha) for words, sha in re.findall(
+        r'<blockquote class="ws-words">(.*?)</blockquote>\s*<p class="ws-hash">SHA-256 <code>(\w+)</code>',
+        html_part, re.S)]
+
+
+def test_lead_page_quotes_the_consent_words_and_their_hash(sales, store):
+    terms_2 = ConsentText("terms", "terms-2027-01", "I agree that Acme & partners store <my> details.\nSee the notice.")
+    marketing_2 = ConsentText("marketing", "marketing-2027-01", "Send me news & event invitations.")
+    lead = record(store, "ann@acme.example", marketing_opt_in=False, created_at=T0)
+    record(store, "ann@acme.example", resource_id="scoring", terms=terms_2, marketing=marketing_2,
+           marketing_opt_in=True, created_at=T0 + timedelta(days=3))
+
+    page = page_text(sales.get(f"/workspace/leads/{lead.id}"))
+    consent = page.split('<h2 id="consent">')[1].split("</section>")[0]
+    # The latest choices, each with the exact words the person saw and their fingerprint.
+    assert "Accepted terms-2027-01 on" in consent and "Opted in (marketing-2027-01," in consent
+    assert words_and_hash(consent) == [(terms_2.text, terms_2.sha256), (marketing_2.text, marketing_2.sha256)]
+    # Every consent in the timeline quotes what was shown then: the old words for the first post.
+    timeline = page.split('<ol class="ws-timeline">')[1].split("</ol>")[0]
+    assert words_and_hash(timeline) == [
+        (TERMS.text, TERMS.sha256), (MARKETING.text, MARKETING.sha256),
+        (terms_2.text, terms_2.sha256), (marketing_2.text, marketing_2.sha256),
+    ]
+    assert "Acme &amp; partners store &lt;my&gt; details." in page  # as text, never as markup
 
 
 def test_timeline_order_in_the_store(store):

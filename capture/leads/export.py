@@ -15,6 +15,8 @@ Formula neutralising (OWASP CSV Injection), by the kind of a column:
   it. ``Ann-Marie`` and ``foo@example.org`` stay as they are; ``-2+3`` becomes ``'-2+3``.
 - **time** — ISO 8601 UTC written by the service (``2026-11-23T12:00:00Z``), empty when none.
 - **yes/no** — ``marketing_opt_in``.
+- **sha-256** — the fingerprint of a consent text: 64 lower-case hex digits, computed by the
+  service from the words shown (the words themselves are on the lead's workspace page).
 - **number** — the lead id and counts, written by the database; never negative.
 - **resource id** — catalog slugs (lower-case letters, digits, single hyphens, checked when the
   form is posted), ``;``-joined in ``resources``.
@@ -26,7 +28,8 @@ written as it is (NUL and lone surrogates are refused when a form is posted).
 
 ``marketing_opt_in`` is ``yes`` only when the latest form the person sent had the box ticked
 (an unticked box later is read as "no" — the cautious reading); ``marketing_opt_in_at`` is
-when that latest choice was made.
+when the opt-in in force was given — the time of that latest choice when it was yes (a box
+ticked again later renews it), empty when it was no or the person never ticked the box.
 
 JSON Lines (``--format jsonl``) carries the raw values — text as typed, ``true``/``false``,
 numbers, ``null`` for no time, a list for ``resources`` — with no ``'`` prefixes: JSON is read
@@ -53,7 +56,8 @@ from capture.leads.queries import iter_export_rows
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "＝", "＋", "－", "＠")
 BOM = "\ufeff".encode()
 
-TEXT, TIME, FLAG, NUMBER, RESOURCE, RESOURCES = "text", "time", "yes/no", "number", "resource id", "resource ids"
+TEXT, TIME, FLAG, NUMBER, HASH = "text", "time", "yes/no", "number", "sha-256"
+RESOURCE, RESOURCES = "resource id", "resource ids"
 FORMATS = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson; charset=utf-8"}
 TRUE, FALSE = frozenset({"1", "true", "yes", "on"}), frozenset({"0", "false", "no", "off", ""})
 
@@ -91,9 +95,12 @@ COLUMNS: dict[str, Column] = {c.name: c for c in (
     Column("downloads", NUMBER, "How many times the person's download links were used."),
     Column("last_download_at", TIME, "When a download link of theirs was last used."),
     Column("terms_version", TEXT, "Version of the terms accepted on the latest request."),
+    Column("terms_sha256", HASH, "SHA-256 of the exact terms text accepted on the latest request."),
     Column("marketing_opt_in", FLAG, "yes when the latest marketing choice was to opt in."),
-    Column("marketing_opt_in_at", TIME, "When that latest marketing choice was made."),
+    Column("marketing_opt_in_at", TIME, "When the opt-in in force was given (the latest choice, "
+           "if yes); empty when the latest choice was no or there was never a yes."),
     Column("marketing_version", TEXT, "Version of the marketing text of that latest choice."),
+    Column("marketing_sha256", HASH, "SHA-256 of the exact marketing text of that latest choice."),
     Column("first_seen", TIME, "When the person first sent a form."),
     Column("last_seen", TIME, "When the person last sent a form."),
 )}

@@ -29,8 +29,9 @@ EXPORT_SOURCE_FIELDS = (*SOURCE_FIELDS, "resource_id")
 EXPORT_COLUMNS = (
     "id", "email", *PROFILE_FIELDS,
     *(f"first_{f}" for f in EXPORT_SOURCE_FIELDS), *(f"latest_{f}" for f in EXPORT_SOURCE_FIELDS),
-    "resources", "submissions", "downloads", "last_download_at", "terms_version",
-    "marketing_opt_in", "marketing_opt_in_at", "marketing_version", "first_seen", "last_seen",
+    "resources", "submissions", "downloads", "last_download_at", "terms_version", "terms_sha256",
+    "marketing_opt_in", "marketing_opt_in_at", "marketing_version", "marketing_sha256",
+    "first_seen", "last_seen",
 )
 
 #: What the lead list can be sorted by, in the words of its links.
@@ -74,6 +75,18 @@ def known_consent_text(store: Store, sha256: str) -> ConsentText | None:
     with store.read() as s:
         row = s.get(ConsentTextRow, sha256)
         return None if row is None else ConsentText(row.kind, row.version, row.text)
+
+
+def lead_consent_texts(store: Store, lead_id: int) -> dict[str, ConsentText]:
+    """The words of every consent box a lead answered, by SHA-256: what the lead page quotes.
+
+    Sales see the exact text behind a version (Art. 7(1): to what words), as the consent
+    events recorded it, not today's wording of that version.
+    """
+    with store.read() as s:
+        rows = s.scalars(select(ConsentTextRow).where(ConsentTextRow.sha256.in_(
+            select(ConsentEvent.sha256).where(ConsentEvent.lead_id == lead_id))))
+        return {row.sha256: ConsentText(row.kind, row.version, row.text) for row in rows}
 
 
 def get_lead(store: Store, lead_id: int) -> Lead | None:
@@ -166,8 +179,9 @@ def iter_export_rows(store: Store, lead_filter: LeadFilter | None = None, *,
     and subqueries the columns need are in it. The database hands values over ready to
     write, because a million-lead export spends its time in per-row Python: text is ""
     when empty, times are ISO 8601 UTC text (``2026-11-23T12:00:00Z``) or None, counts and
-    ids ints, ``marketing_opt_in`` a bool (False when never asked) and ``resources`` the
-    resource ids of the lead's posts joined by ``;``, repeats included, in no order.
+    ids ints, ``marketing_opt_in`` a bool (False when never asked), ``marketing_opt_in_at``
+    None unless that latest choice was yes, and ``resources`` the resource ids of the lead's
+    posts joined by ``;``, repeats included, in no order.
     """
     first, latest, marketing = aliased(Submission), aliased(Submission), aliased(ConsentEvent)
     iso = _iso_text(store.engine.dialect.name)
@@ -187,9 +201,12 @@ def iter_export_rows(store: Store, lead_filter: LeadFilter | None = None, *,
         "last_download_at": iso(select(func.max(Download.created_at))
                                 .where(Download.lead_id == Lead.id).scalar_subquery()),
         "terms_version": func.coalesce(latest.terms_version, ""),
+        "terms_sha256": func.coalesce(latest.terms_sha256, ""),
         "marketing_opt_in": func.coalesce(marketing.granted, false()),
-        "marketing_opt_in_at": iso(marketing.created_at),
+        # The opt-in in force: the latest choice's time when it was yes, else NULL.
+        "marketing_opt_in_at": case((marketing.granted, iso(marketing.created_at))),
         "marketing_version": func.coalesce(marketing.version, ""),
+        "marketing_sha256": func.coalesce(marketing.sha256, ""),
         "first_seen": iso(Lead.first_seen), "last_seen": iso(Lead.last_seen),
     }
     unknown = [c for c in columns if c not in expressions]
@@ -199,9 +216,9 @@ def iter_export_rows(store: Store, lead_filter: LeadFilter | None = None, *,
     wanted = set(columns)
     if wanted & ({f"first_{f}" for f in EXPORT_SOURCE_FIELDS} | {"resources"}):
         stmt = stmt.outerjoin(first, first.id == Lead.first_submission_id)
-    if wanted & ({f"latest_{f}" for f in EXPORT_SOURCE_FIELDS} | {"terms_version"}):
+    if wanted & ({f"latest_{f}" for f in EXPORT_SOURCE_FIELDS} | {"terms_version", "terms_sha256"}):
         stmt = stmt.outerjoin(latest, latest.id == Lead.last_submission_id)
-    if wanted & {"marketing_opt_in", "marketing_opt_in_at", "marketing_version"}:
+    if wanted & {"marketing_opt_in", "marketing_opt_in_at", "marketing_version", "marketing_sha256"}:
         stmt = stmt.outerjoin(marketing, marketing.id == latest_marketing(ConsentEvent.id))
     stmt = (
         stmt.where(*(lead_conditions(lead_filter, catalog) if lead_filter else ()))

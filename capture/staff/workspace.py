@@ -31,7 +31,14 @@ from capture.db.models import ConsentEvent, Download, Submission
 from capture.db.store import get_store
 from capture.errors import Problem
 from capture.leads.filters import ARGS, LeadFilter
-from capture.leads.queries import LEAD_SORTS, count_leads, get_lead, lead_timeline, list_leads
+from capture.leads.queries import (
+    LEAD_SORTS,
+    count_leads,
+    get_lead,
+    lead_consent_texts,
+    lead_timeline,
+    list_leads,
+)
 from capture.staff import auth, accounts
 
 PAGE_SIZE = 50
@@ -200,6 +207,7 @@ def lead(lead_id: int) -> Any:
         first=submissions.get(person.first_submission_id),
         latest=submissions.get(person.last_submission_id),
         terms=consent.get("terms"), marketing=consent.get("marketing"),
+        consent_texts=lead_consent_texts(store, lead_id),
         downloads=sum(isinstance(e.item, Download) for e in timeline))
 
 

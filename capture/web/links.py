@@ -25,6 +25,26 @@ class DownloadClaim:
     resource_id: str
 
 
+#: The units a link's lifetime is told in, largest first. No weeks: "7 days" reads at a glance.
+_UNITS = (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1))
+
+
+def valid_for(max_age: int) -> str:
+    """DOWNLOAD_MAX_AGE (positive seconds) in words: "7 days", "1 hour and 30 minutes".
+
+    The one wording of a link's lifetime, exact rather than rounded: the thank-you page shows
+    it, and the JSON answer to the page script carries it for the script to show.
+    """
+    parts = []
+    for name, seconds in _UNITS:
+        count, max_age = divmod(max_age, seconds)
+        if count:
+            parts.append(f"{count} {name}{'s' if count != 1 else ''}")
+    if len(parts) == 1:
+        return parts[0]
+    return ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
 class LinkInvalid(Exception):
     """The token was not signed by us, was altered, or is not a token at all."""
 

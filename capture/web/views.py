@@ -33,7 +33,14 @@ from capture.leads.queries import known_consent_text
 from capture.leads.submission import NewSubmission
 from capture.spool import SpoolError, get_spool
 from capture.web.forms import Checked, check_submission
-from capture.web.links import DownloadClaim, LinkExpired, LinkInvalid, read_download, sign_download
+from capture.web.links import (
+    DownloadClaim,
+    LinkExpired,
+    LinkInvalid,
+    read_download,
+    sign_download,
+    valid_for,
+)
 
 SUBMIT = "/submit"
 #: The privacy notice's page on the site (content/privacy.md).
@@ -128,7 +135,8 @@ def submit() -> Response:
         return redirect(thanks_url, 303)
     response = jsonify(
         ok=True, download_url=url_for(".download", token=token, _external=True),
-        thanks_url=thanks_url, resource={"id": resource.id, "title": resource.title})
+        thanks_url=thanks_url, link_valid_for=valid_for(current_app.config["DOWNLOAD_MAX_AGE"]),
+        resource={"id": resource.id, "title": resource.title})
     response.status_code = 201
     return response
 
@@ -182,7 +190,7 @@ def thanks(token: str) -> Response:
     _, resource = open_link(token)
     content = render_template(
         "thanks_region.html", resource=resource, download_url=url_for(".download", token=token),
-        valid_days=max(1, current_app.config["DOWNLOAD_MAX_AGE"] // 86400), catalog_url=site_link())
+        link_valid_for=valid_for(current_app.config["DOWNLOAD_MAX_AGE"]), catalog_url=site_link())
     return private(make_response(in_site_shell(MESSAGE_REGION, MESSAGE_PAGE, "Thank you", content)))
 
 

@@ -194,7 +194,11 @@
     }
     var note = document.createElement("p");
     note.className = "leadgate-success__note";
-    note.textContent = "The link is made for you and expires after a while. " +
+    // The service says how long its links last (DOWNLOAD_MAX_AGE in words); a service older
+    // than this script does not, and then the note stays vague rather than wrong.
+    var lifetime = typeof data.link_valid_for === "string" && data.link_valid_for ?
+      "works for " + data.link_valid_for : "expires after a while";
+    note.textContent = "The link is made for you and " + lifetime + ". " +
       "If it stops working, fill in the form again for a fresh one.";
     box.appendChild(note);
 
