@@ -51,7 +51,8 @@ from typing import Any, BinaryIO
 from capture.catalog import Catalog
 from capture.db.store import Store
 from capture.leads.filters import LeadFilter
-from capture.leads.queries import iter_export_rows
+from capture.leads.fields import BY_NAME, CHOICE, PROFILE_FIELDS
+from capture.leads.queries import EXPORT_SOURCE_FIELDS, iter_export_rows
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "＝", "＋", "－", "＠")
 BOM = "\ufeff".encode()
@@ -69,27 +70,30 @@ class Column:
     description: str
 
 
-#: Each of store.EXPORT_SOURCE_FIELDS as the column descriptions name it.
-_SOURCE = {
-    "utm_source": "utm_source", "utm_medium": "utm_medium", "utm_campaign": "utm_campaign",
-    "utm_term": "utm_term", "utm_content": "utm_content", "referrer": "referring page",
-    "landing_page": "landing page", "resource_id": "resource id",
-}
+def _named(name: str) -> str:
+    """How a column description names a form field: its label from the field contract."""
+    label = BY_NAME[name].label.lower()
+    return f"{label} ({name})" if name.startswith("utm_") else label
+
+
+def _profile(name: str) -> Column:
+    """A profile column: the newest non-empty value the person gave in that field."""
+    spec = BY_NAME[name]
+    choice = ", one of the choices in leadgate.yml" if spec.kind == CHOICE else ""
+    return Column(name, TEXT, f"Newest non-empty {_named(name)}{choice}, at most {spec.limit} characters.")
+
+
+def _source(name: str, which: str) -> Column:
+    kind = RESOURCE if name == "resource_id" else TEXT
+    return Column(f"{which}_{name}", kind, f"The {_named(name)} of the person's {which} request.")
 
 #: Every column, in the order ``all`` gives them.
 COLUMNS: dict[str, Column] = {c.name: c for c in (
     Column("id", NUMBER, "The lead's number: stable, to match one export with the next."),
     Column("email", TEXT, "Email address as last typed (one lead per address, whatever its case)."),
-    Column("first_name", TEXT, "Newest non-empty first name the person gave."),
-    Column("last_name", TEXT, "Newest non-empty last name."),
-    Column("company", TEXT, "Newest non-empty company."),
-    Column("job_title", TEXT, "Newest non-empty job title."),
-    Column("company_size", TEXT, "Newest non-empty company size (a choice from leadgate.yml)."),
-    Column("industry", TEXT, "Newest non-empty industry (a choice from leadgate.yml)."),
-    *(Column(f"first_{f}", RESOURCE if f == "resource_id" else TEXT,
-             f"The {label} of the person's first request.") for f, label in _SOURCE.items()),
-    *(Column(f"latest_{f}", RESOURCE if f == "resource_id" else TEXT,
-             f"The {label} of the person's latest request.") for f, label in _SOURCE.items()),
+    *(_profile(name) for name in PROFILE_FIELDS),
+    *(_source(name, "first") for name in EXPORT_SOURCE_FIELDS),
+    *(_source(name, "latest") for name in EXPORT_SOURCE_FIELDS),
     Column("resources", RESOURCES, "Every resource the person requested, ;-joined, sorted."),
     Column("submissions", NUMBER, "How many forms the person sent."),
     Column("downloads", NUMBER, "How many times the person's download links were used."),
