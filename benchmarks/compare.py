@@ -1,10 +1,12 @@
 """Whether a change makes form posts faster: versions of the service in interleaved wrk rounds.
 
-    .venv/bin/python benchmarks/compare.py [--rounds 12] [--duration 4] REV [REV ...]
+    .venv/bin/python benchmarks/compare.py [--rounds 12] [--duration 4] [--database sqlite|postgresql]
+                                           REV [REV ...]
 
 Each REV is a git revision (a commit, branch or tag) or WORKTREE (the working tree's tracked
 files as they are now). Each version is exported to a folder of its own (git archive) and served
-from there by `leadgate serve` on a new SQLite file, 2 sync workers, beside the baseline of
+from there by `leadgate serve` on a new SQLite file (with --database postgresql, a throwaway
+PostgreSQL database of its own on live.POSTGRES_URL), 2 sync workers, beside the baseline of
 benchmarks/run.py. Every round drives the baseline, then each version (in reverse order every
 other round), with wrk for --duration seconds: whatever the machine is doing at that moment
 weighs on all of them, which separate runs of run.py cannot promise (on a shared VM the same
@@ -25,7 +27,17 @@ import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
-from run import ROOT, ChildServer, LiveServer, Result, benchmark_app, wrk
+from run import (
+    POSTGRES_URL,
+    ROOT,
+    ChildServer,
+    LiveServer,
+    PostgresUnavailable,
+    Result,
+    benchmark_app,
+    postgres_database,
+    wrk,
+)
 
 from capture.catalog import load_catalog
 
@@ -55,6 +67,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=12, help="rounds (12)")
     parser.add_argument("--duration", type=float, default=4, help="seconds per wrk run (4)")
     parser.add_argument("--connections", type=int, default=16, help="concurrent clients (16)")
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite",
+                        help="where each version stores its posts (sqlite)")
+    parser.add_argument("--postgres-url", default=POSTGRES_URL,
+                        help=f"PostgreSQL server for --database postgresql ({POSTGRES_URL})")
     args = parser.parse_args()
     if not (1 <= args.duration <= 60 and 1 <= args.rounds <= 50 and 1 <= args.connections <= 256
             and len(args.revisions) <= 6):
@@ -71,7 +87,13 @@ def main() -> None:
             name = f"{n}:{export(revision, code)}"
             workdir = tmp / f"run{n}"
             workdir.mkdir()
-            servers[name] = stack.enter_context(LiveServer(workdir, code=code))
+            url = None
+            if args.database == "postgresql":
+                try:
+                    url = stack.enter_context(postgres_database("leadgate_compare", args.postgres_url))
+                except PostgresUnavailable as e:
+                    raise SystemExit(str(e)) from None
+            servers[name] = stack.enter_context(LiveServer(workdir, url, code=code))
             print(f"{name} is {revision}, served from {code}", file=sys.stderr)
         for server in servers.values():
             wrk(server, catalog, 2, args.connections)  # warm-up
