@@ -122,25 +122,31 @@ def test_times_are_utc_and_timezone_aware(store):
         assert moment.tzinfo is not None and moment.utcoffset() == timedelta(0)
 
 
-def test_a_failure_midway_leaves_nothing(store, monkeypatch):
+#: A trigger that makes the database refuse the consent events, the post's last statement.
+REFUSE_CONSENT_EVENTS = {
+    "sqlite": ["CREATE TRIGGER refuse BEFORE INSERT ON consent_events "
+               "BEGIN SELECT RAISE(ABORT, 'the disk refused the write'); END"],
+    "postgresql": ["CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                   "$$ BEGIN RAISE EXCEPTION 'the disk refused the write'; END $$",
+                   "CREATE TRIGGER refuse BEFORE INSERT ON consent_events "
+                   "FOR EACH ROW EXECUTE FUNCTION refuse()"],
+}
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["driver", "sqlalchemy"])
+def test_a_failure_midway_leaves_nothing(store, direct):
     """The database fails at the last statement (the consent events): the lead, submission
     and consent texts written before it are rolled back, and the error is SQLAlchemy's."""
-    driver_error = store.engine.dialect.loaded_dbapi.OperationalError
-    dialect = store.engine.dialect
-    real_many = dialect.do_executemany
-
-    def fail_on_consent_events(cursor, statement, parameters, context=None):
-        if statement.startswith("INSERT INTO consent_events"):
-            raise driver_error("disk I/O error")
-        return real_many(cursor, statement, parameters, context)
-
-    monkeypatch.setattr(dialect, "do_executemany", fail_on_consent_events)
-    with pytest.raises(OperationalError, match="disk I/O error"):
-        record_submission(store, new())
-    monkeypatch.undo()
+    with store.engine.begin() as conn:
+        for statement in REFUSE_CONSENT_EVENTS[store.dialect]:
+            conn.execute(text(statement))
+    with pytest.raises(SQLAlchemyError, match="the disk refused the write"):
+        record_submission(store, new(), direct=direct)
     for model in (Lead, Submission, ConsentTextRow, ConsentEvent):
         assert count(store, model) == 0, model.__tablename__
-    record_submission(store, new())
+    with store.engine.begin() as conn:
+        conn.execute(text("DROP TRIGGER refuse" + (" ON consent_events" if store.dialect == "postgresql" else "")))
+    record_submission(store, new(), direct=direct)
     assert count(store, Lead) == 1
 
 
@@ -403,3 +409,40 @@ def test_nothing_connects_before_first_use(tmp_path: Path, content_dir):
     store = get_store(app)
     assert find_lead(store, "ann@example.com") is None
     store.dispose()
+
+
+def stored_rows(store) -> list[list[tuple]]:
+    """Every row a post writes, without ids and times of storage, in a comparable order."""
+    with store.read() as s:
+        leads = s.execute(select(Lead.email, Lead.first_name, Lead.company, Lead.first_seen,
+                                 Lead.last_seen).order_by(Lead.email_key)).all()
+        submissions = s.execute(select(Submission.uid, Submission.email, Submission.first_name,
+                                       Submission.utm_source, Submission.user_agent,
+                                       Submission.marketing_opt_in).order_by(Submission.uid)).all()
+        events = s.execute(select(ConsentEvent.kind, ConsentEvent.granted, ConsentEvent.sha256,
+                                  ConsentEvent.created_at).order_by(ConsentEvent.created_at,
+                                                                    ConsentEvent.kind)).all()
+        texts = s.execute(select(ConsentTextRow.sha256, ConsentTextRow.text).order_by(ConsentTextRow.sha256)).all()
+    return [list(leads), list(submissions), list(events), list(texts)]
+
+
+def test_both_ways_of_running_a_post_store_the_same_rows(store):
+    """The driver's cursor (every visitor's post) and SQLAlchemy's execution (spool replays)
+    run the same statements: the same posts leave the same rows, replays included."""
+    t0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+    posts = [new("Ann@example.com", first_name="Ann", created_at=t0, utm_source="news"),
+             new("ann@example.com", company="Acme", created_at=t0 + timedelta(hours=1),
+                 marketing_opt_in=True, user_agent="u" * 600),
+             new("bob@example.com", created_at=t0 - timedelta(days=1))]
+    outcomes = []
+    for direct in (True, False):
+        answers = [record_submission(store, data, direct=direct) for data in (*posts, posts[0])]
+        outcomes.append((stored_rows(store), [(lead.email, lead.first_name, lead.company,
+                                               submission.uid) for lead, submission in answers]))
+        with store.engine.begin() as conn:
+            conn.execute(text("DELETE FROM consent_events"))
+            conn.execute(text("UPDATE leads SET first_submission_id = NULL, last_submission_id = NULL"))
+            for table in ("submissions", "leads", "consent_texts"):
+                conn.execute(text(f"DELETE FROM {table}"))
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][1][-1] == ("ann@example.com", "Ann", "Acme", posts[0].uid)  # the replay

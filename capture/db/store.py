@@ -12,13 +12,15 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from capture.db.checkpoint import Checkpointer
 from capture.db.engine import SQLITE_BUSY_TIMEOUT_MS, create_store_engine, writing
+from capture.db.writes import CoreWrites, Writes, driver_transaction
 
 EXTENSION = "leadgate.store"
 
@@ -33,19 +35,22 @@ class Store:
     def __init__(self, url: str, *, sqlite_busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS):
         self.url = url
         self.sqlite_busy_timeout_ms = sqlite_busy_timeout_ms
-        self._made: tuple[Engine, sessionmaker[Session], sessionmaker[Session]] | None = None
+        self._made: tuple[Engine, Engine, sessionmaker[Session], sessionmaker[Session]] | None = None
+        #: DriverWrites' compiled statements, shared by this store's transactions.
+        self._compiled: dict[Any, Any] = {}
         self._lock = threading.Lock()
         self._checkpointer: Checkpointer | None = None
 
-    def _connected(self) -> tuple[Engine, sessionmaker[Session], sessionmaker[Session]]:
-        """The engine and its reading and writing session factories, made on first use:
-        after any fork."""
+    def _connected(self) -> tuple[Engine, Engine, sessionmaker[Session], sessionmaker[Session]]:
+        """The engine, the same engine for writing, and session factories for reading and
+        writing, made on first use: after any fork."""
         if self._made is None:
             with self._lock:
                 if self._made is None:
                     engine = create_store_engine(self.url, busy_timeout_ms=self.sqlite_busy_timeout_ms)
-                    self._made = (engine, sessionmaker(engine, expire_on_commit=False),
-                                  sessionmaker(writing(engine), expire_on_commit=False))
+                    write_engine = writing(engine)
+                    self._made = (engine, write_engine, sessionmaker(engine, expire_on_commit=False),
+                                  sessionmaker(write_engine, expire_on_commit=False))
         return self._made
 
     @property
@@ -69,23 +74,28 @@ class Store:
     @contextmanager
     def read(self) -> Iterator[Session]:
         """A session for queries; closed (and its transaction ended) on exit."""
-        with self._connected()[1]() as session:
+        with self._connected()[2]() as session:
             yield session
 
     @contextmanager
     def write(self) -> Iterator[Session]:
         """One write transaction in an ORM session: committed on success, rolled back on any
         exception. On SQLite it holds the write lock from its start."""
-        with self._connected()[2].begin() as session:
+        with self._connected()[3].begin() as session:
             yield session
         self._written()
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        """One write transaction on a Core connection, for the writes every visitor causes
-        (no ORM unit of work); committed on success, rolled back on any exception."""
-        with writing(self.engine).begin() as connection:
-            yield connection
+    def writes(self, *, direct: bool = True) -> Iterator[Writes]:
+        """One write transaction of Core statements (no ORM unit of work): committed on
+        success, rolled back on any exception. ``direct`` runs them on the driver's cursor
+        (:class:`~capture.db.writes.DriverWrites`), else through SQLAlchemy's execution."""
+        if direct:
+            with driver_transaction(self.engine, self._compiled, self.sqlite_busy_timeout_ms) as writes:
+                yield writes
+        else:
+            with self._connected()[1].begin() as connection:
+                yield CoreWrites(connection)
         self._written()
 
     def _written(self) -> None:

@@ -2,8 +2,9 @@
 
 :func:`record_submission` is the only write path of a post, the same statements on SQLite and
 PostgreSQL (``INSERT … ON CONFLICT`` exists in both). Everything a post stores is one more
-statement inside its ``with store.transaction()`` block, so it is committed with the rest or
-not at all; a spool replay runs the same function (it is idempotent on the submission's uid).
+statement inside its ``with store.writes()`` block, so it is committed with the rest or not at
+all, whichever way the block runs them (capture.db.writes); a spool replay runs the same
+function (it is idempotent on the submission's uid).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Insert, Update, bindparam, select, update
+from sqlalchemy import Insert, Select, Update, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from capture.catalog import ConsentText
@@ -65,13 +66,15 @@ class _Statements(NamedTuple):
     submission: Insert
     lead_update: Update
     consent_event: Insert
+    stored_submission: Select
+    stored_lead: Select
 
 
 @cache
 def _statements(dialect: str) -> _Statements:
     """The post's statements for one database, built once (SQLAlchemy caches their SQL)."""
     insert = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}[dialect]
-    leads = Lead.__table__
+    leads, submissions = Lead.__table__, Submission.__table__
     lead = insert(leads)
     return _Statements(
         consent_text=insert(ConsentTextRow.__table__).on_conflict_do_nothing(index_elements=["sha256"]),
@@ -80,18 +83,20 @@ def _statements(dialect: str) -> _Statements:
         lead=lead.on_conflict_do_update(index_elements=["email_key"],
                                         set_={"email_key": lead.excluded.email_key})
         .returning(*leads.c),
-        submission=insert(Submission.__table__).on_conflict_do_nothing(index_elements=["uid"])
-        .returning(Submission.__table__.c.id),
+        submission=insert(submissions).on_conflict_do_nothing(index_elements=["uid"])
+        .returning(submissions.c.id),
         lead_update=update(leads).where(leads.c.id == bindparam("lead_id")),
         consent_event=insert(ConsentEvent.__table__),
+        stored_submission=select(submissions).where(submissions.c.uid == bindparam("uid")),
+        stored_lead=select(leads).where(leads.c.id == bindparam("lead_id")),
     )
 
 
-def record_submission(store: Store, data: NewSubmission) -> tuple[Lead, Submission]:
+def record_submission(store: Store, data: NewSubmission, *, direct: bool = True) -> tuple[Lead, Submission]:
     """Store a valid form post in one transaction: lead upsert, submission, consent.
 
     Idempotent on ``data.uid``: recording a submission again (a spool replay) adds nothing
-    and returns what the first time stored.
+    and returns what the first time stored. ``direct`` as in :meth:`Store.writes`.
     """
     at = data.created_at
     profile = {name: getattr(data, name) for name in PROFILE_FIELDS}
@@ -103,34 +108,29 @@ def record_submission(store: Store, data: NewSubmission) -> tuple[Lead, Submissi
         "terms_sha256": data.terms.sha256, "marketing_opt_in": data.marketing_opt_in,
         "marketing_version": data.marketing.version, "marketing_sha256": data.marketing.sha256,
     }
-    with store.transaction() as connection:
-        sql = _statements(connection.dialect.name)
-        connection.execute(sql.consent_text, [
+    sql = _statements(store.dialect)
+    with store.writes(direct=direct) as tx:
+        tx.run(sql.consent_text, [
             {"sha256": text.sha256, "kind": text.kind, "version": text.version, "text": text.text,
              "first_seen": at} for text in (data.terms, data.marketing)])
         # A new lead is inserted with this post's details, so that only its submission ids
         # change below; a known lead comes back as it was and is merged.
-        row = connection.execute(sql.lead, {
+        [row] = tx.rows(sql.lead, {
             "email": data.email, "email_key": email_key(data.email), "first_seen": at,
-            "last_seen": at, **profile}).mappings().one()
-        submission_id = connection.execute(sql.submission, {**submission, "lead_id": row["id"]}).scalar()
-        if submission_id is None:  # stored before: a replay
-            return _stored(connection, data.uid)
+            "last_seen": at, **profile})
+        inserted = tx.rows(sql.submission, {**submission, "lead_id": row["id"]})
+        if not inserted:  # stored before: a replay
+            [stored] = tx.rows(sql.stored_submission, {"uid": data.uid})
+            [lead] = tx.rows(sql.stored_lead, {"lead_id": stored["lead_id"]})
+            return Lead(**lead), Submission(**stored)
+        submission_id = inserted[0]["id"]
         lead = merged_lead(row, profile, data.email, at, submission_id)
         changed = {name: lead[name] for name in MERGED_FIELDS if lead[name] != row[name]}
         if changed:
-            connection.execute(sql.lead_update, {"lead_id": lead["id"], **changed})
-        connection.execute(sql.consent_event, [
+            tx.run(sql.lead_update, {"lead_id": lead["id"], **changed})
+        tx.run(sql.consent_event, [
             {"lead_id": lead["id"], "submission_id": submission_id, "kind": text.kind,
              "granted": granted, "version": text.version, "sha256": text.sha256, "created_at": at,
              "ip_prefix": data.ip_prefix}
             for text, granted in ((data.terms, True), (data.marketing, data.marketing_opt_in))])
     return Lead(**lead), Submission(id=submission_id, lead_id=lead["id"], **submission)
-
-
-def _stored(connection: Connection, uid: uuid.UUID) -> tuple[Lead, Submission]:
-    """The lead and submission stored earlier under this uid."""
-    submissions, leads = Submission.__table__, Lead.__table__
-    stored = connection.execute(select(submissions).where(submissions.c.uid == uid)).mappings().one()
-    lead = connection.execute(select(leads).where(leads.c.id == stored["lead_id"])).mappings().one()
-    return Lead(**lead), Submission(**stored)
