@@ -15,12 +15,21 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from flask import Flask, Response, current_app, jsonify, make_response, render_template, request, url_for
+from flask import (
+    Flask,
+    Response,
+    current_app,
+    jsonify,
+    make_response,
+    render_template,
+    request,
+    url_for,
+)
 from markupsafe import Markup
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
-from capture.web.shells import fill, read_shell, with_base
+from capture.shells import fill, read_shell, with_base
 
 #: The page of the built site whose shell frames the service's own pages (docs/architecture.md).
 MESSAGE_PAGE = "thanks/"

@@ -31,7 +31,7 @@ from mkdocs.config import load_config
 from mkdocs.exceptions import Abort, PluginError
 
 from capture.catalog import load_catalog
-from capture.leads.fields import BY_NAME
+from capture.fields import BY_NAME
 from conftest import ROOT, write_resource
 
 CAPTURE_URL = "https://get.example.com/"

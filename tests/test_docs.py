@@ -7,7 +7,7 @@ import ast
 import re
 from pathlib import Path
 
-from capture.leads.fields import FIELDS
+from capture.fields import FIELDS
 
 ROOT = Path(__file__).resolve().parent.parent
 ARCHITECTURE = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")

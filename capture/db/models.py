@@ -2,7 +2,7 @@
 
 Alembic's migrations (capture/db/migrations) are generated from and checked against it; the
 service never creates a table itself. Column limits of the form's fields come from the field
-contract (capture.leads.fields).
+contract (capture.fields).
 """
 
 from __future__ import annotations
@@ -11,10 +11,20 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Index, MetaData, String, Text, TypeDecorator, Uuid
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    Uuid,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from capture.leads.fields import EMAIL_MAX, RESOURCE_ID_MAX, limit
+from capture.fields import EMAIL_MAX, RESOURCE_ID_MAX, limit
 
 #: Kept from the browser's User-Agent header (longer ones are cut).
 USER_AGENT_MAX = 500

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from urllib.parse import parse_qs, urlsplit
 
-from capture.leads.fields import SOURCE_FIELDS, URL_MAX, UTM_FIELDS, UTM_MAX
+from capture.fields import SOURCE_FIELDS, URL_MAX, UTM_FIELDS, UTM_MAX
 
 
 @lru_cache(maxsize=256)  # every post asks for the service's own origin and the page's

@@ -50,8 +50,8 @@ from typing import Any, BinaryIO
 
 from capture.catalog import Catalog
 from capture.db.store import Store
+from capture.fields import BY_NAME, CHOICE, PROFILE_FIELDS
 from capture.leads.filters import LeadFilter
-from capture.leads.fields import BY_NAME, CHOICE, PROFILE_FIELDS
 from capture.leads.queries import EXPORT_SOURCE_FIELDS, iter_export_rows
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "＝", "＋", "－", "＠")

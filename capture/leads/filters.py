@@ -46,7 +46,7 @@ from sqlalchemy import ColumnElement, false, func, or_, select
 
 from capture.catalog import SLUG, Catalog
 from capture.db.models import ConsentEvent, Lead, Submission
-from capture.leads.fields import EMAIL_MAX, RESOURCE_ID_MAX, UTM_MAX
+from capture.fields import EMAIL_MAX, RESOURCE_ID_MAX, UTM_MAX
 
 #: Parameter name (query string, API, CLI) → LeadFilter field.
 ARGS = {

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from capture.leads.fields import PROFILE_FIELDS
+from capture.fields import PROFILE_FIELDS
 
 #: The lead's columns the merge may change.
 MERGED_FIELDS = ("email", "first_seen", "last_seen", "first_submission_id", "last_submission_id",

@@ -17,8 +17,13 @@ from sqlalchemy.orm import aliased
 from capture.catalog import ConsentText
 from capture.db.models import ConsentEvent, ConsentTextRow, Download, Lead, Submission
 from capture.db.store import Store
-from capture.leads.fields import PROFILE_FIELDS, SOURCE_FIELDS
-from capture.leads.filters import LeadFilter, latest_marketing, lead_conditions, marketing_granted
+from capture.fields import PROFILE_FIELDS, SOURCE_FIELDS
+from capture.leads.filters import (
+    LeadFilter,
+    latest_marketing,
+    lead_conditions,
+    marketing_granted,
+)
 
 if TYPE_CHECKING:
     from capture.catalog import Catalog

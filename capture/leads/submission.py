@@ -28,7 +28,7 @@ from capture.db.models import (
     utcnow,
 )
 from capture.db.store import Store
-from capture.leads.fields import PROFILE_FIELDS, SOURCE_FIELDS
+from capture.fields import PROFILE_FIELDS, SOURCE_FIELDS
 from capture.leads.merge import MERGED_FIELDS, email_key, merged_lead
 
 

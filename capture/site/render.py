@@ -17,7 +17,7 @@ import jinja2
 from markupsafe import Markup
 
 from capture.catalog import Resource, Settings
-from capture.leads.fields import BY_NAME
+from capture.fields import BY_NAME
 
 #: ``capture/templates``: the form fragment shared with the capture service.
 SHARED_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"

@@ -39,7 +39,7 @@ from capture.leads.queries import (
     lead_timeline,
     list_leads,
 )
-from capture.staff import auth, accounts
+from capture.staff import accounts, auth
 
 PAGE_SIZE = 50
 #: The first click on a column sorts dates newest first and text A to Z.

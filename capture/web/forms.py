@@ -22,7 +22,7 @@ from wtforms import Form, StringField
 from wtforms.validators import InputRequired, StopValidation, ValidationError
 
 from capture.catalog import Catalog, ConsentText, Resource
-from capture.leads.fields import (
+from capture.fields import (
     CHECKBOX,
     FIELDS,
     MARKETING_VALUE,
@@ -76,7 +76,7 @@ def text(label: str, limit: int, *validators: Callable) -> StringField:
 
 
 def contract_field(spec: Field) -> StringField:
-    """The WTForms field of one field of the contract (capture.leads.fields)."""
+    """The WTForms field of one field of the contract (capture.fields)."""
     if spec.kind == CHECKBOX:
         return StringField(spec.label)  # compared to its one value, in LeadForm
     required = [InputRequired(EMAIL_REQUIRED)] if spec.name == "email" else []

@@ -26,9 +26,16 @@ from flask import (
 
 from capture.catalog import Resource, get_catalog
 from capture.db.store import get_store
-from capture.errors import MESSAGE_PAGE, MESSAGE_REGION, Problem, in_site_shell, site_link, wants_json
+from capture.errors import (
+    MESSAGE_PAGE,
+    MESSAGE_REGION,
+    Problem,
+    in_site_shell,
+    site_link,
+    wants_json,
+)
+from capture.fields import BY_NAME
 from capture.leads.attribution import ip_prefix, is_site_page, origin_of, source_fields
-from capture.leads.fields import BY_NAME
 from capture.leads.queries import known_consent_text
 from capture.leads.submission import NewSubmission
 from capture.spool import SpoolError, get_spool
