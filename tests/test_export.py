@@ -311,7 +311,7 @@ def test_neutralising_by_kind_of_column(runner, store):
 def test_every_column_parameter_and_option_is_documented():
     from pathlib import Path
 
-    from capture.cli import EXPORT_OPTIONS
+    from capture.cli.export import EXPORT_OPTIONS
     from capture.leads.export import COLUMNS
 
     text = (Path(__file__).resolve().parent.parent / "docs" / "export.md").read_text(encoding="utf-8")

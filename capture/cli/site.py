@@ -1,0 +1,92 @@
+"""`leadgate build` and `leadgate serve`: the static site, and the site with the service."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from capture.cli.db import upgrade_database
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+
+
+@click.command()
+@click.option("-f", "--config-file", default="mkdocs.yml", show_default=True,
+              type=click.Path(exists=True, dir_okay=False), help="The MkDocs configuration.")
+@click.option("-d", "--site-dir", type=click.Path(file_okay=False),
+              help="Where to write the site (default: site_dir from the configuration).")
+def build(config_file: str, site_dir: str | None) -> None:
+    """Build the static site from content/."""
+    out = _build(config_file, site_dir)
+    click.echo(f"Site built in {out}", err=True)
+
+
+def _build(config_file: str, site_dir: str | None) -> Path:
+    from capture.site.build import SiteBuildError, build_site
+
+    try:
+        return build_site(config_file, site_dir)
+    except SiteBuildError as e:
+        raise click.ClickException(f"The site could not be built.\n{e}") from None
+
+
+@click.command()
+@click.option("--host", default=DEFAULT_HOST, show_default=True, help="Address to listen on.")
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=int)
+@click.option("--workers", type=click.IntRange(1, 64),
+              help="gunicorn worker processes (default: $WEB_CONCURRENCY, else 2).")
+@click.option("--demo", is_flag=True,
+              help="Local demo: use (or create) instance/secret_key instead of LEADGATE_SECRET_KEY.")
+@click.option("--dev", is_flag=True, help="Flask's development server with the reloader.")
+@click.option("--build/--no-build", "build_first", default=True, show_default=True,
+              help="Build the site before serving it.")
+@click.option("-f", "--config-file", default="mkdocs.yml", show_default=True,
+              type=click.Path(dir_okay=False))
+@click.option("-d", "--site-dir", type=click.Path(file_okay=False),
+              help="The built site to serve (default: site_dir from the configuration).")
+@click.option("--upgrade/--no-upgrade", default=None,
+              help="Migrate the database to the newest schema first (default: $LEADGATE_AUTO_UPGRADE, "
+                   "else yes).")
+def serve(host: str, port: int, workers: int | None, demo: bool, dev: bool, build_first: bool,
+          config_file: str, site_dir: str | None, upgrade: bool | None) -> None:
+    """Serve the built site and the capture service together (default http://127.0.0.1:8000)."""
+    from capture import create_app
+    from capture.config import ConfigError
+
+    if build_first:
+        site = _build(config_file, site_dir)
+    else:
+        site = Path(site_dir or "site")
+        if not (site / "index.html").is_file():
+            raise click.ClickException(f"No built site in {site}: run `leadgate build` first.")
+    env = {"LEADGATE_SITE_DIR": str(site.resolve())}
+    if demo:
+        env["LEADGATE_DEMO"] = "true"
+    os.environ.update(env)
+    try:
+        app = create_app({"DEBUG": True} if dev else None)
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+    if app.config["AUTO_UPGRADE"] if upgrade is None else upgrade:
+        # Once, here, before any worker starts: workers never change the schema.
+        upgrade_database(app.config["DATABASE_URL"])
+    click.echo(f"Leadgate on http://{host}:{port}/", err=True)
+    if dev:
+        app.run(host=host, port=port, debug=True)
+        return
+    # The settings operators use too; gunicorn imports the factory in each worker after
+    # forking, so no database connection is ever shared across processes.
+    # gunicorn puts the working directory first on sys.path, so a worker may import capture from
+    # a source tree while this process imported an installed copy: pin the instance folder
+    # (database, secret, spool) to the one resolved here.
+    os.environ["LEADGATE_INSTANCE_PATH"] = app.instance_path
+    argv = [sys.executable, "-m", "gunicorn", "-c", "python:capture.gunicorn_conf",
+            "--bind", f"{host}:{port}"]
+    if workers is not None:
+        argv += ["--workers", str(workers)]
+    os.execv(sys.executable, [*argv, "capture:create_app()"])
+
