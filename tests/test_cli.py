@@ -9,12 +9,63 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 from click.testing import CliRunner
 
 from capture.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
-LEADGATE = str(Path(sys.executable).parent / "leadgate")
+BIN = Path(sys.executable).parent
+LEADGATE = str(BIN / "leadgate")
+
+
+def run(argv: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """A command as an operator types it: no LEADGATE_* variables but ``env``, and a fresh
+    instance folder so no demo secret from an earlier run is found."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("LEADGATE_")}
+    clean["LEADGATE_INSTANCE_PATH"] = str(tmp_path / "instance")
+    return subprocess.run(argv, cwd=ROOT, env={**clean, **env}, capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_help_lists_only_leadgates_commands_and_options(tmp_path):
+    result = run([LEADGATE, "--help"], tmp_path)
+    assert (result.returncode, result.stderr) == (0, "")
+    options, commands = result.stdout.split("Options:\n")[1].split("Commands:\n")
+    assert options.split() == ["--help", "Show", "this", "message", "and", "exit."]
+    assert [line.split()[0] for line in commands.splitlines()] == [
+        "build", "db", "export", "serve", "spool", "token", "user"]
+
+
+def _walk(command: click.Command, path: str = "leadgate"):
+    yield path, command
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _walk(sub, f"{path} {name}")
+
+
+def test_every_option_and_argument_is_explained_in_help():
+    unexplained = []
+    for path, command in _walk(main):
+        assert command.help, f"{path} has no help"
+        for param in command.params:
+            if isinstance(param, click.Argument):
+                # click arguments take no help text: the command's own help names them.
+                if param.human_readable_name not in command.help:
+                    unexplained.append(f"{path} {param.human_readable_name}")
+            elif not param.help:
+                unexplained.append(f"{path} {param.opts[0]}")
+    assert not unexplained
+
+
+def test_flask_runs_the_same_commands(tmp_path, database_url, content_dir):
+    result = run([str(BIN / "flask"), "--app", "capture", "user", "list"], tmp_path,
+                 LEADGATE_DATABASE_URL=database_url, LEADGATE_CONTENT_DIR=str(content_dir),
+                 LEADGATE_SECRET_KEY="k" * 32)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    result = run([str(BIN / "flask"), "--app", "capture", "export", "--columns", "email"], tmp_path,
+                 LEADGATE_DATABASE_URL=database_url, LEADGATE_CONTENT_DIR=str(content_dir),
+                 LEADGATE_SECRET_KEY="k" * 32)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "email\n", "")
 
 
 def test_build_writes_the_site_from_content(tmp_path):

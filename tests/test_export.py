@@ -198,7 +198,7 @@ def test_export_command_filters_like_a_sales_rep(runner, store):
     assert [(r["email"], r["latest_utm_campaign"]) for r in found] == [("ann@acme.example", "q4")]
     found = export_rows(runner, "--search", "ACME", "--marketing", "no")
     assert [r["email"] for r in found] == ["bob@acme.example"]
-    found = export_rows(runner, "--q", "initech", "--type", "ebook", "--resource", "leads-vs-prospects")
+    found = export_rows(runner, "-s", "initech", "--type", "ebook", "--resource", "leads-vs-prospects")
     assert [r["email"] for r in found] == ["cy@initech.example"]
 
 

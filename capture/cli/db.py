@@ -7,10 +7,11 @@ from contextlib import contextmanager
 
 import click
 from flask import current_app
-from flask.cli import with_appcontext
+
+from capture.cli.command import group
 
 
-@click.group()
+@group()
 def db() -> None:
     """The database's schema: Leadgate's migrations bring it to the version this code needs."""
 
@@ -35,14 +36,12 @@ def upgrade_database(url: str) -> None:
 
 
 @db.command("upgrade")
-@with_appcontext
 def db_upgrade() -> None:
     """Create the tables, or migrate them to the newest schema; does nothing when up to date."""
     upgrade_database(current_app.config["DATABASE_URL"])
 
 
 @db.command("current")
-@with_appcontext
 def db_current() -> None:
     """Show the database's schema revision and the one this version of Leadgate needs."""
     from capture.db import migrate

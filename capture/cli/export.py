@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import click
-from flask.cli import with_appcontext
+
+from capture.cli.command import command
 
 #: Export parameter (as in a query string) → the option that sets it, for error messages.
 EXPORT_OPTIONS = {
-    "q": "--q", "from": "--from", "to": "--to", "resource": "--resource", "type": "--type",
+    "q": "--search", "from": "--from", "to": "--to", "resource": "--resource", "type": "--type",
     "utm_source": "--utm-source", "utm_medium": "--utm-medium", "utm_campaign": "--utm-campaign",
     "marketing": "--marketing", "columns": "--columns", "format": "--format", "excel": "--excel",
 }
 
 
-@click.command()
-@click.option("-o", "--output", type=click.File("wb", lazy=True), default="-",
+@command()
+@click.option("-o", "--output", type=click.File("wb", lazy=True), default="-", metavar="FILE",
               help="Write to FILE instead of standard output.")
-@click.option("--q", "--search", "q", metavar="TEXT",
+@click.option("-s", "--search", "q", metavar="TEXT",
               help="Part of the email, first or last name, or company, in any case.")
 @click.option("--from", "seen_from", metavar="YYYY-MM-DD",
               help="Leads who sent a form on or after this day (UTC).")
@@ -35,7 +36,6 @@ EXPORT_OPTIONS = {
 @click.option("--format", "fmt", default="csv", show_default=True, metavar="csv|jsonl",
               help="csv for spreadsheets, jsonl (one JSON object a line) for programs.")
 @click.option("--excel", is_flag=True, help="Start the CSV with a UTF-8 BOM so Excel reads it as UTF-8.")
-@with_appcontext
 def export(output, q, seen_from, seen_to, resource, resource_type, utm_source, utm_medium,
            utm_campaign, marketing, columns, fmt, excel) -> None:
     """Export leads as CSV or JSON Lines: one row per lead, with source and consent.

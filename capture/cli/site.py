@@ -8,13 +8,15 @@ from pathlib import Path
 
 import click
 
+from capture.cli.command import command
+
 from capture.cli.db import upgrade_database
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 
 
-@click.command()
+@command(needs_app=False)
 @click.option("-f", "--config-file", default="mkdocs.yml", show_default=True,
               type=click.Path(exists=True, dir_okay=False), help="The MkDocs configuration.")
 @click.option("-d", "--site-dir", type=click.Path(file_okay=False),
@@ -34,9 +36,10 @@ def _build(config_file: str, site_dir: str | None) -> Path:
         raise click.ClickException(f"The site could not be built.\n{e}") from None
 
 
-@click.command()
+@command(needs_app=False)
 @click.option("--host", default=DEFAULT_HOST, show_default=True, help="Address to listen on.")
-@click.option("--port", default=DEFAULT_PORT, show_default=True, type=int)
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(1, 65535),
+              help="Port to listen on.")
 @click.option("--workers", type=click.IntRange(1, 64),
               help="gunicorn worker processes (default: $WEB_CONCURRENCY, else 2).")
 @click.option("--demo", is_flag=True,
@@ -45,7 +48,7 @@ def _build(config_file: str, site_dir: str | None) -> Path:
 @click.option("--build/--no-build", "build_first", default=True, show_default=True,
               help="Build the site before serving it.")
 @click.option("-f", "--config-file", default="mkdocs.yml", show_default=True,
-              type=click.Path(dir_okay=False))
+              type=click.Path(dir_okay=False), help="The MkDocs configuration to build with.")
 @click.option("-d", "--site-dir", type=click.Path(file_okay=False),
               help="The built site to serve (default: site_dir from the configuration).")
 @click.option("--upgrade/--no-upgrade", default=None,

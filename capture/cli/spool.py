@@ -5,16 +5,16 @@ from __future__ import annotations
 import sys
 
 import click
-from flask.cli import with_appcontext
+
+from capture.cli.command import group
 
 
-@click.group()
+@group()
 def spool() -> None:
     """Submissions kept on disk while the database could not take them."""
 
 
 @spool.command("status")
-@with_appcontext
 def spool_status() -> None:
     """Show what waits in the spool, and any unreadable lines set aside."""
     from capture.spool import get_spool
@@ -24,7 +24,6 @@ def spool_status() -> None:
 
 
 @spool.command("replay")
-@with_appcontext
 def spool_replay() -> None:
     """Store what waits in the spool; what is already stored is skipped. Exits 1 when lines stay."""
     from capture.spool import SpoolError, get_spool

@@ -5,14 +5,15 @@ from __future__ import annotations
 import sys
 
 import click
-from flask.cli import with_appcontext
+
+from capture.cli.command import group
 
 PASSWORD_STDIN = click.option(
     "--password-stdin", is_flag=True,
     help="Read the password from the first line of standard input instead of asking.")
 
 
-@click.group()
+@group()
 def user() -> None:
     """Staff accounts that sign in to the workspace."""
 
@@ -22,9 +23,9 @@ def user() -> None:
 @click.option("--role", required=True, metavar="sales|marketing|admin",
               help="What the account may do; an admin may do everything.")
 @PASSWORD_STDIN
-@with_appcontext
 def user_add(email: str, role: str, password_stdin: bool) -> None:
-    """Add a staff account; the password is asked for twice (at least 12 characters)."""
+    """Add a staff account for EMAIL, the address it signs in with; the password is asked for
+    twice (at least 12 characters)."""
     from capture.staff import accounts
     from capture.db.store import get_store
 
@@ -38,9 +39,8 @@ def user_add(email: str, role: str, password_stdin: bool) -> None:
 @user.command("password")
 @click.argument("email")
 @PASSWORD_STDIN
-@with_appcontext
 def user_password(email: str, password_stdin: bool) -> None:
-    """Set a new password for an account; it is signed out everywhere else."""
+    """Set a new password for the account of EMAIL; it is signed out everywhere else."""
     from capture.staff import accounts
     from capture.db.store import get_store
 
@@ -59,7 +59,6 @@ def _read_password(from_stdin: bool) -> str:
 
 
 @user.command("list")
-@with_appcontext
 def user_list() -> None:
     """Every staff account: email, role, since when, and whether it is disabled."""
     from capture.staff import accounts
@@ -72,17 +71,15 @@ def user_list() -> None:
 
 @user.command("disable")
 @click.argument("email")
-@with_appcontext
 def user_disable(email: str) -> None:
-    """Stop an account signing in or using its tokens; its sessions end at their next page."""
+    """Stop the account of EMAIL signing in or using its tokens; its sessions end at their next page."""
     _set_disabled(email, True)
 
 
 @user.command("enable")
 @click.argument("email")
-@with_appcontext
 def user_enable(email: str) -> None:
-    """Let a disabled account sign in again."""
+    """Let the disabled account of EMAIL sign in again."""
     _set_disabled(email, False)
 
 
@@ -97,17 +94,16 @@ def _set_disabled(email: str, disabled: bool) -> None:
     click.echo(f"{account.email} {'disabled' if disabled else 'enabled'}.")
 
 
-@click.group()
+@group()
 def token() -> None:
-    """API tokens for scripts (``Authorization: Bearer <token>``)."""
+    """API tokens for scripts (`Authorization: Bearer <token>`)."""
 
 
 @token.command("create")
 @click.argument("email")
 @click.option("--name", default="", help="What the token is for, e.g. \"CRM sync\".")
-@with_appcontext
 def token_create(email: str, name: str) -> None:
-    """Create a token for an account and print it; it cannot be shown again."""
+    """Create a token for the account of EMAIL and print it; it cannot be shown again."""
     from capture.staff import accounts
     from capture.db.models import TOKEN_NAME_MAX
     from capture.db.store import get_store
@@ -123,7 +119,6 @@ def token_create(email: str, name: str) -> None:
 
 
 @token.command("list")
-@with_appcontext
 def token_list() -> None:
     """Every token: id, prefix, owner, name, when created and last used, and whether revoked."""
     from capture.staff import accounts
@@ -138,9 +133,8 @@ def token_list() -> None:
 
 @token.command("revoke")
 @click.argument("token_id", metavar="ID", type=int)
-@with_appcontext
 def token_revoke(token_id: int) -> None:
-    """Revoke a token by its id (see `leadgate token list`); it stops working at once."""
+    """Revoke the token numbered ID (see `leadgate token list`); it stops working at once."""
     from capture.staff import accounts
     from capture.db.store import get_store
 

@@ -1,0 +1,77 @@
+"""What every `leadgate` command is made of: the app it works in.
+
+``main`` is a plain click group, not Flask's FlaskGroup, so ``leadgate --help`` lists Leadgate's
+commands and options only. A command that needs the app runs inside an app context: the app
+Flask's command line already loaded (``flask --app capture COMMAND``, and the tests' runner), or
+else one made here with ``create_app()`` and closed when the command ends.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import click
+from flask import Flask, current_app
+from flask.cli import ScriptInfo
+
+
+class Command(click.Command):
+    """A command that works in the app unless made with ``needs_app=False`` (build, serve)."""
+
+    def __init__(self, *args: Any, needs_app: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.needs_app = needs_app
+
+    def invoke(self, ctx: click.Context) -> Any:
+        if self.needs_app:
+            enter_app(ctx)
+        return super().invoke(ctx)
+
+
+class Group(click.Group):
+    """A group whose commands are :class:`Command` and whose subgroups are Groups."""
+
+    command_class = Command
+    group_class = type
+
+
+def command(**attrs: Any) -> Any:
+    """``@click.command`` making a :class:`Command`."""
+    return click.command(cls=Command, **attrs)
+
+
+def group(**attrs: Any) -> Any:
+    """``@click.group`` making a :class:`Group`."""
+    return click.group(cls=Group, **attrs)
+
+
+
+def enter_app(ctx: click.Context) -> Flask:
+    """Push the app for this command: the one Flask's CLI loaded, else a new one."""
+    if current_app:
+        return current_app._get_current_object()  # type: ignore[attr-defined]
+    info = ctx.find_object(ScriptInfo)
+    if info is not None:
+        app = info.load_app()
+    else:
+        app = create_command_app()
+        ctx.call_on_close(functools.partial(close_app, app))
+    ctx.with_resource(app.app_context())
+    return app
+
+
+def create_command_app() -> Flask:
+    """The app of a command run as ``leadgate COMMAND``."""
+    from capture import create_app
+
+    return create_app()
+
+
+def close_app(app: Flask) -> None:
+    """Stop the spool's thread and close the database connections of an app made here."""
+    from capture.db.store import get_store
+    from capture.spool import get_spool
+
+    get_spool(app).stop()
+    get_store(app).dispose()
