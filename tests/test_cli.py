@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import fnmatch
 import io
 import os
 import subprocess
@@ -10,9 +11,11 @@ import sys
 from pathlib import Path
 
 import click
+import pytest
 from click.testing import CliRunner
 
 from capture.cli import main
+from capture.db import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -115,3 +118,67 @@ def test_serve_without_a_secret_refuses_to_start(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert "LEADGATE_SECRET_KEY" in result.stderr
+
+
+# --- Problems a person can fix: one Error line each, exit code 1 ----------------------------
+
+MISSING_FOLDER = "sqlite:////nonexistent/dir/x.db"
+NO_SERVER = "postgresql+psycopg://nobody:secret@127.0.0.1:1/x"
+CANNOT_OPEN = ("Error: cannot open the database at /nonexistent/dir/x.db: the folder /nonexistent/dir "
+               "does not exist; create it, or set LEADGATE_DATABASE_URL to a file in another folder.")
+CANNOT_CONNECT = ("Error: cannot connect to the database at postgresql+psycopg://nobody:***@127.0.0.1:1/x: "
+                  "connection failed: * Connection refused; check that the server runs and that "
+                  "LEADGATE_DATABASE_URL names it.")
+
+
+def one_error_line(result: subprocess.CompletedProcess[str], message: str) -> None:
+    """Exit code 1, nothing on standard output, and exactly one line on standard error that
+    matches ``message`` (``*`` stands for the driver's own words)."""
+    assert result.returncode == 1, result.stderr
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert fnmatch.fnmatchcase(lines[0], message), lines[0]
+
+
+@pytest.mark.parametrize(("env", "args", "message"), [
+    ({"LEADGATE_DATABASE_URL": MISSING_FOLDER}, ["export"], CANNOT_OPEN),
+    ({"LEADGATE_DATABASE_URL": MISSING_FOLDER}, ["export", "-o", "{tmp}/leads.csv"], CANNOT_OPEN),
+    ({"LEADGATE_DATABASE_URL": MISSING_FOLDER}, ["user", "list"], CANNOT_OPEN),
+    ({"LEADGATE_DATABASE_URL": MISSING_FOLDER}, ["token", "create", "sam@example.com"], CANNOT_OPEN),
+    ({"LEADGATE_DATABASE_URL": MISSING_FOLDER}, ["db", "upgrade"], CANNOT_OPEN),
+    ({"LEADGATE_DATABASE_URL": MISSING_FOLDER}, ["db", "current"], CANNOT_OPEN),
+    ({"LEADGATE_DATABASE_URL": NO_SERVER}, ["export"], CANNOT_CONNECT),
+    ({"LEADGATE_DATABASE_URL": NO_SERVER}, ["user", "list"], CANNOT_CONNECT),
+    ({"LEADGATE_DATABASE_URL": NO_SERVER}, ["db", "upgrade"], CANNOT_CONNECT),
+    ({"LEADGATE_DATABASE_URL": "leads.db"}, ["export"],
+     "Error: LEADGATE_DATABASE_URL is not a database URL: 'leads.db'"),
+    ({"LEADGATE_CONTENT_DIR": "/nonexistent/content"}, ["export", "--type", "ebook"],
+     "Error: the content cannot be read: /nonexistent/content: folder: the content folder does not exist"),
+    ({"LEADGATE_INSTANCE_PATH": "{tmp}/a-file/instance"}, ["user", "list"],
+     "Error: cannot create the folder {tmp}/a-file/instance: Not a directory; set LEADGATE_INSTANCE_PATH "
+     "to a folder Leadgate may write to."),
+])
+def test_a_setting_or_database_problem_is_one_error_line(tmp_path, env, args, message):
+    (tmp_path / "a-file").write_text("")
+    env = {k: v.format(tmp=tmp_path) for k, v in env.items()}
+    result = run([LEADGATE, *(a.format(tmp=tmp_path) for a in args)], tmp_path,
+                 LEADGATE_SECRET_KEY="k" * 32, **env)
+    one_error_line(result, message.format(tmp=tmp_path))
+    assert not (tmp_path / "leads.csv").exists()
+
+
+@pytest.mark.parametrize("args", [["export"], ["user", "list"], ["token", "list"],
+                                  ["user", "disable", "sam@example.com"]])
+def test_a_database_without_tables_says_to_upgrade(tmp_path, empty_database_url, args):
+    result = run([LEADGATE, *args], tmp_path, LEADGATE_DATABASE_URL=empty_database_url,
+                 LEADGATE_SECRET_KEY="k" * 32)
+    one_error_line(result, "Error: the database has no tables yet: run `leadgate db upgrade`.")
+
+
+def test_a_database_behind_the_code_says_to_upgrade(tmp_path, empty_database_url):
+    migrate.upgrade(empty_database_url, "0001")  # before staff accounts
+    result = run([LEADGATE, "user", "list"], tmp_path, LEADGATE_DATABASE_URL=empty_database_url,
+                 LEADGATE_SECRET_KEY="k" * 32)
+    one_error_line(result, f"Error: the database's schema is at revision 0001, this version of Leadgate "
+                           f"needs {migrate.head()}: run `leadgate db upgrade`.")

@@ -1,4 +1,5 @@
-"""What every `leadgate` command is made of: the app it works in.
+"""What every `leadgate` command is made of: the app it works in, and one Error line for
+the problems a person can fix (capture.cli.problems).
 
 ``main`` is a plain click group, not Flask's FlaskGroup, so ``leadgate --help`` lists Leadgate's
 commands and options only. A command that needs the app runs inside an app context: the app
@@ -15,6 +16,8 @@ import click
 from flask import Flask, current_app
 from flask.cli import ScriptInfo
 
+from capture.cli.problems import explain
+
 
 class Command(click.Command):
     """A command that works in the app unless made with ``needs_app=False`` (build, serve)."""
@@ -24,9 +27,17 @@ class Command(click.Command):
         self.needs_app = needs_app
 
     def invoke(self, ctx: click.Context) -> Any:
-        if self.needs_app:
-            enter_app(ctx)
-        return super().invoke(ctx)
+        try:
+            if self.needs_app:
+                enter_app(ctx)
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as e:
+            message = explain(e, current_app.config["DATABASE_URL"] if current_app else None)
+            if message is None:
+                raise
+            raise click.ClickException(message) from None
 
 
 class Group(click.Group):
@@ -65,7 +76,12 @@ def create_command_app() -> Flask:
     """The app of a command run as ``leadgate COMMAND``."""
     from capture import create_app
 
-    return create_app()
+    try:
+        return create_app()
+    except OSError as e:  # the instance folder cannot be made
+        raise click.ClickException(
+            f"cannot create the folder {e.filename}: {e.strerror}; set LEADGATE_INSTANCE_PATH to a "
+            "folder Leadgate may write to.") from None
 
 
 def close_app(app: Flask) -> None:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import click
 from flask import current_app
 
 from capture.cli.command import group
+from capture.cli.problems import cannot_reach, reason
 
 
 @group()
@@ -16,22 +14,19 @@ def db() -> None:
     """The database's schema: Leadgate's migrations bring it to the version this code needs."""
 
 
-@contextmanager
-def _database_errors(doing: str) -> Iterator[None]:
-    from sqlalchemy.exc import SQLAlchemyError
-
-    try:
-        yield
-    except SQLAlchemyError as e:
-        raise click.ClickException(f"Could not {doing}: {getattr(e, 'orig', None) or e}") from None
-
-
 def upgrade_database(url: str) -> None:
     """Migrate to the newest schema and say so; `db upgrade` and `serve` share it."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from capture.db import migrate
 
-    with _database_errors("upgrade the database"):
+    try:
         migrate.upgrade(url)
+    except SQLAlchemyError as e:
+        # An upgrade is one transaction: when it fails, the schema is as it was.
+        raise click.ClickException(
+            cannot_reach(e, url) or f"the database could not be upgraded, nothing was changed: {reason(e)}."
+        ) from None
     click.echo(f"Database schema at revision {migrate.head()}, the newest.", err=True)
 
 
@@ -47,7 +42,6 @@ def db_current() -> None:
     from capture.db import migrate
     from capture.db.store import get_store
 
-    with _database_errors("read the database's revision"):
-        revision = migrate.current(get_store().engine)
+    revision = migrate.current(get_store().engine)
     needed = "the newest" if revision == migrate.head() else f"this version needs {migrate.head()}"
     click.echo(f"{revision or 'none'} ({needed})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from capture.cli.command import command
+from capture.cli.problems import require_tables
 
 #: Export parameter (as in a query string) → the option that sets it, for error messages.
 EXPORT_OPTIONS = {
@@ -59,6 +60,7 @@ def export(output, q, seen_from, seen_to, resource, resource_type, utm_source, u
     if errors:
         raise click.UsageError("\n".join(
             f"{EXPORT_OPTIONS[name]}: {message}" for name, messages in errors.items() for message in messages))
+    require_tables(get_store().engine)
     count = write_export(get_store(), output, options, lead_filter, catalog)
     if output.name != "-":
         click.echo(f"{count} lead{'' if count == 1 else 's'} written to {output.name}", err=True)
