@@ -10,6 +10,8 @@ else one made here with ``create_app()`` and closed when the command ends.
 from __future__ import annotations
 
 import functools
+import os
+import secrets
 from typing import Any
 
 import click
@@ -73,11 +75,18 @@ def enter_app(ctx: click.Context) -> Flask:
 
 
 def create_command_app() -> Flask:
-    """The app of a command run as ``leadgate COMMAND``."""
+    """The app of a command run as ``leadgate COMMAND``.
+
+    These commands serve no request and sign nothing that leaves the process (no link, no
+    session), so without LEADGATE_SECRET_KEY they run on a key of their own that dies with
+    them: `leadgate export` works beside `leadgate serve --demo`, and a real service's key need
+    not be handed to every script that exports leads. A key that is set is still checked.
+    """
     from capture import create_app
 
+    own_key = None if os.environ.get("LEADGATE_SECRET_KEY") else {"SECRET_KEY": secrets.token_hex(32)}
     try:
-        return create_app()
+        return create_app(own_key)
     except OSError as e:  # the instance folder cannot be made
         raise click.ClickException(
             f"cannot create the folder {e.filename}: {e.strerror}; set LEADGATE_INSTANCE_PATH to a "

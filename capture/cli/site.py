@@ -58,28 +58,25 @@ def serve(host: str, port: int, workers: int | None, demo: bool, dev: bool, buil
           config_file: str, site_dir: str | None, upgrade: bool | None) -> None:
     """Serve the built site and the capture service together (default http://127.0.0.1:8000)."""
     from capture import create_app
-    from capture.config import ConfigError
 
+    if demo:
+        os.environ["LEADGATE_DEMO"] = "true"
+    # Settings first (the secret key above all), so a refusal does not wait for the build.
+    app = create_app({"DEBUG": True} if dev else None)
     if build_first:
         site = _build(config_file, site_dir)
     else:
         site = Path(site_dir or "site")
         if not (site / "index.html").is_file():
             raise click.ClickException(f"No built site in {site}: run `leadgate build` first.")
-    env = {"LEADGATE_SITE_DIR": str(site.resolve())}
-    if demo:
-        env["LEADGATE_DEMO"] = "true"
-    os.environ.update(env)
-    try:
-        app = create_app({"DEBUG": True} if dev else None)
-    except ConfigError as e:
-        raise click.ClickException(str(e)) from None
+    # Read by the workers' create_app(), and by the development server's below.
+    os.environ["LEADGATE_SITE_DIR"] = str(site.resolve())
     if app.config["AUTO_UPGRADE"] if upgrade is None else upgrade:
         # Once, here, before any worker starts: workers never change the schema.
         upgrade_database(app.config["DATABASE_URL"])
     click.echo(f"Leadgate on http://{host}:{port}/", err=True)
     if dev:
-        app.run(host=host, port=port, debug=True)
+        create_app({"DEBUG": True}).run(host=host, port=port, debug=True)
         return
     # The settings operators use too; gunicorn imports the factory in each worker after
     # forking, so no database connection is ever shared across processes.
