@@ -206,6 +206,13 @@ def test_export_command_filters_like_a_sales_rep(runner, store):
     (["--from", "30/11/2026"], "--from: '30/11/2026' is not a date: write it as YYYY-MM-DD"),
     (["--marketing", "maybe"], "--marketing: Use yes or no, not 'maybe'."),
     (["--type", "video"], "--type: Unknown type 'video': use one of ebook, whitepaper, tip-sheet, report."),
+    (["--resource", "nope"], "--resource: Unknown resource 'nope': use one of leads-vs-prospects, scoring."),
+    (["--utm-source", "--marketing", "yes"],
+     "Invalid value for '--utm-source': '--marketing' looks like an option, not a value: write the value "
+     "right after --utm-source."),
+    (["-s", "-o", "leads.csv"],
+     "Invalid value for '-s' / '--search': '-o' looks like an option, not a value: write the value right "
+     "after --search."),
     (["--columns", "email,phone,fax"], "--columns: Unknown columns: phone, fax. Valid columns: id, email,"),
     (["--columns", "email,email"], "--columns: Each column once: email is listed twice."),
     (["--format", "xlsx"], "--format: Use csv or jsonl, not 'xlsx'."),

@@ -49,6 +49,37 @@ class Group(click.Group):
     group_class = type
 
 
+class Option(click.Option):
+    """An option whose value may not look like another option: click gives an option taking a
+    value whatever comes next, so `--utm-source --marketing yes` would filter on a utm_source
+    of "--marketing" and leave "yes" over."""
+
+    def type_cast_value(self, ctx: click.Context, value: Any) -> Any:
+        if not self.is_flag and not self.count:
+            for item in value if self.multiple and value is not None else (value,):
+                if _looks_like_an_option(item):
+                    name = next((o for o in self.opts if o.startswith("--")), self.opts[0])
+                    raise click.BadParameter(
+                        f"'{item}' looks like an option, not a value: write the value right after {name}.",
+                        ctx=ctx, param=self)
+        return super().type_cast_value(ctx, value)
+
+
+def _looks_like_an_option(value: Any) -> bool:
+    """``-x`` or ``--name``; a lone ``-`` (standard output) and negative numbers are values."""
+    if not isinstance(value, str) or len(value) < 2 or not value.startswith("-"):
+        return False
+    try:
+        float(value)
+    except ValueError:
+        return True
+    return False
+
+
+#: ``@click.option`` making an :class:`Option`; every command's options are made with it.
+option = functools.partial(click.option, cls=Option)
+
+
 def command(**attrs: Any) -> Any:
     """``@click.command`` making a :class:`Command`."""
     return click.command(cls=Command, **attrs)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from capture.cli.command import command
+from capture.cli.command import command, option
 from capture.cli.problems import require_tables
 
 #: Export parameter (as in a query string) → the option that sets it, for error messages.
@@ -16,27 +16,27 @@ EXPORT_OPTIONS = {
 
 
 @command()
-@click.option("-o", "--output", type=click.File("wb", lazy=True), default="-", metavar="FILE",
+@option("-o", "--output", type=click.File("wb", lazy=True), default="-", metavar="FILE",
               help="Write to FILE instead of standard output.")
-@click.option("-s", "--search", "q", metavar="TEXT",
+@option("-s", "--search", "q", metavar="TEXT",
               help="Part of the email, first or last name, or company, in any case.")
-@click.option("--from", "seen_from", metavar="YYYY-MM-DD",
+@option("--from", "seen_from", metavar="YYYY-MM-DD",
               help="Leads who sent a form on or after this day (UTC).")
-@click.option("--to", "seen_to", metavar="YYYY-MM-DD",
+@option("--to", "seen_to", metavar="YYYY-MM-DD",
               help="Leads who sent a form on or before this day (UTC).")
-@click.option("--resource", metavar="ID", help="Leads who requested this resource.")
-@click.option("--type", "resource_type", metavar="TYPE",
+@option("--resource", metavar="ID", help="Leads who requested this resource.")
+@option("--type", "resource_type", metavar="TYPE",
               help="Leads who requested a resource of this type (ebook, whitepaper…).")
-@click.option("--utm-source", metavar="VALUE", help="Leads with a form post from this utm_source.")
-@click.option("--utm-medium", metavar="VALUE", help="… from this utm_medium.")
-@click.option("--utm-campaign", metavar="VALUE", help="… from this utm_campaign.")
-@click.option("--marketing", metavar="yes|no",
+@option("--utm-source", metavar="VALUE", help="Leads with a form post from this utm_source.")
+@option("--utm-medium", metavar="VALUE", help="… from this utm_medium.")
+@option("--utm-campaign", metavar="VALUE", help="… from this utm_campaign.")
+@option("--marketing", metavar="yes|no",
               help="yes: the latest marketing choice was to opt in; no: it was not.")
-@click.option("--columns", metavar="a,b,c",
+@option("--columns", metavar="a,b,c",
               help="Columns, in order (default: the usual set; `all` for every one; see docs/export.md).")
-@click.option("--format", "fmt", default="csv", show_default=True, metavar="csv|jsonl",
+@option("--format", "fmt", default="csv", show_default=True, metavar="csv|jsonl",
               help="csv for spreadsheets, jsonl (one JSON object a line) for programs.")
-@click.option("--excel", is_flag=True, help="Start the CSV with a UTF-8 BOM so Excel reads it as UTF-8.")
+@option("--excel", is_flag=True, help="Start the CSV with a UTF-8 BOM so Excel reads it as UTF-8.")
 def export(output, q, seen_from, seen_to, resource, resource_type, utm_source, utm_medium,
            utm_campaign, marketing, columns, fmt, excel) -> None:
     """Export leads as CSV or JSON Lines: one row per lead, with source and consent.
@@ -52,9 +52,13 @@ def export(output, q, seen_from, seen_to, resource, resource_type, utm_source, u
     args = {"q": q, "from": seen_from, "to": seen_to, "resource": resource, "type": resource_type,
             "utm_source": utm_source, "utm_medium": utm_medium, "utm_campaign": utm_campaign,
             "marketing": marketing, "columns": columns, "format": fmt, "excel": "yes" if excel else ""}
-    catalog = get_catalog() if resource_type else None
+    catalog = get_catalog() if resource_type or resource else None
     lead_filter, errors = LeadFilter.from_args(
         args, catalog.settings.resource_types if catalog else None)
+    if catalog is not None and lead_filter.resource and catalog.get(lead_filter.resource) is None:
+        # Like an unknown type: a misspelt id would otherwise export no lead, and say nothing.
+        errors.setdefault("resource", []).append(
+            f"Unknown resource '{lead_filter.resource}': use one of {', '.join(r.id for r in catalog)}.")
     options, option_errors = ExportOptions.from_args(args)
     errors.update(option_errors)
     if errors:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from capture.cli.command import command
+from capture.cli.command import command, option
 
 from capture.cli.db import upgrade_database
 
@@ -17,9 +17,9 @@ DEFAULT_PORT = 8000
 
 
 @command(needs_app=False)
-@click.option("-f", "--config-file", default="mkdocs.yml", show_default=True,
+@option("-f", "--config-file", default="mkdocs.yml", show_default=True,
               type=click.Path(exists=True, dir_okay=False), help="The MkDocs configuration.")
-@click.option("-d", "--site-dir", type=click.Path(file_okay=False),
+@option("-d", "--site-dir", type=click.Path(file_okay=False),
               help="Where to write the site (default: site_dir from the configuration).")
 def build(config_file: str, site_dir: str | None) -> None:
     """Build the static site from content/."""
@@ -37,21 +37,21 @@ def _build(config_file: str, site_dir: str | None) -> Path:
 
 
 @command(needs_app=False)
-@click.option("--host", default=DEFAULT_HOST, show_default=True, help="Address to listen on.")
-@click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(1, 65535),
+@option("--host", default=DEFAULT_HOST, show_default=True, help="Address to listen on.")
+@option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(1, 65535),
               help="Port to listen on.")
-@click.option("--workers", type=click.IntRange(1, 64),
+@option("--workers", type=click.IntRange(1, 64),
               help="gunicorn worker processes (default: $WEB_CONCURRENCY, else 2).")
-@click.option("--demo", is_flag=True,
+@option("--demo", is_flag=True,
               help="Local demo: use (or create) instance/secret_key instead of LEADGATE_SECRET_KEY.")
-@click.option("--dev", is_flag=True, help="Flask's development server with the reloader.")
-@click.option("--build/--no-build", "build_first", default=True, show_default=True,
+@option("--dev", is_flag=True, help="Flask's development server with the reloader.")
+@option("--build/--no-build", "build_first", default=True, show_default=True,
               help="Build the site before serving it.")
-@click.option("-f", "--config-file", default="mkdocs.yml", show_default=True,
+@option("-f", "--config-file", default="mkdocs.yml", show_default=True,
               type=click.Path(dir_okay=False), help="The MkDocs configuration to build with.")
-@click.option("-d", "--site-dir", type=click.Path(file_okay=False),
+@option("-d", "--site-dir", type=click.Path(file_okay=False),
               help="The built site to serve (default: site_dir from the configuration).")
-@click.option("--upgrade/--no-upgrade", default=None,
+@option("--upgrade/--no-upgrade", default=None,
               help="Migrate the database to the newest schema first (default: $LEADGATE_AUTO_UPGRADE, "
                    "else yes).")
 def serve(host: str, port: int, workers: int | None, demo: bool, dev: bool, build_first: bool,

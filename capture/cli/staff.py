@@ -6,9 +6,9 @@ import sys
 
 import click
 
-from capture.cli.command import group
+from capture.cli.command import group, option
 
-PASSWORD_STDIN = click.option(
+PASSWORD_STDIN = option(
     "--password-stdin", is_flag=True,
     help="Read the password from the first line of standard input instead of asking.")
 
@@ -20,7 +20,7 @@ def user() -> None:
 
 @user.command("add")
 @click.argument("email")
-@click.option("--role", required=True, metavar="sales|marketing|admin",
+@option("--role", required=True, metavar="sales|marketing|admin",
               help="What the account may do; an admin may do everything.")
 @PASSWORD_STDIN
 def user_add(email: str, role: str, password_stdin: bool) -> None:
@@ -101,7 +101,7 @@ def token() -> None:
 
 @token.command("create")
 @click.argument("email")
-@click.option("--name", default="", help="What the token is for, e.g. \"CRM sync\".")
+@option("--name", default="", help="What the token is for, e.g. \"CRM sync\".")
 def token_create(email: str, name: str) -> None:
     """Create a token for the account of EMAIL and print it; it cannot be shown again."""
     from capture.staff import accounts
