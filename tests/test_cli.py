@@ -6,15 +6,18 @@ import csv
 import fnmatch
 import io
 import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import click
 import pytest
 from click.testing import CliRunner
 
-from live import free_port
+from live import LiveServer, free_port
 
 from capture.cli import main
 from capture.db import migrate
@@ -128,6 +131,42 @@ def test_serve_without_a_proper_secret_refuses_to_start(tmp_path, secret, messag
                  tmp_path, **env)
     one_error_line(result, message)
     assert not (tmp_path / "site").exists()  # refused before the build
+
+
+def test_serve_on_a_taken_port_says_so_before_building(tmp_path):
+    port = free_port()
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", port))
+        other.listen()
+        result = run([LEADGATE, "serve", "--port", str(port), "--site-dir", str(tmp_path / "site")],
+                     tmp_path, LEADGATE_SECRET_KEY="k" * 32,
+                     LEADGATE_DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}")
+    one_error_line(result, f"Error: port {port} on 127.0.0.1 is taken: another program listens there; "
+                           "stop it, or pass --port another port.")
+    assert not (tmp_path / "site").exists()
+
+
+def test_serve_says_where_everything_is(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    page = "<!doctype html><title>Home</title>" + "<p>Leads, not prospects.</p>" * 650
+    (site / "index.html").write_text(page, encoding="utf-8")
+    size = len(page.encode())
+    with LiveServer(tmp_path, site_dir=site, build=False, workers=1) as server:
+        with urllib.request.urlopen(f"{server.url}/", timeout=10) as response:
+            assert len(response.read()) == size > 18_000
+        head = urllib.request.Request(f"{server.url}/", method="HEAD")
+        with urllib.request.urlopen(head, timeout=10) as response:
+            assert response.headers["Content-Length"] == str(size)
+        deadline = time.monotonic() + 10
+        while '"HEAD / ' not in server.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        log = server.log()
+    assert f"Leadgate starts on {server.url}/\n" in log
+    assert f"  site:       {server.url}/\n" in log
+    assert f"  workspace:  {server.url}/workspace/\n" in log
+    assert f"  database:   {server.database_url}\n" in log
+    assert "Stop it with Ctrl+C.\n" in log
 
 
 def test_commands_run_without_the_services_secret_key(tmp_path, database_url):

@@ -59,6 +59,11 @@ def serve(host: str, port: int, workers: int | None, demo: bool, dev: bool, buil
     """Serve the built site and the capture service together (default http://127.0.0.1:8000)."""
     from capture import create_app
 
+    # The development server's reloader runs this command again in a child that inherits
+    # the listening socket: only the first run checks the port and says where things are.
+    first_run = os.environ.get("WERKZEUG_RUN_MAIN") != "true"
+    if first_run:
+        check_port_free(host, port)
     if demo:
         os.environ["LEADGATE_DEMO"] = "true"
     # Settings first (the secret key above all), so a refusal does not wait for the build.
@@ -74,7 +79,8 @@ def serve(host: str, port: int, workers: int | None, demo: bool, dev: bool, buil
     if app.config["AUTO_UPGRADE"] if upgrade is None else upgrade:
         # Once, here, before any worker starts: workers never change the schema.
         upgrade_database(app.config["DATABASE_URL"])
-    click.echo(f"Leadgate on http://{host}:{port}/", err=True)
+    if first_run:
+        announce(host, port, app.config["DATABASE_URL"])
     if dev:
         create_app({"DEBUG": True}).run(host=host, port=port, debug=True)
         return
@@ -90,3 +96,47 @@ def serve(host: str, port: int, workers: int | None, demo: bool, dev: bool, buil
         argv += ["--workers", str(workers)]
     os.execv(sys.executable, [*argv, "capture:create_app()"])
 
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Stop at once when nothing can listen on host:port: gunicorn would find out only after
+    the build and the migration, then retry for 8 s and print a line per try."""
+    import errno
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as e:
+        raise click.ClickException(f"cannot listen on {host}: {e.strerror}; pass --host an address of "
+                                   "this machine, e.g. 127.0.0.1.") from None
+    with socket.socket(family, kind, proto) as probe:
+        # As gunicorn does, so a port that only holds connections closing (TIME_WAIT) is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                message = (f"port {port} on {host} is taken: another program listens there; stop it, "
+                           "or pass --port another port.")
+            elif e.errno == errno.EACCES:
+                message = (f"this user may not listen on port {port} (below 1024 needs privileges); "
+                           "pass --port 1024 or above.")
+            elif e.errno == errno.EADDRNOTAVAIL:
+                message = (f"cannot listen on {host}: it is not an address of this machine; pass "
+                           "--host one that is, e.g. 127.0.0.1.")
+            else:
+                message = f"cannot listen on {host} port {port}: {e.strerror}."
+            raise click.ClickException(message) from None
+
+
+def announce(host: str, port: int, database_url: str) -> None:
+    """Where the site, the workspace and the leads are, and how to stop."""
+    from capture.cli.problems import shown
+
+    base = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+    click.echo(f"Leadgate starts on {base}\n"
+               f"  site:       {base}\n"
+               f"  workspace:  {base}workspace/\n"
+               f"  database:   {shown(database_url)}\n"
+               "Stop it with Ctrl+C.", err=True)
