@@ -146,7 +146,7 @@ def test_serve_on_a_taken_port_says_so_before_building(tmp_path):
     assert not (tmp_path / "site").exists()
 
 
-def test_serve_says_where_everything_is(tmp_path):
+def test_serve_says_where_everything_is_and_logs_the_size_of_each_page(tmp_path):
     site = tmp_path / "site"
     site.mkdir()
     page = "<!doctype html><title>Home</title>" + "<p>Leads, not prospects.</p>" * 650
@@ -167,6 +167,8 @@ def test_serve_says_where_everything_is(tmp_path):
     assert f"  workspace:  {server.url}/workspace/\n" in log
     assert f"  database:   {server.database_url}\n" in log
     assert "Stop it with Ctrl+C.\n" in log
+    assert f'"GET / HTTP/1.1" 200 {size} ' in log
+    assert '"HEAD / HTTP/1.1" 200 0 ' in log  # the length, but no body, was sent
 
 
 def test_commands_run_without_the_services_secret_key(tmp_path, database_url):
