@@ -55,6 +55,11 @@ def user_password(email: str, password_stdin: bool) -> None:
 def _read_password(from_stdin: bool) -> str:
     if from_stdin:
         return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        # getpass cannot hide a piped password: it warned twice and read two lines.
+        raise click.ClickException(
+            "standard input is not a terminal, so the password cannot be asked for: pass "
+            "--password-stdin to read it from the first line of standard input.")
     return click.prompt("Password", hide_input=True, confirmation_prompt=True)
 
 
