@@ -36,6 +36,16 @@ def run(argv: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProc
                           timeout=60)
 
 
+def one_error_line(result: subprocess.CompletedProcess[str], message: str) -> None:
+    """Exit code 1, nothing on standard output, and exactly one line on standard error that
+    matches ``message`` (``*`` stands for the driver's own words)."""
+    assert result.returncode == 1, result.stderr
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert fnmatch.fnmatchcase(lines[0], message), lines[0]
+
+
 def test_help_lists_only_leadgates_commands_and_options(tmp_path):
     result = run([LEADGATE, "--help"], tmp_path)
     assert (result.returncode, result.stderr) == (0, "")
@@ -186,16 +196,6 @@ CANNOT_OPEN = ("Error: cannot open the database at /nonexistent/dir/x.db: the fo
 CANNOT_CONNECT = ("Error: cannot connect to the database at postgresql+psycopg://nobody:***@127.0.0.1:1/x: "
                   "connection failed: * Connection refused; check that the server runs and that "
                   "LEADGATE_DATABASE_URL names it.")
-
-
-def one_error_line(result: subprocess.CompletedProcess[str], message: str) -> None:
-    """Exit code 1, nothing on standard output, and exactly one line on standard error that
-    matches ``message`` (``*`` stands for the driver's own words)."""
-    assert result.returncode == 1, result.stderr
-    assert result.stdout == ""
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert fnmatch.fnmatchcase(lines[0], message), lines[0]
 
 
 @pytest.mark.parametrize(("env", "args", "message"), [
