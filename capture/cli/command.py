@@ -90,7 +90,6 @@ def group(**attrs: Any) -> Any:
     return click.group(cls=Group, **attrs)
 
 
-
 def enter_app(ctx: click.Context) -> Flask:
     """Push the app for this command: the one Flask's CLI loaded, else a new one."""
     if current_app:

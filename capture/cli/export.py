@@ -17,25 +17,25 @@ EXPORT_OPTIONS = {
 
 @command()
 @option("-o", "--output", type=click.File("wb", lazy=True), default="-", metavar="FILE",
-              help="Write to FILE instead of standard output.")
+        help="Write to FILE instead of standard output.")
 @option("-s", "--search", "q", metavar="TEXT",
-              help="Part of the email, first or last name, or company, in any case.")
+        help="Part of the email, first or last name, or company, in any case.")
 @option("--from", "seen_from", metavar="YYYY-MM-DD",
-              help="Leads who sent a form on or after this day (UTC).")
+        help="Leads who sent a form on or after this day (UTC).")
 @option("--to", "seen_to", metavar="YYYY-MM-DD",
-              help="Leads who sent a form on or before this day (UTC).")
+        help="Leads who sent a form on or before this day (UTC).")
 @option("--resource", metavar="ID", help="Leads who requested this resource.")
 @option("--type", "resource_type", metavar="TYPE",
-              help="Leads who requested a resource of this type (ebook, whitepaper…).")
+        help="Leads who requested a resource of this type (ebook, whitepaper…).")
 @option("--utm-source", metavar="VALUE", help="Leads with a form post from this utm_source.")
 @option("--utm-medium", metavar="VALUE", help="… from this utm_medium.")
 @option("--utm-campaign", metavar="VALUE", help="… from this utm_campaign.")
 @option("--marketing", metavar="yes|no",
-              help="yes: the latest marketing choice was to opt in; no: it was not.")
+        help="yes: the latest marketing choice was to opt in; no: it was not.")
 @option("--columns", metavar="a,b,c",
-              help="Columns, in order (default: the usual set; `all` for every one; see docs/export.md).")
+        help="Columns, in order (default: the usual set; `all` for every one; see docs/export.md).")
 @option("--format", "fmt", default="csv", show_default=True, metavar="csv|jsonl",
-              help="csv for spreadsheets, jsonl (one JSON object a line) for programs.")
+        help="csv for spreadsheets, jsonl (one JSON object a line) for programs.")
 @option("--excel", is_flag=True, help="Start the CSV with a UTF-8 BOM so Excel reads it as UTF-8.")
 def export(output, q, seen_from, seen_to, resource, resource_type, utm_source, utm_medium,
            utm_campaign, marketing, columns, fmt, excel) -> None:

@@ -18,9 +18,9 @@ DEFAULT_PORT = 8000
 
 @command(needs_app=False)
 @option("-f", "--config-file", default="mkdocs.yml", show_default=True,
-              type=click.Path(exists=True, dir_okay=False), help="The MkDocs configuration.")
+        type=click.Path(exists=True, dir_okay=False), help="The MkDocs configuration.")
 @option("-d", "--site-dir", type=click.Path(file_okay=False),
-              help="Where to write the site (default: site_dir from the configuration).")
+        help="Where to write the site (default: site_dir from the configuration).")
 def build(config_file: str, site_dir: str | None) -> None:
     """Build the static site from content/."""
     out = _build(config_file, site_dir)
@@ -39,21 +39,21 @@ def _build(config_file: str, site_dir: str | None) -> Path:
 @command(needs_app=False)
 @option("--host", default=DEFAULT_HOST, show_default=True, help="Address to listen on.")
 @option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(1, 65535),
-              help="Port to listen on.")
+        help="Port to listen on.")
 @option("--workers", type=click.IntRange(1, 64),
-              help="gunicorn worker processes (default: $WEB_CONCURRENCY, else 2).")
+        help="gunicorn worker processes (default: $WEB_CONCURRENCY, else 2).")
 @option("--demo", is_flag=True,
-              help="Local demo: use (or create) instance/secret_key instead of LEADGATE_SECRET_KEY.")
+        help="Local demo: use (or create) instance/secret_key instead of LEADGATE_SECRET_KEY.")
 @option("--dev", is_flag=True, help="Flask's development server with the reloader.")
 @option("--build/--no-build", "build_first", default=True, show_default=True,
-              help="Build the site before serving it.")
+        help="Build the site before serving it.")
 @option("-f", "--config-file", default="mkdocs.yml", show_default=True,
-              type=click.Path(dir_okay=False), help="The MkDocs configuration to build with.")
+        type=click.Path(dir_okay=False), help="The MkDocs configuration to build with.")
 @option("-d", "--site-dir", type=click.Path(file_okay=False),
-              help="The built site to serve (default: site_dir from the configuration).")
+        help="The built site to serve (default: site_dir from the configuration).")
 @option("--upgrade/--no-upgrade", default=None,
-              help="Migrate the database to the newest schema first (default: $LEADGATE_AUTO_UPGRADE, "
-                   "else yes).")
+        help="Migrate the database to the newest schema first (default: $LEADGATE_AUTO_UPGRADE, "
+             "else yes).")
 def serve(host: str, port: int, workers: int | None, demo: bool, dev: bool, build_first: bool,
           config_file: str, site_dir: str | None, upgrade: bool | None) -> None:
     """Serve the built site and the capture service together (default http://127.0.0.1:8000)."""

@@ -21,7 +21,7 @@ def user() -> None:
 @user.command("add")
 @click.argument("email")
 @option("--role", required=True, metavar="sales|marketing|admin",
-              help="What the account may do; an admin may do everything.")
+        help="What the account may do; an admin may do everything.")
 @PASSWORD_STDIN
 def user_add(email: str, role: str, password_stdin: bool) -> None:
     """Add a staff account for EMAIL, the address it signs in with; the password is asked for
