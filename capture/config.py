@@ -19,6 +19,9 @@ from typing import Any
 from flask import Flask
 
 SECRET_KEY_FILE = "secret_key"
+#: Shortest secret key accepted; a generated one has 64 hex digits.
+SECRET_KEY_MIN = 32
+GENERATE_SECRET = "python -c 'import secrets; print(secrets.token_hex(32))'"
 DATABASE_FILE = "leadgate.db"
 SPOOL_FILE = "spool.jsonl"
 
@@ -31,9 +34,10 @@ class ConfigError(Exception):
 
 
 class Config:
-    #: Signs download links. Set ``LEADGATE_SECRET_KEY``; without it the service uses
-    #: ``instance/secret_key`` when that file exists, and creates it only in demo, debug or
-    #: test mode. In production it refuses to start rather than invent a key per process.
+    #: Signs download links and staff sessions: ``LEADGATE_SECRET_KEY``, at least 32 characters.
+    #: Only in demo, debug or test mode may it be left unset: then the key in
+    #: ``instance/secret_key`` is used, created on first use. Anywhere else the service refuses
+    #: to start without it, rather than sign with a demo's key or invent a key per process.
     SECRET_KEY: str | None = None
     #: SQLAlchemy URL. None means ``sqlite:///<instance folder>/leadgate.db``.
     #: PostgreSQL: ``postgresql+psycopg://user:password@host/dbname``.
@@ -79,7 +83,8 @@ class Config:
     PROXY_FIX_X_HOST: int = 0
     #: Largest request body accepted, in bytes; larger posts are answered with 413.
     MAX_CONTENT_LENGTH: int = 64 * 1024
-    #: Demo mode (``leadgate serve --demo``): a secret key is generated when none is set.
+    #: Demo mode (``leadgate serve --demo``): without LEADGATE_SECRET_KEY, the demo's key in
+    #: ``instance/secret_key`` signs links (created when missing).
     DEMO: bool = False
     #: Send the workspace's sign-in cookie over HTTPS only. Set it to true whenever staff reach
     #: the service over HTTPS (directly or through a TLS-terminating proxy); the default, false,
@@ -155,26 +160,36 @@ def as_origins(value: Any) -> list[str]:
     return origins
 
 
-def resolve_secret_key(configured: str | None, instance_path: Path, may_generate: bool) -> str:
-    """The configured key, else ``instance/secret_key``, else a new one where allowed."""
+def resolve_secret_key(configured: str | None, instance_path: Path, demo: bool) -> str:
+    """The configured key; in demo, debug or test mode without one, the demo's key in
+    ``instance/secret_key``, created when missing. Outside those modes the file is never read:
+    a key left there by a demo must not sign a real service's links."""
     if configured:
-        return configured
+        return _long_enough(configured, "LEADGATE_SECRET_KEY")
     path = Path(instance_path) / SECRET_KEY_FILE
+    if not demo:
+        raise ConfigError(
+            f"No secret key: set LEADGATE_SECRET_KEY (generate one with `{GENERATE_SECRET}`), "
+            "or try the service with `leadgate serve --demo`."
+        )
     if path.is_file():
         key = path.read_text(encoding="utf-8").strip()
         if key:
-            return key
-    if not may_generate:
-        raise ConfigError(
-            "No secret key: set LEADGATE_SECRET_KEY (generate one with "
-            "`python -c 'import secrets; print(secrets.token_hex(32))'`), "
-            f"or write one to {path}, or try the service with `leadgate serve --demo`."
-        )
+            return _long_enough(key, str(path))
     key = secrets.token_hex(32)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(key + "\n")
+    return key
+
+
+def _long_enough(key: str, where: str) -> str:
+    if len(key) < SECRET_KEY_MIN:
+        raise ConfigError(
+            f"{where} is {len(key)} characters long; a secret key needs at least {SECRET_KEY_MIN} "
+            f"(generate one with `{GENERATE_SECRET}`)."
+        )
     return key
 
 
@@ -230,5 +245,5 @@ def finalize(app: Flask) -> None:
     config["SECRET_KEY"] = resolve_secret_key(
         config.get("SECRET_KEY"),
         Path(app.instance_path),
-        may_generate=config["DEMO"] or config["TESTING"] or config["DEBUG"] or app.debug,
+        demo=config["DEMO"] or config["TESTING"] or config["DEBUG"] or app.debug,
     )

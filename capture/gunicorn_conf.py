@@ -43,14 +43,25 @@ _LINK_TOKEN = re.compile(r"(/(?:thanks|download)/)[^/?#\s]+")
 
 
 class AccessLogger(Logger):
-    """gunicorn's logger, with link tokens in the request line, path and referrer blanked."""
+    """gunicorn's logger, with link tokens in the request line, path and referrer blanked, and
+    the size of files sent with sendfile()."""
 
     def atoms(self, resp, req, environ, request_time):
         atoms = super().atoms(resp, req, environ, request_time)
         for key in ("r", "U", "f"):
             if isinstance(atoms.get(key), str):
                 atoms[key] = _LINK_TOKEN.sub(r"\1…", atoms[key])
+        # The site's pages and the PDFs are files (Flask's send_file through wsgi.file_wrapper),
+        # which gunicorn hands to sendfile() without counting them in resp.sent: the log said
+        # "200 0" for an 18 kB page. Such an answer always declares its Content-Length.
+        if not resp.sent and resp.response_length and _has_body(req.method, resp.status_code):
+            atoms["b"], atoms["B"] = str(resp.response_length), resp.response_length
         return atoms
+
+
+def _has_body(method: str, status: int | None) -> bool:
+    """Whether an answer carries its body (RFC 9110: not to HEAD, nor with 1xx, 204 or 304)."""
+    return method != "HEAD" and status is not None and status >= 200 and status not in (204, 304)
 
 
 logger_class = AccessLogger

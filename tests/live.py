@@ -25,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-SECRET_KEY = "live-server-test-secret"
+SECRET_KEY = "live-server-test-secret-0123456789abcdef"
 #: A PostgreSQL server the tests may create databases on; one database per run.
 POSTGRES_URL = (os.environ.get("LEADGATE_TEST_DATABASE_URL")
                 or "postgresql+psycopg://postgres@127.0.0.1:5432/test")

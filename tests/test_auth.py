@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import pty
 import socket
+import subprocess
+import sys
+import time
 import uuid
+from pathlib import Path
+from select import select as readable
 
 import pytest
 from flask import g
@@ -15,6 +22,7 @@ from capture.staff.auth import api_token_required, login_required
 from capture.db.models import ApiToken, User
 
 OTHER_NETWORK = {"REMOTE_ADDR": "198.51.100.7"}
+LEADGATE = str(Path(sys.executable).parent / "leadgate")
 
 
 def users(store) -> list[User]:
@@ -43,24 +51,79 @@ def test_add_user_then_sign_in_and_out(runner, client):
     assert after.headers["Location"].startswith("/workspace/login")
 
 
-def test_password_is_asked_twice_and_hashed(runner, store):
-    result = runner.invoke(args=["user", "add", EMAIL, "--role", "admin"],
-                           input=f"{PASSWORD}\n{PASSWORD}\n")
-    assert result.exit_code == 0, result.output
-    assert "Repeat for confirmation" in result.output
-    assert PASSWORD not in result.output
+@pytest.fixture
+def leadgate_env(database_url, content_dir, tmp_path) -> dict[str, str]:
+    """The environment of `leadgate` run as a process, on the test's database."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEADGATE_")}
+    return {**env, "LEADGATE_DATABASE_URL": database_url, "LEADGATE_CONTENT_DIR": str(content_dir),
+            "LEADGATE_INSTANCE_PATH": str(tmp_path / "instance")}
+
+
+def on_a_terminal(args: list[str], env: dict[str, str], answers: list[str]) -> tuple[int, str]:
+    """`leadgate ARGS` on a pseudo-terminal, as a person types: each answer after its prompt,
+    then Ctrl+D at any further prompt. Returns the exit code and what the terminal showed."""
+    prompts = (b"Password:", b"Repeat for confirmation:")
+    main, terminal = pty.openpty()
+    # A session of its own: no controlling terminal, so getpass asks on standard input, the pty.
+    process = subprocess.Popen([LEADGATE, *args], stdin=terminal, stdout=terminal, stderr=terminal,
+                               env=env, start_new_session=True)
+    os.close(terminal)
+    shown, typed = b"", 0
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            if not readable([main], [], [], 0.1)[0]:
+                continue
+            try:
+                chunk = os.read(main, 1024)
+            except OSError:  # EIO: the command has closed the terminal
+                break
+            if not chunk:
+                break
+            shown += chunk
+            if sum(shown.count(p) for p in prompts) > typed:
+                # The next answer; once they are all given, Ctrl+D, as a person who gives up.
+                os.write(main, answers[typed].encode() + b"\n" if typed < len(answers) else b"\x04")
+                typed += 1
+    finally:
+        os.close(main)
+    return process.wait(timeout=30), shown.decode().replace("\r\n", "\n")
+
+
+def test_password_is_asked_twice_and_hashed(leadgate_env, store):
+    code, shown = on_a_terminal(["user", "add", EMAIL, "--role", "admin"], leadgate_env,
+                                [PASSWORD, PASSWORD])
+    assert code == 0, shown
+    assert "Password:" in shown and "Repeat for confirmation:" in shown
+    assert f"Added {EMAIL} (admin)." in shown
+    assert PASSWORD not in shown
     [user] = users(store)
     assert user.role == "admin"
     assert user.password_hash.startswith("scrypt:")
     assert PASSWORD not in user.password_hash
 
 
-def test_passwords_that_differ_add_nobody(runner, store):
-    result = runner.invoke(args=["user", "add", EMAIL, "--role", "sales"],
-                           input="first-password-1\nsecond-password-2\n")
-    assert result.exit_code != 0
-    assert "The two entered values do not match." in result.output
+def test_passwords_that_differ_add_nobody(leadgate_env, store):
+    code, shown = on_a_terminal(["user", "add", EMAIL, "--role", "sales"], leadgate_env,
+                                ["first-password-1", "second-password-2"])
+    assert code == 1
+    assert "Error: The two entered values do not match." in shown
+    assert shown.rstrip().endswith("Aborted!")
     assert users(store) == []
+
+
+@pytest.mark.parametrize("args", [["user", "add", EMAIL, "--role", "sales"], ["user", "password", EMAIL]])
+def test_a_piped_password_needs_password_stdin(leadgate_env, runner, store, args):
+    if args[1] == "password":
+        assert add_user(runner).exit_code == 0
+    before = [(u.email, u.password_hash) for u in users(store)]
+    result = subprocess.run([LEADGATE, *args], env=leadgate_env, input="new-password-123\n" * 2,
+                            capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr.splitlines() == [
+        "Error: standard input is not a terminal, so the password cannot be asked for: pass "
+        "--password-stdin to read it from the first line of standard input."]
+    assert [(u.email, u.password_hash) for u in users(store)] == before
 
 
 @pytest.mark.parametrize(("email", "role", "password", "message"), [

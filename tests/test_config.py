@@ -44,32 +44,49 @@ def test_bad_setting_names_the_variable(monkeypatch, base_config, name, value, m
         create_app(base_config)
 
 
+FROM_ENV = "from-the-environment-0123456789abcdef"
+FROM_FILE = "from-the-instance-folder-0123456789abcdef"
+
+
 def test_configured_secret_key_wins(tmp_path):
-    (tmp_path / "secret_key").write_text("from-file\n")
-    assert resolve_secret_key("from-env", tmp_path, may_generate=False) == "from-env"
+    (tmp_path / "secret_key").write_text(FROM_FILE + "\n")
+    assert resolve_secret_key(FROM_ENV, tmp_path, demo=True) == FROM_ENV
 
 
-def test_secret_key_from_the_instance_folder(tmp_path):
-    (tmp_path / "secret_key").write_text("from-file\n")
-    assert resolve_secret_key(None, tmp_path, may_generate=False) == "from-file"
+def test_demo_uses_the_secret_key_in_the_instance_folder(tmp_path):
+    (tmp_path / "secret_key").write_text(FROM_FILE + "\n")
+    assert resolve_secret_key(None, tmp_path, demo=True) == FROM_FILE
 
 
 def test_demo_creates_a_private_secret_key_once(tmp_path):
-    key = resolve_secret_key(None, tmp_path, may_generate=True)
+    key = resolve_secret_key(None, tmp_path, demo=True)
     path = tmp_path / "secret_key"
     assert len(key) == 64
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert resolve_secret_key(None, tmp_path, may_generate=True) == key
+    assert resolve_secret_key(None, tmp_path, demo=True) == key
 
 
-def test_production_without_a_secret_key_refuses_to_start(tmp_path):
+@pytest.mark.parametrize("left_by_a_demo", [False, True])
+def test_production_without_a_secret_key_refuses_to_start(tmp_path, left_by_a_demo):
+    if left_by_a_demo:
+        (tmp_path / "secret_key").write_text(FROM_FILE + "\n")
     with pytest.raises(ConfigError) as refused:
-        resolve_secret_key(None, tmp_path, may_generate=False)
+        resolve_secret_key(None, tmp_path, demo=False)
     message = str(refused.value)
     assert "LEADGATE_SECRET_KEY" in message
     assert "secrets.token_hex(32)" in message
     assert "leadgate serve --demo" in message
-    assert not (tmp_path / "secret_key").exists()
+    assert (tmp_path / "secret_key").exists() == left_by_a_demo
+
+
+@pytest.mark.parametrize("demo", [False, True])
+def test_a_short_secret_key_is_refused(tmp_path, demo):
+    with pytest.raises(ConfigError, match="^LEADGATE_SECRET_KEY is 31 characters long; a secret key needs "
+                                          "at least 32 "):
+        resolve_secret_key("k" * 31, tmp_path, demo=demo)
+    (tmp_path / "secret_key").write_text("short\n")
+    with pytest.raises(ConfigError, match=f"^{tmp_path / 'secret_key'} is 5 characters long"):
+        resolve_secret_key(None, tmp_path, demo=True)
 
 
 def test_every_setting_is_documented():

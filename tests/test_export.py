@@ -263,7 +263,7 @@ def test_export_command_filters_like_a_sales_rep(runner, store):
     assert [(r["email"], r["latest_utm_campaign"]) for r in found] == [("ann@acme.example", "q4")]
     found = export_rows(runner, "--search", "ACME", "--marketing", "no")
     assert [r["email"] for r in found] == ["bob@acme.example"]
-    found = export_rows(runner, "--q", "initech", "--type", "ebook", "--resource", "leads-vs-prospects")
+    found = export_rows(runner, "-s", "initech", "--type", "ebook", "--resource", "leads-vs-prospects")
     assert [r["email"] for r in found] == ["cy@initech.example"]
 
 
@@ -271,6 +271,13 @@ def test_export_command_filters_like_a_sales_rep(runner, store):
     (["--from", "30/11/2026"], "--from: '30/11/2026' is not a date: write it as YYYY-MM-DD"),
     (["--marketing", "maybe"], "--marketing: Use yes or no, not 'maybe'."),
     (["--type", "video"], "--type: Unknown type 'video': use one of ebook, whitepaper, tip-sheet, report."),
+    (["--resource", "nope"], "--resource: Unknown resource 'nope': use one of leads-vs-prospects, scoring."),
+    (["--utm-source", "--marketing", "yes"],
+     "Invalid value for '--utm-source': '--marketing' looks like an option, not a value: write the value "
+     "right after --utm-source."),
+    (["-s", "-o", "leads.csv"],
+     "Invalid value for '-s' / '--search': '-o' looks like an option, not a value: write the value right "
+     "after --search."),
     (["--columns", "email,phone,fax"], "--columns: Unknown columns: phone, fax. Valid columns: id, email,"),
     (["--columns", "email,email"], "--columns: Each column once: email is listed twice."),
     (["--format", "xlsx"], "--format: Use csv or jsonl, not 'xlsx'."),
@@ -376,7 +383,7 @@ def test_neutralising_by_kind_of_column(runner, store):
 def test_every_column_parameter_and_option_is_documented():
     from pathlib import Path
 
-    from capture.cli import EXPORT_OPTIONS
+    from capture.cli.export import EXPORT_OPTIONS
     from capture.leads.export import COLUMNS
 
     text = (Path(__file__).resolve().parent.parent / "docs" / "export.md").read_text(encoding="utf-8")

@@ -1,0 +1,142 @@
+"""`leadgate build` and `leadgate serve`: the static site, and the site with the service."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from capture.cli.command import command, option
+
+from capture.cli.db import upgrade_database
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+
+
+@command(needs_app=False)
+@option("-f", "--config-file", default="mkdocs.yml", show_default=True,
+        type=click.Path(exists=True, dir_okay=False), help="The MkDocs configuration.")
+@option("-d", "--site-dir", type=click.Path(file_okay=False),
+        help="Where to write the site (default: site_dir from the configuration).")
+def build(config_file: str, site_dir: str | None) -> None:
+    """Build the static site from content/."""
+    out = _build(config_file, site_dir)
+    click.echo(f"Site built in {out}", err=True)
+
+
+def _build(config_file: str, site_dir: str | None) -> Path:
+    from capture.site.build import SiteBuildError, build_site
+
+    try:
+        return build_site(config_file, site_dir)
+    except SiteBuildError as e:
+        raise click.ClickException(f"The site could not be built.\n{e}") from None
+
+
+@command(needs_app=False)
+@option("--host", default=DEFAULT_HOST, show_default=True, help="Address to listen on.")
+@option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(1, 65535),
+        help="Port to listen on.")
+@option("--workers", type=click.IntRange(1, 64),
+        help="gunicorn worker processes (default: $WEB_CONCURRENCY, else 2).")
+@option("--demo", is_flag=True,
+        help="Local demo: use (or create) instance/secret_key instead of LEADGATE_SECRET_KEY.")
+@option("--dev", is_flag=True, help="Flask's development server with the reloader.")
+@option("--build/--no-build", "build_first", default=True, show_default=True,
+        help="Build the site before serving it.")
+@option("-f", "--config-file", default="mkdocs.yml", show_default=True,
+        type=click.Path(dir_okay=False), help="The MkDocs configuration to build with.")
+@option("-d", "--site-dir", type=click.Path(file_okay=False),
+        help="The built site to serve (default: site_dir from the configuration).")
+@option("--upgrade/--no-upgrade", default=None,
+        help="Migrate the database to the newest schema first (default: $LEADGATE_AUTO_UPGRADE, "
+             "else yes).")
+def serve(host: str, port: int, workers: int | None, demo: bool, dev: bool, build_first: bool,
+          config_file: str, site_dir: str | None, upgrade: bool | None) -> None:
+    """Serve the built site and the capture service together (default http://127.0.0.1:8000)."""
+    from capture import create_app
+
+    # The development server's reloader runs this command again in a child that inherits
+    # the listening socket: only the first run checks the port and says where things are.
+    first_run = os.environ.get("WERKZEUG_RUN_MAIN") != "true"
+    if first_run:
+        check_port_free(host, port)
+    if demo:
+        os.environ["LEADGATE_DEMO"] = "true"
+    # Settings first (the secret key above all), so a refusal does not wait for the build.
+    app = create_app({"DEBUG": True} if dev else None)
+    if build_first:
+        site = _build(config_file, site_dir)
+    else:
+        site = Path(site_dir or "site")
+        if not (site / "index.html").is_file():
+            raise click.ClickException(f"No built site in {site}: run `leadgate build` first.")
+    # Read by the workers' create_app(), and by the development server's below.
+    os.environ["LEADGATE_SITE_DIR"] = str(site.resolve())
+    if app.config["AUTO_UPGRADE"] if upgrade is None else upgrade:
+        # Once, here, before any worker starts: workers never change the schema.
+        upgrade_database(app.config["DATABASE_URL"])
+    if first_run:
+        announce(host, port, app.config["DATABASE_URL"])
+    if dev:
+        create_app({"DEBUG": True}).run(host=host, port=port, debug=True)
+        return
+    # The settings operators use too; gunicorn imports the factory in each worker after
+    # forking, so no database connection is ever shared across processes.
+    # gunicorn puts the working directory first on sys.path, so a worker may import capture from
+    # a source tree while this process imported an installed copy: pin the instance folder
+    # (database, secret, spool) to the one resolved here.
+    os.environ["LEADGATE_INSTANCE_PATH"] = app.instance_path
+    argv = [sys.executable, "-m", "gunicorn", "-c", "python:capture.gunicorn_conf",
+            "--bind", f"{host}:{port}"]
+    if workers is not None:
+        argv += ["--workers", str(workers)]
+    os.execv(sys.executable, [*argv, "capture:create_app()"])
+
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Stop at once when nothing can listen on host:port: gunicorn would find out only after
+    the build and the migration, then retry for 8 s and print a line per try."""
+    import errno
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as e:
+        raise click.ClickException(f"cannot listen on {host}: {e.strerror}; pass --host an address of "
+                                   "this machine, e.g. 127.0.0.1.") from None
+    with socket.socket(family, kind, proto) as probe:
+        # As gunicorn does, so a port that only holds connections closing (TIME_WAIT) is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                message = (f"port {port} on {host} is taken: another program listens there; stop it, "
+                           "or pass --port another port.")
+            elif e.errno == errno.EACCES:
+                message = (f"this user may not listen on port {port} (below 1024 needs privileges); "
+                           "pass --port 1024 or above.")
+            elif e.errno == errno.EADDRNOTAVAIL:
+                message = (f"cannot listen on {host}: it is not an address of this machine; pass "
+                           "--host one that is, e.g. 127.0.0.1.")
+            else:
+                message = f"cannot listen on {host} port {port}: {e.strerror}."
+            raise click.ClickException(message) from None
+
+
+def announce(host: str, port: int, database_url: str) -> None:
+    """Where the site, the workspace and the leads are, and how to stop."""
+    from capture.cli.problems import shown
+
+    base = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+    click.echo(f"Leadgate starts on {base}\n"
+               f"  site:       {base}\n"
+               f"  workspace:  {base}workspace/\n"
+               f"  database:   {shown(database_url)}\n"
+               "Stop it with Ctrl+C.", err=True)

@@ -1,0 +1,37 @@
+"""`leadgate spool`: submissions kept on disk while the database could not take them."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from capture.cli.command import group
+
+
+@group()
+def spool() -> None:
+    """Submissions kept on disk while the database could not take them."""
+
+
+@spool.command("status")
+def spool_status() -> None:
+    """Show what waits in the spool, and any unreadable lines set aside."""
+    from capture.spool import get_spool
+
+    file = get_spool().file
+    click.echo(file.status().describe(file))
+
+
+@spool.command("replay")
+def spool_replay() -> None:
+    """Store what waits in the spool; what is already stored is skipped. Exits 1 when lines stay."""
+    from capture.spool import SpoolError, get_spool
+
+    try:
+        report = get_spool().replay()
+    except SpoolError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(report.describe(get_spool().file))
+    if report.kept or report.busy:
+        sys.exit(1)
