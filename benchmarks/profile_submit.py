@@ -39,7 +39,7 @@ def main() -> None:
         url = args.database_url or f"sqlite:///{tmp}/leadgate.db"
         if not args.database_url:
             upgrade(url)
-        app = create_app({"SECRET_KEY": "profile", "DATABASE_URL": url,
+        app = create_app({"SECRET_KEY": "profile-" + "k" * 32, "DATABASE_URL": url,
                           "CONTENT_DIR": str(ROOT / "content"), "SITE_DIR": None})
         catalog = load_catalog(ROOT / "content")
         resources = list(catalog)
