@@ -11,7 +11,6 @@ built from an HTTP error or a database failure, and answered in one place:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -25,15 +24,12 @@ from flask import (
     request,
     url_for,
 )
-from markupsafe import Markup
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
+from werkzeug.http import HTTP_STATUS_CODES
 
-from capture.shells import fill, read_shell, with_base
+from capture.shells import MESSAGE_PAGE, MESSAGE_REGION, in_site_shell, site_link
 
-#: The page of the built site whose shell frames the service's own pages (docs/architecture.md).
-MESSAGE_PAGE = "thanks/"
-MESSAGE_REGION = "thanks"
 API = "/api/"
 WORKSPACE = "/workspace/"
 
@@ -100,37 +96,11 @@ def wants_json() -> bool:
     return request.accept_mimetypes.best_match(["text/html", "application/json"]) == "application/json"
 
 
-def site_link(page_url: str = "") -> str:
-    """A page of the built site, under SITE_URL (or on this host when it is empty)."""
-    return (current_app.config["SITE_URL"] or "/") + page_url
-
-
-def in_site_shell(region: str, page_url: str, title: str, content: str) -> str:
-    """Rendered content inside a built page of the site when SITE_DIR has it (its region
-    replaced, its title wherever the theme shows it), else inside the service's base page."""
-    shell = read_shell(current_app.config["SITE_DIR"], page_url)
-    page = fill(shell, region, content) if shell else None
-    if page is None:
-        return render_template("page.html", title=title, content=Markup(content))
-    found = _TITLE.search(page)
-    if found is not None and found.group(1).strip() != title:
-        # The theme prints the shell page's title in <title> and in its header: both become ours.
-        escaped = Markup.escape(title)
-        page = _TITLE.sub(lambda m: f"<title>{escaped}{m.group(2) or ''}</title>", page, count=1)
-        own = re.compile(r">(\s*)" + re.escape(found.group(1).strip()) + r"(\s*)<")
-        page = own.sub(lambda m: f">{m.group(1)}{escaped}{m.group(2)}<", page)
-    return with_base(page, site_link(page_url))
-
-
-#: ``<title>Page title - Site name</title>`` as Material writes it.
-_TITLE = re.compile(r"<title>(.*?)(\s+-\s+[^<]*)?</title>", re.S)
-
-
 def answer(problem: Problem) -> Response:
     """The one answer to a Problem, in the asker's format and words."""
     staff = for_staff()
-    default_title, default_message = (STAFF if staff else VISITOR).get(
-        problem.status, (STAFF if staff else VISITOR)[500])
+    default_title, default_message = (STAFF if staff else VISITOR).get(problem.status) or (
+        HTTP_STATUS_CODES.get(problem.status, "Error"), "The request could not be served.")
     title, message = problem.title or default_title, problem.message or default_message
     if wants_json():
         body: dict[str, object] = {"ok": False, "title": title, "error": message}
@@ -155,7 +125,8 @@ def answer(problem: Problem) -> Response:
 
 
 def _http_error(e: HTTPException) -> Response:
-    headers = {"Allow": ", ".join(e.valid_methods)} if getattr(e, "valid_methods", None) else {}
+    """Werkzeug's refusals (404, 405, 413…), in our words, with their headers (Allow…)."""
+    headers = {name: value for name, value in e.get_headers() if name.lower() != "content-type"}
     return answer(Problem(e.code or 500, headers=headers))
 
 

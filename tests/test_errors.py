@@ -93,3 +93,55 @@ def test_bad_workspace_export_filters_are_named_on_the_workspace_page(client, ru
     html = page.get_data(as_text=True)
     assert "Cannot export these leads" in html and "from" in html and "YYYY-MM-DD" in html
     assert "Sign out" in html
+
+
+MATERIAL_LIKE = """<!doctype html><html><head><title>{title} - Test site</title></head><body>
+<div class="md-header__topic" data-md-component="header-topic"><span class="md-ellipsis">
+  {title}
+</span></div><nav><a href="/x/">Thank you</a><a href="/y/">Notes - part 2</a></nav>
+<!--leadgate:thanks--><h1>{title}</h1><!--/leadgate:thanks--></body></html>"""
+
+
+@pytest.mark.parametrize("shell_title", ["Thank you", "Thanks - and welcome"])
+def test_a_message_takes_the_shell_s_title_only_where_the_theme_shows_it(make_app, tmp_path, shell_title):
+    (tmp_path / "site" / "thanks").mkdir(parents=True)
+    (tmp_path / "site" / "thanks" / "index.html").write_text(
+        MATERIAL_LIKE.format(title=shell_title), encoding="utf-8")
+    html = make_app(SITE_DIR=str(tmp_path / "site")).test_client().get("/nowhere").get_data(as_text=True)
+    assert "<title>Page not found - Test site</title>" in html
+    topic = html.split('data-md-component="header-topic">')[1].split("</div>")[0]
+    assert "Page not found" in topic and shell_title not in topic
+    assert '<a href="/x/">Thank you</a><a href="/y/">Notes - part 2</a>' in html  # the nav as it was
+
+
+def test_the_workspace_says_the_database_is_down_even_when_sign_in_cannot_be_read(app, client, runner):
+    signed_in(client, runner)
+    with get_store(app).engine.begin() as conn:
+        conn.execute(text("DROP TABLE api_tokens"))
+        conn.execute(text("DROP TABLE users"))
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    page = client.get("/workspace/")
+    assert page.status_code == 503
+    html = page.get_data(as_text=True)
+    assert "The database is not answering" in html and "Leadgate workspace" in html
+    assert page.headers["Cache-Control"] == "private, no-store" and "frame-ancestors 'none'" in (
+        page.headers["Content-Security-Policy"])
+
+
+def test_an_unknown_workspace_address_is_a_workspace_page_with_its_headers(client):
+    page = client.get("/workspace/no/such/page")
+    assert page.status_code == 404
+    assert "Leadgate workspace" in page.get_data(as_text=True)
+    assert page.headers["X-Frame-Options"] == "DENY"
+
+
+def test_a_download_the_database_cannot_log_asks_to_try_the_link_again(make_app, form_post):
+    app = make_app()
+    client = app.test_client()
+    link = client.post("/submit", data=form_post(), headers=JSON).get_json()["download_url"]
+    with get_store(app).engine.begin() as conn:
+        conn.execute(text("DROP TABLE downloads"))
+    page = client.get(link)
+    assert page.status_code == 503
+    html = page.get_data(as_text=True)
+    assert "try it again in a minute" in html and "submit again" not in html

@@ -62,7 +62,7 @@ def test_the_migrations_build_what_the_models_describe(database_url):
     finally:
         engine.dispose()
     assert differences == [], (
-        "capture/store.py and capture/migrations disagree. Write a migration for the change: "
+        "capture/db/models.py and capture/db/migrations disagree. Write a migration for the change: "
         "`alembic upgrade head && alembic revision --autogenerate --rev-id NNNN -m '…'` "
         "(docs/architecture.md, 'Changing the schema'), then read and tidy what it generated.")
 

@@ -106,7 +106,7 @@ class Visit:
         page = thanks.get_data(as_text=True)
         assert thanks.status_code == 200
         assert "Leads versus prospects" in page
-        self.thanks_link = re.search(r'href="(/download/[^"]+)"', page).group(1)
+        self.thanks_link = re.search(r'href="http://localhost(/download/[^"]+)"', page).group(1)
 
 
 def check_kept_then_replayed(faulty: Flask, healthy: Callable[[], Flask], repair: Callable[[], None],

@@ -44,6 +44,8 @@ class Checkpointer(threading.Thread):
             if self.stopped.wait(self.seconds):  # let the writes of the next moments gather
                 return
             self.written.clear()
+            if self.stopped.is_set():  # a stop() between the wait and the clear: its wake-up is gone
+                return
             try:
                 pooled = self.engine.raw_connection()
                 try:

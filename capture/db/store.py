@@ -12,7 +12,6 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from flask import Flask, current_app
 from sqlalchemy import Engine
@@ -20,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from capture.db.checkpoint import Checkpointer
 from capture.db.engine import SQLITE_BUSY_TIMEOUT_MS, create_store_engine, writing
-from capture.db.writes import CoreWrites, Writes, driver_transaction
+from capture.db.writes import CoreWrites, Writes, compiled_cache, driver_transaction
 
 EXTENSION = "leadgate.store"
 
@@ -37,7 +36,7 @@ class Store:
         self.sqlite_busy_timeout_ms = sqlite_busy_timeout_ms
         self._made: tuple[Engine, Engine, sessionmaker[Session], sessionmaker[Session]] | None = None
         #: DriverWrites' compiled statements, shared by this store's transactions.
-        self._compiled: dict[Any, Any] = {}
+        self._compiled = compiled_cache()
         self._lock = threading.Lock()
         self._checkpointer: Checkpointer | None = None
 

@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Connection, Delete, Engine, Insert, Select, Update
+from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.sql import Executable
+from sqlalchemy.util import LRUCache
 
 from capture.db.engine import begin_immediate
 
@@ -48,7 +49,8 @@ class CoreWrites:
         return [dict(row) for row in self.connection.execute(statement, parameters).mappings()]
 
     def run(self, statement: Executable, parameters: Parameters) -> None:
-        self.connection.execute(statement, parameters)
+        if isinstance(parameters, Mapping) or parameters:  # no rows: nothing to write
+            self.connection.execute(statement, parameters)
 
 
 @dataclass(frozen=True)
@@ -69,23 +71,31 @@ class _Compiled:
     from_driver: tuple[Callable[[Any], Any] | None, ...]
 
     @classmethod
-    def of(cls, statement: Any, dialect: Any, keys: tuple[str, ...]) -> _Compiled:
-        compiled = statement.compile(dialect=dialect, column_keys=list(keys))
+    def of(cls, statement: Any, dialect: Any, keys: frozenset[str]) -> _Compiled:
+        if not isinstance(statement, (Insert, Update, Delete, Select)):
+            raise TypeError(f"DriverWrites runs Core INSERT, UPDATE, DELETE and SELECT, not {statement!r}")
+        compiled = statement.compile(dialect=dialect, column_keys=sorted(keys))
+        if "__[POSTCOMPILE_" in compiled.string:
+            raise TypeError("DriverWrites cannot run an expanding IN (…): use CoreWrites for it")
         names = tuple(compiled.positiontup if compiled.positional else compiled.binds)
         table = getattr(statement, "table", None)
         defaults = {}
         for name in names:
             if name in keys:
                 continue
-            column = table.c.get(name) if table is not None else None
-            if column is None or column.default is None or not column.default.is_scalar:
+            bind, column = compiled.binds[name], table.c.get(name) if table is not None else None
+            if bind.value is not None or bind.callable is not None:  # a literal in the statement
+                defaults[name] = bind.effective_value
+            elif column is not None and column.default is not None and column.default.is_scalar:
+                defaults[name] = column.default.arg
+            else:
                 raise ValueError(f"no value for {name!r} in {compiled.string!r}")
-            defaults[name] = column.default.arg
         converters = ((i, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
                       for i, name in enumerate(names))
         returning = statement.exported_columns  # RETURNING's columns; none without it
-        # itemgetter of one name gives the value itself, not a 1-tuple.
-        pick = itemgetter(*names) if len(names) > 1 else (lambda values: (values[names[0]],))
+        # itemgetter of one name gives the value itself, not a 1-tuple; of none, nothing.
+        pick = (itemgetter(*names) if len(names) > 1 else
+                (lambda values: (values[names[0]],)) if names else (lambda values: ()))
         return cls(
             sql=compiled.string, names=names, positional=compiled.positional, pick=pick,
             to_driver=tuple((i, convert) for i, convert in converters if convert is not None),
@@ -104,37 +114,56 @@ class _Compiled:
                 for name, convert, value in zip(self.returns, self.from_driver, values)}
 
 
-class DriverWrites:
-    """Statements compiled once and run on the driver's cursor (see the module's docstring)."""
+def compiled_cache() -> LRUCache:
+    """Where DriverWrites keeps compiled statements, by statement and parameter names: the
+    statements are meant to be built once (module level), so the cache stays small; a statement
+    built per call only costs a compile, and never grows the cache past its size."""
+    return LRUCache(500)
 
-    def __init__(self, cursor: Any, dialect: Any, cache: dict[Any, _Compiled]):
+
+class DriverWrites:
+    """Core statements compiled once and run on the driver's cursor: INSERT, UPDATE, DELETE
+    and SELECT, with values as parameters or literals in the statement (see the module's
+    docstring). A problem with a value is raised as SQLAlchemy's StatementError, as through
+    SQLAlchemy."""
+
+    def __init__(self, cursor: Any, dialect: Any, cache: LRUCache):
         self.cursor = cursor
         self.dialect = dialect
         self.cache = cache
+        #: The statement running, named in the error if the database refuses it.
+        self.sql: str | None = None
 
-    def _compiled(self, statement: Executable, keys: tuple[str, ...]) -> _Compiled:
-        compiled = self.cache.get((statement, keys))
-        if compiled is None:
-            compiled = self.cache[(statement, keys)] = _Compiled.of(statement, self.dialect, keys)
-        return compiled
+    def _prepared(self, statement: Executable,
+                  rows: Sequence[Mapping[str, Any]]) -> tuple[_Compiled, list[Any]]:
+        """The statement compiled for these parameter names, and each row's driver values."""
+        keys = frozenset(rows[0])
+        self.sql = None
+        try:
+            compiled = self.cache.get((statement, keys))
+            if compiled is None:
+                compiled = self.cache[(statement, keys)] = _Compiled.of(statement, self.dialect, keys)
+            self.sql = compiled.sql
+            return compiled, [compiled.parameters(values) for values in rows]
+        except (ValueError, TypeError, KeyError) as e:
+            raise StatementError(str(e), self.sql, None, e) from e
 
     def rows(self, statement: Executable, parameters: Mapping[str, Any]) -> list[dict[str, Any]]:
-        compiled = self._compiled(statement, tuple(parameters))
-        self.cursor.execute(compiled.sql, compiled.parameters(parameters))
+        compiled, [values] = self._prepared(statement, [parameters])
+        self.cursor.execute(compiled.sql, values)
         return [compiled.row(row) for row in self.cursor.fetchall()]
 
     def run(self, statement: Executable, parameters: Parameters) -> None:
         if isinstance(parameters, Mapping):
-            compiled = self._compiled(statement, tuple(parameters))
-            self.cursor.execute(compiled.sql, compiled.parameters(parameters))
-            return
-        compiled = self._compiled(statement, tuple(parameters[0]))
-        self.cursor.executemany(compiled.sql, [compiled.parameters(values) for values in parameters])
+            compiled, [values] = self._prepared(statement, [parameters])
+            self.cursor.execute(compiled.sql, values)
+        elif parameters:
+            compiled, many = self._prepared(statement, parameters)
+            self.cursor.executemany(compiled.sql, many)
 
 
 @contextmanager
-def driver_transaction(engine: Engine, cache: dict[Any, _Compiled],
-                       busy_timeout_ms: int) -> Iterator[DriverWrites]:
+def driver_transaction(engine: Engine, cache: LRUCache, busy_timeout_ms: int) -> Iterator[DriverWrites]:
     """One transaction on a pooled connection's driver: committed on success, rolled back on
     any error. Driver errors are raised as SQLAlchemy's (what callers catch), without their
     parameters, and a connection the server dropped is left out of the pool."""
@@ -145,16 +174,17 @@ def driver_transaction(engine: Engine, cache: dict[Any, _Compiled],
     except error as e:  # could not connect
         raise DBAPIError.instance(None, None, e, error, hide_parameters=True, dialect=dialect) from e
     driver = pooled.driver_connection
-    cursor = None
+    cursor = writes = None
     try:
         cursor = driver.cursor()
+        writes = DriverWrites(cursor, dialect, cache)
         if dialect.name == "sqlite":
             begin_immediate(driver, cursor, busy_timeout_ms)
-            yield DriverWrites(cursor, dialect, cache)
+            yield writes
             driver.commit()
         else:
             with driver.pipeline():
-                yield DriverWrites(cursor, dialect, cache)
+                yield writes
                 driver.commit()
     except error as e:
         gone = dialect.is_disconnect(e, pooled.dbapi_connection, cursor)
@@ -162,7 +192,7 @@ def driver_transaction(engine: Engine, cache: dict[Any, _Compiled],
             pooled.invalidate(e)
         else:
             _rollback_quietly(driver)
-        raise DBAPIError.instance(None, None, e, error, hide_parameters=True,
+        raise DBAPIError.instance(writes.sql if writes else None, None, e, error, hide_parameters=True,
                                   connection_invalidated=gone, dialect=dialect) from e
     except BaseException:
         _rollback_quietly(driver)

@@ -1,6 +1,6 @@
 """Leads for sales, as CSV or JSON Lines: one row per lead, streamed block by block.
 
-Rows come from ``Store.iter_export_rows`` one chunk at a time and leave as blocks of UTF-8, so
+Rows come from ``capture.leads.queries.iter_export_rows`` one chunk at a time and leave as blocks of UTF-8, so
 memory stays flat however many leads there are. The CSV header leaves before the query runs.
 
 Columns (``--columns a,b,c`` or ``?columns=a,b,c``, in the order given; :data:`COLUMNS`

@@ -175,7 +175,7 @@ def marketing_granted() -> Any:
 
 
 def lead_conditions(lead_filter: LeadFilter, catalog: Catalog | None = None) -> list[ColumnElement[bool]]:
-    """WHERE conditions on a query of :class:`Lead` for a filter (meanings in capture.filters).
+    """WHERE conditions on a query of :class:`Lead` for a filter (meanings in capture.leads.filters).
 
     Every list of leads (workspace, API, CLI export) filters through here so they agree.
     ``catalog`` is needed only for a resource type filter.

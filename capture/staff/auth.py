@@ -80,6 +80,9 @@ def sign_out() -> None:
 def current_user() -> User | None:
     """The signed-in member of staff (from the session or an API token), or None."""
     if "user" not in g:
+        # Nobody until the database says otherwise: a page that reports the database's
+        # failure must not fail again asking who is signed in.
+        g.user = None
         user_id = session.get(SESSION_USER)
         user = get_user(get_store(), user_id) if isinstance(user_id, int) else None
         if user is not None and (user.disabled or session.get(SESSION_PASSWORD) != _password_mark(user)):

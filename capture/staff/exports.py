@@ -1,6 +1,6 @@
 """The export over HTTP: ``/api/leads.csv`` for scripts, ``/workspace/leads.csv`` for staff.
 
-Both read the parameters of ``leadgate export`` (capture.filters, capture.export), refuse bad
+Both read the parameters of ``leadgate export`` (capture.leads.filters, capture.leads.export), refuse bad
 ones before anything is streamed, and stream the rows from a generator: the status and
 headers leave at once with the CSV header line, then a block per 1,000 leads, so memory stays
 flat and the first bytes do not wait for the query. Meanings and columns: docs/export.md.

@@ -1,6 +1,6 @@
 """The sales workspace: sign-in, the list of leads and each lead's page, for staff only.
 
-Views parse the request, call the store and render; who may see what is in capture.auth,
+Views parse the request, call the store and render; who may see what is in capture.staff.auth,
 which leads a filter selects in capture.leads.filters. Every page here answers ``no-store`` and a
 Content-Security-Policy without scripts: the pages show what visitors typed, and Jinja's
 escaping is the first guard, not the only one.
@@ -211,8 +211,10 @@ def lead(lead_id: int) -> Any:
         downloads=sum(isinstance(e.item, Download) for e in timeline))
 
 
-@bp.after_request
 def secure(response: Response) -> Response:
+    """Every answer under /workspace/, refusals included (some come from no blueprint)."""
+    if not request.path.startswith(auth.WORKSPACE):
+        return response
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
     return response
@@ -228,3 +230,4 @@ def page_helpers() -> dict[str, Any]:
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     app.context_processor(page_helpers)
+    app.after_request(secure)

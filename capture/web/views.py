@@ -23,21 +23,16 @@ from flask import (
     send_file,
     url_for,
 )
+from sqlalchemy.exc import SQLAlchemyError
 
 from capture.catalog import Resource, get_catalog
 from capture.db.store import get_store
-from capture.errors import (
-    MESSAGE_PAGE,
-    MESSAGE_REGION,
-    Problem,
-    in_site_shell,
-    site_link,
-    wants_json,
-)
+from capture.errors import Problem, wants_json
 from capture.fields import BY_NAME
 from capture.leads.attribution import ip_prefix, is_site_page, origin_of, source_fields
 from capture.leads.queries import known_consent_text
 from capture.leads.submission import NewSubmission
+from capture.shells import MESSAGE_PAGE, MESSAGE_REGION, in_site_shell, site_link
 from capture.spool import SpoolError, get_spool
 from capture.web.forms import Checked, check_submission
 from capture.web.links import (
@@ -196,7 +191,9 @@ def open_link(token: str) -> tuple[DownloadClaim, Resource]:
 def thanks(token: str) -> Response:
     _, resource = open_link(token)
     content = render_template(
-        "thanks_region.html", resource=resource, download_url=url_for(".download", token=token),
+        "thanks_region.html", resource=resource,
+        # Absolute: the page's <base> is the site's thank-you page, which may be on another host.
+        download_url=url_for(".download", token=token, _external=True),
         link_valid_for=valid_for(current_app.config["DOWNLOAD_MAX_AGE"]), catalog_url=site_link())
     return private(make_response(in_site_shell(MESSAGE_REGION, MESSAGE_PAGE, "Thank you", content)))
 
@@ -204,9 +201,14 @@ def thanks(token: str) -> Response:
 @bp.get("/download/<token>")
 def download(token: str) -> Response:
     claim, resource = open_link(token)
-    known = get_spool().record_download(
-        claim.submission_uid, resource.id, user_agent=request.user_agent.string,
-        ip_prefix=ip_prefix(request.remote_addr))
+    try:
+        known = get_spool().record_download(
+            claim.submission_uid, resource.id, user_agent=request.user_agent.string,
+            ip_prefix=ip_prefix(request.remote_addr))
+    except SQLAlchemyError:
+        current_app.logger.exception("download of submission %s not served", claim.submission_uid)
+        raise Problem(503, "The download could not be started just now. "
+                           "Nothing is wrong with your link: try it again in a minute.") from None
     if not known:
         raise Problem(410, "This download link is no longer valid. Request the resource again.",
                       link=(site_link(resource.url), f"Request {resource.title} again"))
