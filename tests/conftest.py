@@ -83,6 +83,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
              "be reached those tests are skipped, or fail when CI=true.")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every [postgresql] test `postgres`, however it got there (the fixture's own params
+    or a test's indirect parametrization), so `-m "not postgres"` runs SQLite alone."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("database_kind") == "postgresql":
+            item.add_marker(pytest.mark.postgres)
+
+
 @pytest.fixture(scope="session")
 def postgres_admin(pytestconfig: pytest.Config) -> Iterator[Engine]:
     """The PostgreSQL server of this run, checked once: unreachable skips, or fails on CI."""

@@ -495,6 +495,7 @@ def fill_and_send(page) -> None:
     page.click("button[type=submit]")
 
 
+@pytest.mark.browser
 def test_visit_data_is_kept_for_the_session_and_sent_with_the_form(page) -> None:
     page.goto(f"{page.site}/index.html?utm_source=newsletter&utm_campaign=november")
     first = page.url
@@ -518,6 +519,7 @@ def test_visit_data_is_kept_for_the_session_and_sent_with_the_form(page) -> None
     assert 'name="marketing_opt_in"' not in body
 
 
+@pytest.mark.browser
 def test_success_shows_the_download_link_in_place(page) -> None:
     open_landing(page)
     page.service.replies.append({"status": 201, "body": {
@@ -532,6 +534,7 @@ def test_success_shows_the_download_link_in_place(page) -> None:
     assert "Thank you" in success.inner_text()
 
 
+@pytest.mark.browser
 def test_field_errors_appear_beside_their_fields(page) -> None:
     open_landing(page)
     page.service.replies.append({"status": 422, "body": {"ok": False, "form_error": None, "errors": {
@@ -557,6 +560,7 @@ NO_SUCCESS = [  # (what the service answers, what the visitor is told); the visi
 ]
 
 
+@pytest.mark.browser
 def test_no_success_without_ok_from_the_service(page) -> None:
     open_landing(page)
     page.fill("#leadgate-email", "ann@example.org")
@@ -573,6 +577,7 @@ def test_no_success_without_ok_from_the_service(page) -> None:
     assert len(page.service.requests) == len(NO_SUCCESS)
 
 
+@pytest.mark.browser
 def test_button_is_disabled_while_sending(page) -> None:
     open_landing(page)
     page.service.replies.append("hold")
@@ -585,6 +590,7 @@ def test_button_is_disabled_while_sending(page) -> None:
     assert page.inner_text("button[type=submit]") == "Get the whitepaper"
 
 
+@pytest.mark.browser
 def test_catalog_filters_by_tag_in_place(page) -> None:
     page.goto(f"{page.site}/resources/index.html")
     page.click(".leadgate-filter a[data-leadgate-tag=scoring]")
