@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import textwrap
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskCliRunner, FlaskClient
-from sqlalchemy import Engine, create_engine, make_url
+from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
@@ -111,6 +114,93 @@ def postgres_admin(pytestconfig: pytest.Config) -> Iterator[Engine]:
     engine.dispose()
 
 
+class PostgresSchemas:
+    """This run's schemas on the PostgreSQL server, one per test, all named ``leadgate_<run>_…``.
+
+    Alembic runs once, into a template schema, and the SQL it sends is kept: a test's schema
+    replays that SQL, every statement as sent, in one round trip. That costs about half of a
+    ``migrate.upgrade`` per test, which is mostly Alembic's own Python; cloning a template
+    database (``CREATE DATABASE … TEMPLATE``) copies its whole catalog and cost several
+    times as much on the test machine (docs/performance.md, "Test tiers").
+    """
+
+    def __init__(self, admin: Engine) -> None:
+        self.admin = admin
+        self.prefix = f"leadgate_{uuid.uuid4().hex[:8]}_"
+        self._names = itertools.count()
+        self._migration: str | None = None
+
+    def url(self, schema: str) -> str:
+        """The server's URL with the schema as search_path: same server, credentials, database."""
+        return self.admin.url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+            hide_password=False)
+
+    @property
+    def migration(self) -> str:
+        """The SQL of ``migrate.upgrade`` into an empty schema, recorded on first use."""
+        if self._migration is None:
+            self._migration = self._record_migration()
+        return self._migration
+
+    def _record_migration(self) -> str:
+        from psycopg import ClientCursor  # only once PostgreSQL is reachable: SQLite runs need no psycopg
+
+        template = f"{self.prefix}template"
+        url = make_url(self.url(template))
+        statements: list[str] = []
+
+        def record(conn: Connection, cursor: Any, statement: str, parameters: Any,
+                   context: Any, executemany: bool) -> None:
+            if conn.engine.url == url:
+                for params in parameters if executemany else [parameters]:
+                    statements.append(ClientCursor(cursor.connection).mogrify(statement, params))
+
+        with self.admin.begin() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{template}"')
+        event.listen(Engine, "before_cursor_execute", record)
+        try:
+            migrate.upgrade(url.render_as_string(hide_password=False))
+        finally:
+            event.remove(Engine, "before_cursor_execute", record)
+        script = ";\n".join(statements)
+        # Replayed with another search_path, a statement naming the template would change it.
+        assert template not in script, f"the migrations name their schema {template}:\n{script}"
+        return script
+
+    @contextmanager
+    def schema(self, *, migrated: bool) -> Iterator[str]:
+        """The URL of a new schema, empty or at the newest revision; dropped on exit."""
+        name = f"{self.prefix}{next(self._names)}"
+        with self.admin.begin() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{name}"')
+            if migrated:
+                conn.exec_driver_sql(f'SET LOCAL search_path TO "{name}"')
+                conn.exec_driver_sql(self.migration, execution_options={"no_parameters": True})
+        try:
+            yield self.url(name)
+        finally:
+            with self.admin.begin() as conn:
+                conn.exec_driver_sql(f'DROP SCHEMA "{name}" CASCADE')
+
+    def drop_all(self) -> None:
+        """Drop every schema of this run that is still there: the template, and any a test's
+        teardown did not get to."""
+        with self.admin.begin() as conn:
+            names = conn.execute(text("SELECT nspname FROM pg_namespace WHERE starts_with(nspname, :prefix)"),
+                                 {"prefix": self.prefix}).scalars().all()
+            for name in names:
+                conn.exec_driver_sql(f'DROP SCHEMA "{name}" CASCADE')
+
+
+@pytest.fixture(scope="session")
+def postgres_schemas(postgres_admin: Engine) -> Iterator[PostgresSchemas]:
+    schemas = PostgresSchemas(postgres_admin)
+    try:
+        yield schemas
+    finally:
+        schemas.drop_all()
+
+
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A SQLite file migrated once per run; each test gets a copy (a file copy is ~100× faster)."""
@@ -131,26 +221,21 @@ def empty_database_url(request: pytest.FixtureRequest, database_kind: str, tmp_p
     if database_kind == "sqlite":
         yield f"sqlite:///{tmp_path / 'leadgate.db'}"
         return
-    admin: Engine = request.getfixturevalue("postgres_admin")
-    schema = f"leadgate_test_{uuid.uuid4().hex[:12]}"
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield admin.url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-            hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+    with request.getfixturevalue("postgres_schemas").schema(migrated=False) as url:
+        yield url
 
 
 @pytest.fixture
-def database_url(request: pytest.FixtureRequest, database_kind: str, empty_database_url: str) -> str:
-    """A database with the newest schema and no rows."""
+def database_url(request: pytest.FixtureRequest, database_kind: str) -> Iterator[str]:
+    """A database with the newest schema and no rows: a copy of the SQLite template, or a
+    PostgreSQL schema of its own, dropped after."""
     if database_kind == "sqlite":
-        shutil.copyfile(request.getfixturevalue("sqlite_template"), make_url(empty_database_url).database)
-    else:
-        migrate.upgrade(empty_database_url)
-    return empty_database_url
+        url = request.getfixturevalue("empty_database_url")
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), make_url(url).database)
+        yield url
+        return
+    with request.getfixturevalue("postgres_schemas").schema(migrated=True) as url:
+        yield url
 
 
 # --- The capture service -------------------------------------------------------------------
