@@ -8,6 +8,7 @@ checks that only read its output; the failures and options each need their own b
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import socket
@@ -438,13 +439,17 @@ SUBMIT = "https://get.example.com/submit"
 
 @pytest.fixture(scope="module")
 def browser():
-    """Headless Chromium; the tests skip where neither Playwright nor a Chromium is installed."""
+    """Headless Chromium; the tests skip where neither Playwright nor a Chromium is installed,
+    except on CI (CI=true), where they fail as test_browser.py does."""
     sync_api = pytest.importorskip("playwright.sync_api")
     executable = shutil.which("chromium") or shutil.which("chromium-browser")
     with sync_api.sync_playwright() as playwright:
         try:
             browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
         except sync_api.Error as e:
+            if os.environ.get("CI") == "true":
+                pytest.fail(f"Chromium is required on CI (.ci/run installs Debian's chromium package): {e}",
+                            pytrace=False)
             pytest.skip(f"no Chromium to run the page script in: {e}")
         yield browser
         browser.close()
