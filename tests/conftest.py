@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import werkzeug.security
 from flask import Flask
 from flask.testing import FlaskCliRunner, FlaskClient
 from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
@@ -239,6 +240,24 @@ def database_url(request: pytest.FixtureRequest, database_kind: str) -> Iterator
 
 
 # --- The capture service -------------------------------------------------------------------
+
+#: scrypt at 1/32 of werkzeug's default work (N=32768): the same code path, ~5 ms a hash.
+QUICK_PASSWORD_HASH = "scrypt:1024:8:1"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def quick_password_hashes() -> Iterator[None]:
+    """Hash staff passwords in this process with cheap scrypt parameters.
+
+    Adding a user hashes a password and signing in checks one (0.15 s each at full cost): ~290
+    of them were a third of the quick loop. Only the default changes, on werkzeug's own
+    function, wherever it is imported; servers in child processes keep the full cost.
+    """
+    function = werkzeug.security.generate_password_hash
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(function, "__defaults__", (QUICK_PASSWORD_HASH, *function.__defaults__[1:]))
+        yield
+
 
 SECRET_KEY = "test-secret-key-not-for-production-0123456789"
 SITE_ORIGIN = "https://site.example.com"
