@@ -402,6 +402,7 @@ def test_shipped_content_builds_with_the_repo_config(tmp_path: Path) -> None:
     assert (site / "articles/what-is-an-mql/index.html").is_file()
 
 
+@pytest.mark.slow
 def test_mkdocs_serve_previews_landing_pages_without_gated_files(tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

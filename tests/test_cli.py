@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from capture.cli import main
@@ -52,6 +53,7 @@ def test_export_to_a_file(client, runner, form_post, tmp_path):
     assert "ann.lee@example.com" in target.read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_serve_without_a_secret_refuses_to_start(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEADGATE_")}
     env["LEADGATE_DATABASE_URL"] = f"sqlite:///{tmp_path / 'x.db'}"
