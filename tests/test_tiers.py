@@ -35,8 +35,13 @@ def playwright_names(tree: ast.Module) -> set[str]:
 
 
 def uses_playwright(function: ast.FunctionDef, names: set[str]) -> bool:
-    source = ast.unparse(function)
-    return "playwright" in source or any(isinstance(n, ast.Name) and n.id in names for n in ast.walk(function))
+    """Whether the function names Playwright, or a module name bound to it (one walk, no unparse)."""
+    for node in ast.walk(function):
+        if (isinstance(node, ast.Name) and (node.id in names or "playwright" in node.id)
+                or isinstance(node, ast.Attribute) and "playwright" in node.attr
+                or isinstance(node, ast.Constant) and isinstance(node.value, str) and "playwright" in node.value):
+            return True
+    return False
 
 
 def functions(tree: ast.Module) -> list[tuple[ast.FunctionDef, bool]]:
