@@ -127,6 +127,8 @@ class PostgresSchemas:
 
     def __init__(self, admin: Engine) -> None:
         self.admin = admin
+        # One connection kept for the CREATE and DROP of every test: a new one costs ~15 ms a test.
+        self.engine = create_engine(admin.url, pool_size=1, max_overflow=0, pool_pre_ping=True)
         self.prefix = f"leadgate_{uuid.uuid4().hex[:8]}_"
         self._names = itertools.count()
         self._migration: str | None = None
@@ -156,7 +158,7 @@ class PostgresSchemas:
                 for params in parameters if executemany else [parameters]:
                     statements.append(ClientCursor(cursor.connection).mogrify(statement, params))
 
-        with self.admin.begin() as conn:
+        with self.engine.begin() as conn:
             conn.exec_driver_sql(f'CREATE SCHEMA "{template}"')
         event.listen(Engine, "before_cursor_execute", record)
         try:
@@ -172,25 +174,27 @@ class PostgresSchemas:
     def schema(self, *, migrated: bool) -> Iterator[str]:
         """The URL of a new schema, empty or at the newest revision; dropped on exit."""
         name = f"{self.prefix}{next(self._names)}"
-        with self.admin.begin() as conn:
+        script = self.migration if migrated else None  # recorded first, on the one connection
+        with self.engine.begin() as conn:
             conn.exec_driver_sql(f'CREATE SCHEMA "{name}"')
-            if migrated:
+            if script is not None:
                 conn.exec_driver_sql(f'SET LOCAL search_path TO "{name}"')
-                conn.exec_driver_sql(self.migration, execution_options={"no_parameters": True})
+                conn.exec_driver_sql(script, execution_options={"no_parameters": True})
         try:
             yield self.url(name)
         finally:
-            with self.admin.begin() as conn:
+            with self.engine.begin() as conn:
                 conn.exec_driver_sql(f'DROP SCHEMA "{name}" CASCADE')
 
     def drop_all(self) -> None:
         """Drop every schema of this run that is still there: the template, and any a test's
         teardown did not get to."""
-        with self.admin.begin() as conn:
+        with self.engine.begin() as conn:
             names = conn.execute(text("SELECT nspname FROM pg_namespace WHERE starts_with(nspname, :prefix)"),
                                  {"prefix": self.prefix}).scalars().all()
             for name in names:
                 conn.exec_driver_sql(f'DROP SCHEMA "{name}" CASCADE')
+        self.engine.dispose()
 
 
 @pytest.fixture(scope="session")
