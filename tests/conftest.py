@@ -7,7 +7,9 @@ import os
 import shutil
 import textwrap
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -120,18 +122,28 @@ class PostgresSchemas:
 
     Alembic runs once, into a template schema, and the SQL it sends is kept: a test's schema
     replays that SQL, every statement as sent, in one round trip. That costs about half of a
-    ``migrate.upgrade`` per test, which is mostly Alembic's own Python; cloning a template
-    database (``CREATE DATABASE … TEMPLATE``) copies its whole catalog and cost several
-    times as much on the test machine (docs/performance.md, "Test tiers").
+    ``migrate.upgrade``, much of which is Alembic's own Python; cloning a template database
+    (``CREATE DATABASE … TEMPLATE``) copies its whole catalog and cost more than either
+    (docs/performance.md, "The test suite").
+
+    A thread of its own makes the schemas and drops them: migrated ones a few tests ahead,
+    while the tests before run, so that a test's set-up takes one ready and its teardown only
+    hands it back.
     """
+
+    #: Migrated schemas kept ready beyond the one a test is about to take.
+    AHEAD = 2
 
     def __init__(self, admin: Engine) -> None:
         self.admin = admin
-        # One connection kept for the CREATE and DROP of every test: a new one costs ~15 ms a test.
+        # The worker's one connection, kept: a new one for each CREATE and DROP cost ~15 ms a test.
         self.engine = create_engine(admin.url, pool_size=1, max_overflow=0, pool_pre_ping=True)
         self.prefix = f"leadgate_{uuid.uuid4().hex[:8]}_"
         self._names = itertools.count()
         self._migration: str | None = None
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="leadgate-test-schemas")
+        self._ready: deque[Future[str]] = deque()
+        self._drops: list[Future[None]] = []
 
     def url(self, schema: str) -> str:
         """The server's URL with the schema as search_path: same server, credentials, database."""
@@ -170,31 +182,49 @@ class PostgresSchemas:
         assert template not in script, f"the migrations name their schema {template}:\n{script}"
         return script
 
-    @contextmanager
-    def schema(self, *, migrated: bool) -> Iterator[str]:
-        """The URL of a new schema, empty or at the newest revision; dropped on exit."""
+    def _create(self, script: str | None) -> str:
         name = f"{self.prefix}{next(self._names)}"
-        script = self.migration if migrated else None  # recorded first, on the one connection
         with self.engine.begin() as conn:
             conn.exec_driver_sql(f'CREATE SCHEMA "{name}"')
             if script is not None:
                 conn.exec_driver_sql(f'SET LOCAL search_path TO "{name}"')
                 conn.exec_driver_sql(script, execution_options={"no_parameters": True})
+        return name
+
+    def _drop(self, name: str) -> None:
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{name}" CASCADE')
+
+    @contextmanager
+    def schema(self, *, migrated: bool) -> Iterator[str]:
+        """The URL of a new schema, empty or at the newest revision; dropped after."""
+        if migrated:
+            script = self.migration  # recorded here, before the worker needs the connection
+            while len(self._ready) <= self.AHEAD:
+                self._ready.append(self._worker.submit(self._create, script))
+            name = self._ready.popleft().result()
+        else:
+            name = self._worker.submit(self._create, None).result()
         try:
             yield self.url(name)
         finally:
-            with self.engine.begin() as conn:
-                conn.exec_driver_sql(f'DROP SCHEMA "{name}" CASCADE')
+            self._drops.append(self._worker.submit(self._drop, name))
 
-    def drop_all(self) -> None:
-        """Drop every schema of this run that is still there: the template, and any a test's
-        teardown did not get to."""
-        with self.engine.begin() as conn:
-            names = conn.execute(text("SELECT nspname FROM pg_namespace WHERE starts_with(nspname, :prefix)"),
-                                 {"prefix": self.prefix}).scalars().all()
-            for name in names:
-                conn.exec_driver_sql(f'DROP SCHEMA "{name}" CASCADE')
-        self.engine.dispose()
+    def close(self) -> None:
+        """Stop the worker and drop every schema of this run still there (the template, those
+        made ahead, any a drop missed); then raise the first drop that failed, if one did."""
+        self._worker.shutdown(wait=True, cancel_futures=True)
+        try:
+            with self.engine.begin() as conn:
+                names = conn.execute(text("SELECT nspname FROM pg_namespace WHERE starts_with(nspname, :prefix)"),
+                                     {"prefix": self.prefix}).scalars().all()
+                for name in names:
+                    conn.exec_driver_sql(f'DROP SCHEMA "{name}" CASCADE')
+        finally:
+            self.engine.dispose()
+        for drop in self._drops:
+            if not drop.cancelled():
+                drop.result()
 
 
 @pytest.fixture(scope="session")
@@ -203,7 +233,7 @@ def postgres_schemas(postgres_admin: Engine) -> Iterator[PostgresSchemas]:
     try:
         yield schemas
     finally:
-        schemas.drop_all()
+        schemas.close()
 
 
 @pytest.fixture(scope="session")
