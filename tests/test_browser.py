@@ -21,6 +21,8 @@ from capture.leads.submission import NewSubmission, record_submission
 from leads import consent_events, find_lead
 from live import LiveServer
 
+pytestmark = pytest.mark.browser
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 #: The live server's DOWNLOAD_MAX_AGE: not the default week, so "2 hours" can only come from it.
 LINK_MAX_AGE = 2 * 3600

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import socket
@@ -568,6 +569,7 @@ def test_shipped_content_builds_with_the_repo_config(tmp_path: Path) -> None:
     assert f"{catalog.settings.retention_months} months" in notice and "{{" not in notice
 
 
+@pytest.mark.slow
 def test_mkdocs_serve_previews_landing_pages_without_gated_files(tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -605,13 +607,17 @@ SUBMIT = "https://get.example.com/submit"
 
 @pytest.fixture(scope="module")
 def browser():
-    """Headless Chromium; the tests skip where neither Playwright nor a Chromium is installed."""
+    """Headless Chromium; the tests skip where neither Playwright nor a Chromium is installed,
+    except on CI (CI=true), where they fail as test_browser.py does."""
     sync_api = pytest.importorskip("playwright.sync_api")
     executable = shutil.which("chromium") or shutil.which("chromium-browser")
     with sync_api.sync_playwright() as playwright:
         try:
             browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
         except sync_api.Error as e:
+            if os.environ.get("CI") == "true":
+                pytest.fail(f"Chromium is required on CI (.ci/run installs Debian's chromium package): {e}",
+                            pytrace=False)
             pytest.skip(f"no Chromium to run the page script in: {e}")
         yield browser
         browser.close()
@@ -662,6 +668,7 @@ def fill_and_send(page) -> None:
     page.click("button[type=submit]")
 
 
+@pytest.mark.browser
 def test_visit_data_is_kept_for_the_session_and_sent_with_the_form(page) -> None:
     page.goto(f"{page.site}/index.html?utm_source=newsletter&utm_campaign=november")
     first = page.url
@@ -685,6 +692,7 @@ def test_visit_data_is_kept_for_the_session_and_sent_with_the_form(page) -> None
     assert 'name="marketing_opt_in"' not in body
 
 
+@pytest.mark.browser
 def test_success_shows_the_download_link_in_place(page) -> None:
     open_landing(page)
     page.service.replies.append({"status": 201, "body": {
@@ -711,6 +719,7 @@ def test_success_says_how_long_the_link_works(page) -> None:
     assert note.startswith("The link is made for you and works for 1 hour and 30 minutes. ")
 
 
+@pytest.mark.browser
 def test_field_errors_appear_beside_their_fields(page) -> None:
     open_landing(page)
     page.service.replies.append({"status": 422, "body": {"ok": False, "error": "Some fields need your attention.", "errors": {
@@ -736,6 +745,7 @@ NO_SUCCESS = [  # (what the service answers, what the visitor is told); the visi
 ]
 
 
+@pytest.mark.browser
 def test_no_success_without_ok_from_the_service(page) -> None:
     open_landing(page)
     page.fill("#leadgate-email", "ann@example.org")
@@ -752,6 +762,7 @@ def test_no_success_without_ok_from_the_service(page) -> None:
     assert len(page.service.requests) == len(NO_SUCCESS)
 
 
+@pytest.mark.browser
 def test_button_is_disabled_while_sending(page) -> None:
     open_landing(page)
     page.service.replies.append("hold")
@@ -764,6 +775,7 @@ def test_button_is_disabled_while_sending(page) -> None:
     assert page.inner_text("button[type=submit]") == "Get the whitepaper"
 
 
+@pytest.mark.browser
 def test_catalog_filters_by_tag_in_place(page) -> None:
     page.goto(f"{page.site}/resources/index.html")
     page.click(".leadgate-filter a[data-leadgate-tag=scoring]")

@@ -18,8 +18,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
+import pytest
+
 from capture.catalog import Catalog, load_catalog
 from live import ROOT, LiveServer
+
+pytestmark = pytest.mark.slow
 
 SUBMISSIONS = 300
 PEOPLE = 200

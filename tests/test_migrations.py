@@ -165,6 +165,7 @@ def upgrade_after(barrier, url: str) -> None:
     migrate.upgrade(url)
 
 
+@pytest.mark.slow
 def test_servers_starting_together_migrate_once(empty_database_url):
     """Two processes upgrade at once: one migrates, the other waits for its lock, then has
     nothing to do. (Processes, as servers are: Alembic's context is one per process.)"""

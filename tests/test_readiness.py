@@ -60,6 +60,7 @@ def test_not_ready_when_the_database_cannot_be_reached(content_dir, url, caplog)
     assert "database unreachable" in caplog.text
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("setting", "status"), [(None, 200), ("false", 503)],
                          ids=["auto-upgrade", "no-auto-upgrade"])
 def test_serve_migrates_before_its_workers_start(tmp_path, empty_database_url, setting, status):

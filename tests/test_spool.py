@@ -329,6 +329,7 @@ for n in range(int(sys.argv[2])):
 """
 
 
+@pytest.mark.slow
 def test_workers_append_side_by_side(spool_path):
     workers = [subprocess.Popen([sys.executable, "-c", APPEND, str(spool_path), "30", str(w)])
                for w in range(3)]
