@@ -90,6 +90,7 @@ def on_a_terminal(args: list[str], env: dict[str, str], answers: list[str]) -> t
     return process.wait(timeout=30), shown.decode().replace("\r\n", "\n")
 
 
+@pytest.mark.slow  # a `leadgate` process of its own
 def test_password_is_asked_twice_and_hashed(leadgate_env, store):
     code, shown = on_a_terminal(["user", "add", EMAIL, "--role", "admin"], leadgate_env,
                                 [PASSWORD, PASSWORD])
@@ -103,6 +104,7 @@ def test_password_is_asked_twice_and_hashed(leadgate_env, store):
     assert PASSWORD not in user.password_hash
 
 
+@pytest.mark.slow  # a `leadgate` process of its own
 def test_passwords_that_differ_add_nobody(leadgate_env, store):
     code, shown = on_a_terminal(["user", "add", EMAIL, "--role", "sales"], leadgate_env,
                                 ["first-password-1", "second-password-2"])
@@ -112,6 +114,7 @@ def test_passwords_that_differ_add_nobody(leadgate_env, store):
     assert users(store) == []
 
 
+@pytest.mark.slow  # a `leadgate` process of its own
 @pytest.mark.parametrize("args", [["user", "add", EMAIL, "--role", "sales"], ["user", "password", EMAIL]])
 def test_a_piped_password_needs_password_stdin(leadgate_env, runner, store, args):
     if args[1] == "password":

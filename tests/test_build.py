@@ -709,6 +709,7 @@ def test_success_shows_the_download_link_in_place(page) -> None:
     assert "The link is made for you and expires after a while." in success.inner_text()
 
 
+@pytest.mark.browser
 def test_success_says_how_long_the_link_works(page) -> None:
     open_landing(page)
     page.service.replies.append({"status": 201, "body": {

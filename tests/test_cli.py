@@ -75,6 +75,7 @@ def test_every_option_and_argument_is_explained_in_help():
     assert not unexplained
 
 
+@pytest.mark.slow  # a `leadgate` process of its own
 def test_flask_runs_the_same_commands(tmp_path, database_url, content_dir):
     result = run([str(BIN / "flask"), "--app", "capture", "user", "list"], tmp_path,
                  LEADGATE_DATABASE_URL=database_url, LEADGATE_CONTENT_DIR=str(content_dir),
@@ -124,6 +125,7 @@ def test_export_to_a_file(client, runner, form_post, tmp_path):
 GENERATE = "python -c 'import secrets; print(secrets.token_hex(32))'"
 
 
+@pytest.mark.slow  # a `leadgate` process of its own
 @pytest.mark.parametrize(("secret", "message"), [
     # A key a demo left in the instance folder is not picked up outside --demo.
     (None, f"Error: No secret key: set LEADGATE_SECRET_KEY (generate one with `{GENERATE}`), "
@@ -143,6 +145,7 @@ def test_serve_without_a_proper_secret_refuses_to_start(tmp_path, secret, messag
     assert not (tmp_path / "site").exists()  # refused before the build
 
 
+@pytest.mark.slow  # a `leadgate` process of its own
 def test_serve_on_a_taken_port_says_so_before_building(tmp_path):
     port = free_port()
     with socket.socket() as other:
@@ -156,6 +159,7 @@ def test_serve_on_a_taken_port_says_so_before_building(tmp_path):
     assert not (tmp_path / "site").exists()
 
 
+@pytest.mark.slow  # a `leadgate` process of its own
 def test_serve_says_where_everything_is_and_logs_the_size_of_each_page(tmp_path):
     site = tmp_path / "site"
     site.mkdir()
@@ -181,6 +185,7 @@ def test_serve_says_where_everything_is_and_logs_the_size_of_each_page(tmp_path)
     assert '"HEAD / HTTP/1.1" 200 0 ' in log  # the length, but no body, was sent
 
 
+@pytest.mark.slow  # a `leadgate` process of its own
 def test_commands_run_without_the_services_secret_key(tmp_path, database_url):
     result = run([LEADGATE, "user", "list"], tmp_path, LEADGATE_DATABASE_URL=database_url)
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
@@ -198,6 +203,7 @@ CANNOT_CONNECT = ("Error: cannot connect to the database at postgresql+psycopg:/
                   "LEADGATE_DATABASE_URL names it.")
 
 
+@pytest.mark.slow  # a `leadgate` process of its own
 @pytest.mark.parametrize(("env", "args", "message"), [
     ({"LEADGATE_DATABASE_URL": MISSING_FOLDER}, ["export"], CANNOT_OPEN),
     ({"LEADGATE_DATABASE_URL": MISSING_FOLDER}, ["export", "-o", "{tmp}/leads.csv"], CANNOT_OPEN),
@@ -224,6 +230,7 @@ def test_a_setting_or_database_problem_is_one_error_line(tmp_path, env, args, me
     assert not (tmp_path / "leads.csv").exists()
 
 
+@pytest.mark.slow  # a `leadgate` process of its own
 @pytest.mark.parametrize("args", [["export"], ["user", "list"], ["token", "list"],
                                   ["user", "disable", "sam@example.com"]])
 def test_a_database_without_tables_says_to_upgrade(tmp_path, empty_database_url, args):
@@ -231,6 +238,7 @@ def test_a_database_without_tables_says_to_upgrade(tmp_path, empty_database_url,
     one_error_line(result, "Error: the database has no tables yet: run `leadgate db upgrade`.")
 
 
+@pytest.mark.slow  # a `leadgate` process of its own
 def test_a_database_behind_the_code_says_to_upgrade(tmp_path, empty_database_url):
     migrate.upgrade(empty_database_url, "0001")  # before staff accounts
     result = run([LEADGATE, "user", "list"], tmp_path, LEADGATE_DATABASE_URL=empty_database_url)
