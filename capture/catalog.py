@@ -159,6 +159,10 @@ class Catalog:
     def __len__(self) -> int:
         return len(self.resources)
 
+    def choices(self) -> tuple[list[str], list[str]]:
+        """The resource types and resource ids a filter may name (LeadFilter.from_args)."""
+        return list(self.settings.resource_types), list(self.resources)
+
     def gated_files(self) -> set[Path]:
         return {r.file for r in self}
 

@@ -10,7 +10,6 @@ so ``true`` and ``600`` arrive typed while ``yes`` or ``https://…`` arrive as 
 from __future__ import annotations
 
 import importlib.util
-
 import os
 import secrets
 from pathlib import Path

@@ -29,11 +29,13 @@ class Field:
     autocomplete: str = ""
     #: A checkbox's one accepted value.
     value: str = ""
+    #: The download needs it (the email address, the terms).
+    required: bool = False
 
 
 FIELDS: tuple[Field, ...] = (
     Field("email", "Work email", EMAIL, 254, "required, checked by email-validator, stored normalized",
-          "email"),
+          "email", required=True),
     Field("first_name", "First name", TEXT, 100, "optional", "given-name"),
     Field("last_name", "Last name", TEXT, 100, "optional", "family-name"),
     Field("company", "Company", TEXT, 200, "optional", "organization"),
@@ -42,7 +44,7 @@ FIELDS: tuple[Field, ...] = (
           "optional, one of `company_sizes` in content/leadgate.yml"),
     Field("industry", "Industry", CHOICE, 100, "optional, one of `industries` in content/leadgate.yml"),
     Field("terms", "Terms", CHECKBOX, None, "required, the value must be exactly `accepted`",
-          value="accepted"),
+          value="accepted", required=True),
     Field("marketing_opt_in", "Marketing emails", CHECKBOX, None,
           "optional and unticked; ticked only when exactly `yes`", value="yes"),
     Field("resource_id", "Resource", HIDDEN, 64, "a resource id of the catalog"),

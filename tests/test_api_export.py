@@ -171,3 +171,18 @@ def test_workspace_download_refuses_bad_filters(client, runner, leads):
     response = client.get("/workspace/leads.csv?to=2026-13-01")
     assert response.status_code == 400
     assert "is not a date" in response.get_data(as_text=True)
+
+
+def test_an_unknown_resource_is_refused_everywhere_like_an_unknown_type(client, runner, token, leads):
+    """A misspelt resource id would select no lead and say nothing: the API, the workspace and
+    `leadgate export` all name the ids there are."""
+    answer = get(client, token, "?resource=leads-vs-prospect")
+    assert answer.status_code == 400
+    assert answer.get_json()["errors"]["resource"] == [
+        "Unknown resource 'leads-vs-prospect': use one of leads-vs-prospects, scoring."]
+    signed_in(client, runner, "mia@example.com", "marketing")
+    page = client.get("/workspace/?resource=leads-vs-prospect")
+    assert page.status_code == 422
+    assert "Unknown resource" in page.get_data(as_text=True)
+    result = runner.invoke(args=["export", "--resource", "leads-vs-prospect"])
+    assert result.exit_code == 2 and "Unknown resource 'leads-vs-prospect'" in result.output

@@ -53,12 +53,7 @@ def export(output, q, seen_from, seen_to, resource, resource_type, utm_source, u
             "utm_source": utm_source, "utm_medium": utm_medium, "utm_campaign": utm_campaign,
             "marketing": marketing, "columns": columns, "format": fmt, "excel": "yes" if excel else ""}
     catalog = get_catalog() if resource_type or resource else None
-    lead_filter, errors = LeadFilter.from_args(
-        args, catalog.settings.resource_types if catalog else None)
-    if catalog is not None and lead_filter.resource and catalog.get(lead_filter.resource) is None:
-        # Like an unknown type: a misspelt id would otherwise export no lead, and say nothing.
-        errors.setdefault("resource", []).append(
-            f"Unknown resource '{lead_filter.resource}': use one of {', '.join(r.id for r in catalog)}.")
+    lead_filter, errors = LeadFilter.from_args(args, *catalog.choices() if catalog else ())
     options, option_errors = ExportOptions.from_args(args)
     errors.update(option_errors)
     if errors:

@@ -9,7 +9,6 @@ from pathlib import Path
 import click
 
 from capture.cli.command import command, option
-
 from capture.cli.db import upgrade_database
 
 DEFAULT_HOST = "127.0.0.1"

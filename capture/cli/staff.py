@@ -26,8 +26,8 @@ def user() -> None:
 def user_add(email: str, role: str, password_stdin: bool) -> None:
     """Add a staff account for EMAIL, the address it signs in with; the password is asked for
     twice (at least 12 characters)."""
-    from capture.staff import accounts
     from capture.db.store import get_store
+    from capture.staff import accounts
 
     try:
         account = accounts.add_user(get_store(), email, _read_password(password_stdin), role.strip().lower())
@@ -41,8 +41,8 @@ def user_add(email: str, role: str, password_stdin: bool) -> None:
 @PASSWORD_STDIN
 def user_password(email: str, password_stdin: bool) -> None:
     """Set a new password for the account of EMAIL; it is signed out everywhere else."""
-    from capture.staff import accounts
     from capture.db.store import get_store
+    from capture.staff import accounts
 
     try:
         accounts.account(get_store(), email)  # before asking for a password it cannot use
@@ -66,8 +66,8 @@ def _read_password(from_stdin: bool) -> str:
 @user.command("list")
 def user_list() -> None:
     """Every staff account: email, role, since when, and whether it is disabled."""
-    from capture.staff import accounts
     from capture.db.store import get_store
+    from capture.staff import accounts
 
     for account in accounts.users(get_store()):
         state = "  disabled" if account.disabled else ""
@@ -89,8 +89,8 @@ def user_enable(email: str) -> None:
 
 
 def _set_disabled(email: str, disabled: bool) -> None:
-    from capture.staff import accounts
     from capture.db.store import get_store
+    from capture.staff import accounts
 
     try:
         account = accounts.set_disabled(get_store(), email, disabled)
@@ -109,9 +109,9 @@ def token() -> None:
 @option("--name", default="", help="What the token is for, e.g. \"CRM sync\".")
 def token_create(email: str, name: str) -> None:
     """Create a token for the account of EMAIL and print it; it cannot be shown again."""
-    from capture.staff import accounts
     from capture.db.models import TOKEN_NAME_MAX
     from capture.db.store import get_store
+    from capture.staff import accounts
 
     if len(name) > TOKEN_NAME_MAX:
         raise click.BadParameter(f"use at most {TOKEN_NAME_MAX} characters", param_hint="--name")
@@ -126,8 +126,8 @@ def token_create(email: str, name: str) -> None:
 @token.command("list")
 def token_list() -> None:
     """Every token: id, prefix, owner, name, when created and last used, and whether revoked."""
-    from capture.staff import accounts
     from capture.db.store import get_store
+    from capture.staff import accounts
 
     for row, email in accounts.tokens(get_store()):
         used = _iso(row.last_used_at) if row.last_used_at else "never"
@@ -140,8 +140,8 @@ def token_list() -> None:
 @click.argument("token_id", metavar="ID", type=int)
 def token_revoke(token_id: int) -> None:
     """Revoke the token numbered ID (see `leadgate token list`); it stops working at once."""
-    from capture.staff import accounts
     from capture.db.store import get_store
+    from capture.staff import accounts
 
     if accounts.revoke_token(get_store(), token_id) is None:
         raise click.ClickException(f"There is no token {token_id} (see `leadgate token list`).")

@@ -84,12 +84,13 @@ class LeadFilter:
 
     @classmethod
     def from_args(cls, args: Mapping[str, str | None], resource_types: Collection[str] | None = None,
-                  ) -> tuple[LeadFilter, dict[str, list[str]]]:
+                  resource_ids: Collection[str] | None = None) -> tuple[LeadFilter, dict[str, list[str]]]:
         """Read parameters by their public names; unknown names are ignored (page, sort…).
 
         Returns the filter and ``{parameter: [messages]}``; when there are errors the filter
-        holds only the valid parameters and must not be used to answer. ``resource_types``
-        (the catalog's list) lets an unknown type be refused with the valid ones named.
+        holds only the valid parameters and must not be used to answer. ``resource_types`` and
+        ``resource_ids`` (the catalog's) let an unknown type or resource be refused with the
+        valid ones named: a misspelt one would otherwise select no lead, and say nothing.
         """
         values: dict[str, object] = {}
         errors: dict[str, list[str]] = {}
@@ -120,6 +121,8 @@ class LeadFilter:
                 if len(text) > RESOURCE_ID_MAX or not SLUG.match(text):
                     fail(name, f"'{text[:RESOURCE_ID_MAX]}' is not a resource id "
                                "(lower-case letters, digits and hyphens).")
+                elif resource_ids is not None and text not in resource_ids:
+                    fail(name, f"Unknown resource '{text}': use one of {', '.join(resource_ids)}.")
                 else:
                     values[attr] = text
             elif attr == "resource_type":

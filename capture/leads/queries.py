@@ -6,15 +6,15 @@ Every list of leads (the workspace, the API, ``leadgate export``) filters throug
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import case, false, func, literal, select, tuple_
 from sqlalchemy.orm import aliased
 
-from capture.catalog import ConsentText
+from capture.catalog import Catalog, ConsentText
 from capture.db.models import ConsentEvent, ConsentTextRow, Download, Lead, Submission
 from capture.db.store import Store
 from capture.fields import PROFILE_FIELDS, SOURCE_FIELDS
@@ -24,9 +24,6 @@ from capture.leads.filters import (
     lead_conditions,
     marketing_granted,
 )
-
-if TYPE_CHECKING:
-    from capture.catalog import Catalog
 
 #: The source of a lead as the export shows it (first and latest request).
 EXPORT_SOURCE_FIELDS = (*SOURCE_FIELDS, "resource_id")
@@ -46,7 +43,23 @@ LEAD_SORTS: dict[str, Any] = {
     "email": Lead.email_key,
     "company": Lead.company,
 }
+#: The first click on a column sorts dates newest first and text A to Z.
+DEFAULT_DIRECTION = {"last_seen": "desc", "first_seen": "desc", "email": "asc", "company": "asc"}
 TIMELINE_ORDER = ("submission", "consent", "download")
+
+
+def read_order(args: Mapping[str, str]) -> tuple[str, str, dict[str, list[str]]]:
+    """Sort column and direction from the query string, with messages for values it refuses."""
+    errors: dict[str, list[str]] = {}
+    sort = args.get("sort") or "last_seen"
+    if sort not in LEAD_SORTS:
+        errors["sort"] = [f"Sort by one of {', '.join(LEAD_SORTS)}."]
+        sort = "last_seen"
+    direction = args.get("dir") or DEFAULT_DIRECTION[sort]
+    if direction not in ("asc", "desc"):
+        errors["dir"] = ["Use asc or desc."]
+        direction = DEFAULT_DIRECTION[sort]
+    return sort, direction, errors
 
 
 @dataclass(frozen=True)

@@ -272,7 +272,7 @@ class SpoolFile:
         """
         if has_download(store, event.submission_uid, event.created_at):
             return True
-        recorded = record_download(store, 
+        recorded = record_download(store,
             submission_uid=event.submission_uid, resource_id=event.resource_id,
             user_agent=event.user_agent, ip_prefix=event.ip_prefix, at=event.created_at)
         if recorded is not None:

@@ -18,8 +18,8 @@ from capture.db.store import get_store
 from capture.errors import Problem
 from capture.leads.export import ExportOptions, iter_export
 from capture.leads.filters import LeadFilter
+from capture.leads.queries import read_order
 from capture.staff import auth
-from capture.staff.workspace import read_order
 
 bp = Blueprint("export", __name__)
 
@@ -27,8 +27,8 @@ bp = Blueprint("export", __name__)
 def read_export_args(args: Mapping[str, str]) -> tuple[LeadFilter, ExportOptions, Catalog | None,
                                                        dict[str, list[str]]]:
     """Filter, options and (for a type filter) the catalog, with messages per bad parameter."""
-    catalog = get_catalog() if args.get("type") else None
-    lead_filter, errors = LeadFilter.from_args(args, catalog.settings.resource_types if catalog else None)
+    catalog = get_catalog() if args.get("type") or args.get("resource") else None
+    lead_filter, errors = LeadFilter.from_args(args, *catalog.choices() if catalog else ())
     options, option_errors = ExportOptions.from_args(args)
     return lead_filter, options, catalog, {**errors, **option_errors}
 

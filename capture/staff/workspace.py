@@ -32,18 +32,18 @@ from capture.db.store import get_store
 from capture.errors import Problem
 from capture.leads.filters import ARGS, LeadFilter
 from capture.leads.queries import (
+    DEFAULT_DIRECTION,
     LEAD_SORTS,
     count_leads,
     get_lead,
     lead_consent_texts,
     lead_timeline,
     list_leads,
+    read_order,
 )
 from capture.staff import accounts, auth
 
 PAGE_SIZE = 50
-#: The first click on a column sorts dates newest first and text A to Z.
-DEFAULT_DIRECTION = {"last_seen": "desc", "first_seen": "desc", "email": "asc", "company": "asc"}
 SORT_LABELS = {"last_seen": "Last seen", "first_seen": "First seen", "email": "Email", "company": "Company"}
 DATE_SORTS = frozenset({"last_seen", "first_seen"})
 SECURITY_HEADERS = {
@@ -85,19 +85,6 @@ def decode_cursor(text: str, sort: str, direction: str) -> tuple[bool, tuple[Any
         raise BadCursor(text) from e
     return side == "b", (value, lead_id)
 
-
-def read_order(args: Mapping[str, str]) -> tuple[str, str, dict[str, list[str]]]:
-    """Sort column and direction from the query string, with messages for values it refuses."""
-    errors: dict[str, list[str]] = {}
-    sort = args.get("sort") or "last_seen"
-    if sort not in LEAD_SORTS:
-        errors["sort"] = [f"Sort by one of {', '.join(LEAD_SORTS)}."]
-        sort = "last_seen"
-    direction = args.get("dir") or DEFAULT_DIRECTION[sort]
-    if direction not in ("asc", "desc"):
-        errors["dir"] = ["Use asc or desc."]
-        direction = DEFAULT_DIRECTION[sort]
-    return sort, direction, errors
 
 
 def order_label(sort: str, direction: str) -> str:
@@ -149,7 +136,7 @@ def logout() -> Response:
 @auth.login_required
 def leads() -> Any:
     catalog = get_catalog()
-    lead_filter, errors = LeadFilter.from_args(request.args, catalog.settings.resource_types)
+    lead_filter, errors = LeadFilter.from_args(request.args, *catalog.choices())
     sort, direction, order_errors = read_order(request.args)
     errors.update(order_errors)
     before, key = False, None

@@ -79,7 +79,7 @@ def contract_field(spec: Field) -> StringField:
     """The WTForms field of one field of the contract (capture.fields)."""
     if spec.kind == CHECKBOX:
         return StringField(spec.label)  # compared to its one value, in LeadForm
-    required = [InputRequired(EMAIL_REQUIRED)] if spec.name == "email" else []
+    required = [InputRequired(EMAIL_REQUIRED)] if spec.required else []
     return text(spec.label, limit(spec.name), *required)
 
 
