@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import jinja2
+import jinja2.bccache
 import pytest
 import werkzeug.security
 from flask import Flask
@@ -298,6 +300,25 @@ SECRET_KEY = "test-secret-key-not-for-production-0123456789"
 SITE_ORIGIN = "https://site.example.com"
 
 
+class CompiledTemplates(jinja2.BytecodeCache):
+    """Templates compiled once per run, shared by every app a test builds: each app's Jinja
+    environment would compile them again, a third of a workspace test's time. Keys include the
+    template's source checksum, so an edited template is compiled anew."""
+
+    def __init__(self) -> None:
+        self.compiled: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        if bucket.key in self.compiled:
+            bucket.bytecode_from_string(self.compiled[bucket.key])
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        self.compiled[bucket.key] = bucket.bytecode_to_string()
+
+
+TEMPLATES_COMPILED = CompiledTemplates()
+
+
 @pytest.fixture
 def make_app(content_dir: Path, database_url: str, tmp_path: Path) -> Iterator[Callable[..., Flask]]:
     """Build apps on the test database (a restart, changed content…); stores closed and spool
@@ -316,6 +337,7 @@ def make_app(content_dir: Path, database_url: str, tmp_path: Path) -> Iterator[C
             "SPOOL_PATH": str(tmp_path / "spool.jsonl"),
             **config,
         })
+        app.jinja_env.bytecode_cache = TEMPLATES_COMPILED
         apps.append(app)
         return app
 
