@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import bindparam, delete, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError, StatementError
 
 from capture.db.models import ConsentTextRow
@@ -76,3 +76,18 @@ def test_statements_are_compiled_once_per_set_of_names(store):
     with store.writes() as tx:
         tx.run(statement, dict(reversed(list(row("d").items()))))  # the same names, another order
     assert [key for key in store._compiled if key[0] is statement] == [(statement, frozenset(row("a")))]
+
+
+@WAYS
+def test_statements_sent_together_run_in_order_and_each_gives_its_rows(store, direct):
+    """The second statement sees what the first wrote in the same transaction, whether they go
+    out together (PostgreSQL's pipeline) or one by one."""
+    copy = insert(TEXTS).from_select(
+        ["sha256", "kind", "version", "text", "first_seen"],
+        select(TEXTS.c.sha256 + "-copy", TEXTS.c.kind, TEXTS.c.version, TEXTS.c.text, TEXTS.c.first_seen)
+        .where(TEXTS.c.sha256 == bindparam("original"))).returning(TEXTS.c.sha256)
+    with store.writes(direct=direct) as tx:
+        first, second = tx.rows_together(
+            (insert(TEXTS).returning(TEXTS.c.sha256), row("a")), (copy, {"original": "a"}))
+    assert (first, second) == ([{"sha256": "a"}], [{"sha256": "a-copy"}])
+    assert [sha for sha, _, _ in texts(store)] == ["a", "a-copy"]

@@ -38,6 +38,10 @@ class Writes(Protocol):
     def run(self, statement: Executable, parameters: Parameters) -> None:
         """Run a statement whose answer is not needed, once or for each mapping of a list."""
 
+    def rows_together(self, *statements: tuple[Executable, Mapping[str, Any]]) -> list[list[dict[str, Any]]]:
+        """Run statements with RETURNING in order, sent together where the driver can (one
+        round trip in PostgreSQL's pipeline); the rows of each."""
+
 
 class CoreWrites:
     """SQLAlchemy's execution, on a Connection inside a transaction."""
@@ -51,6 +55,9 @@ class CoreWrites:
     def run(self, statement: Executable, parameters: Parameters) -> None:
         if isinstance(parameters, Mapping) or parameters:  # no rows: nothing to write
             self.connection.execute(statement, parameters)
+
+    def rows_together(self, *statements: tuple[Executable, Mapping[str, Any]]) -> list[list[dict[str, Any]]]:
+        return [self.rows(statement, parameters) for statement, parameters in statements]
 
 
 @dataclass(frozen=True)
@@ -160,6 +167,17 @@ class DriverWrites:
         elif parameters:
             compiled, many = self._prepared(statement, parameters)
             self.cursor.executemany(compiled.sql, many)
+
+    def rows_together(self, *statements: tuple[Executable, Mapping[str, Any]]) -> list[list[dict[str, Any]]]:
+        if self.dialect.name != "postgresql":  # nothing to gain where every statement is local
+            return [self.rows(statement, parameters) for statement, parameters in statements]
+        sent = []
+        for statement, parameters in statements:
+            compiled, [values] = self._prepared(statement, [parameters])
+            cursor = self.cursor.connection.cursor()  # its own: the answers are read after all are sent
+            cursor.execute(compiled.sql, values)
+            sent.append((compiled, cursor))
+        return [[compiled.row(row) for row in cursor.fetchall()] for compiled, cursor in sent]
 
 
 @contextmanager

@@ -83,8 +83,11 @@ def _statements(dialect: str) -> _Statements:
         lead=lead.on_conflict_do_update(index_elements=["email_key"],
                                         set_={"email_key": lead.excluded.email_key})
         .returning(*leads.c),
-        submission=insert(submissions).on_conflict_do_nothing(index_elements=["uid"])
-        .returning(submissions.c.id),
+        # The lead found by its email key, not by the id the upsert returns, so that both can
+        # be sent together (capture.db.writes, rows_together).
+        submission=insert(submissions).values(lead_id=select(leads.c.id).where(
+            leads.c.email_key == bindparam("email_key")).scalar_subquery())
+        .on_conflict_do_nothing(index_elements=["uid"]).returning(submissions.c.id),
         lead_update=update(leads).where(leads.c.id == bindparam("lead_id")),
         consent_event=insert(ConsentEvent.__table__),
         stored_submission=select(submissions).where(submissions.c.uid == bindparam("uid")),
@@ -115,10 +118,11 @@ def record_submission(store: Store, data: NewSubmission, *, direct: bool = True)
              "first_seen": at} for text in (data.terms, data.marketing)])
         # A new lead is inserted with this post's details, so that only its submission ids
         # change below; a known lead comes back as it was and is merged.
-        [row] = tx.rows(sql.lead, {
-            "email": data.email, "email_key": email_key(data.email), "first_seen": at,
-            "last_seen": at, **profile})
-        inserted = tx.rows(sql.submission, {**submission, "lead_id": row["id"]})
+        key = email_key(data.email)
+        [row], inserted = tx.rows_together(
+            (sql.lead, {"email": data.email, "email_key": key, "first_seen": at, "last_seen": at,
+                        **profile}),
+            (sql.submission, {**submission, "email_key": key}))
         if not inserted:  # stored before: a replay
             [stored] = tx.rows(sql.stored_submission, {"uid": data.uid})
             [lead] = tx.rows(sql.stored_lead, {"lead_id": stored["lead_id"]})
