@@ -355,7 +355,6 @@ def test_settings(content_dir, tmp_path, monkeypatch):
     assert get_store(app).sqlite_busy_timeout_ms == 250
 
 
-
 def test_database_errors_carry_no_visitor_data(spooling, database_url, form_post, spool_path, caplog):
     """What the database says reaches logs and error pages; what a visitor typed must not."""
     drop_every_table(database_url)

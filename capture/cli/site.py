@@ -96,7 +96,6 @@ def serve(host: str, port: int, workers: int | None, demo: bool, dev: bool, buil
     os.execv(sys.executable, [*argv, "capture:create_app()"])
 
 
-
 def check_port_free(host: str, port: int) -> None:
     """Stop at once when nothing can listen on host:port: gunicorn would find out only after
     the build and the migration, then retry for 8 s and print a line per try."""

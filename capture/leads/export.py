@@ -87,6 +87,7 @@ def _source(name: str, which: str) -> Column:
     kind = RESOURCE if name == "resource_id" else TEXT
     return Column(f"{which}_{name}", kind, f"The {_named(name)} of the person's {which} request.")
 
+
 #: Every column, in the order ``all`` gives them.
 COLUMNS: dict[str, Column] = {c.name: c for c in (
     Column("id", NUMBER, "The lead's number: stable, to match one export with the next."),

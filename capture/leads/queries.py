@@ -87,7 +87,6 @@ class TimelineEntry:
     item: Submission | ConsentEvent | Download
 
 
-
 def known_consent_text(store: Store, sha256: str) -> ConsentText | None:
     """Words recorded earlier under this hash (pages built before a wording changed)."""
     with store.read() as s:
@@ -258,7 +257,6 @@ def _lead_order(order: tuple[str, str] | None) -> tuple[Any, ...]:
         raise ValueError(f"unknown order {sort!r} {direction!r}")
     column = LEAD_SORTS[sort]
     return (column.desc(), Lead.id.desc()) if direction == "desc" else (column, Lead.id)
-
 
 
 def _iso_text(dialect: str) -> Callable[[Any], Any]:

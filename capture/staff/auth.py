@@ -38,10 +38,9 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from capture.db.models import User
 from capture.db.store import get_store
-from capture.errors import Problem, answer
+from capture.errors import WORKSPACE, Problem, answer
 from capture.staff.accounts import ROLES, get_user, has_role, user_for_token
 
-WORKSPACE = "/workspace/"
 #: The blueprint of the workspace pages (capture.staff.workspace), the only one with rate limits.
 WORKSPACE_BLUEPRINT = "workspace"
 SESSION_USER = "user_id"

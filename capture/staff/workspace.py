@@ -86,7 +86,6 @@ def decode_cursor(text: str, sort: str, direction: str) -> tuple[bool, tuple[Any
     return side == "b", (value, lead_id)
 
 
-
 def order_label(sort: str, direction: str) -> str:
     """The order in words, e.g. "last seen, newest first", for screen readers."""
     if sort in DATE_SORTS:

@@ -22,6 +22,7 @@ from wtforms import Form, StringField
 from wtforms.validators import InputRequired, StopValidation, ValidationError
 
 from capture.catalog import Catalog, ConsentText, Resource
+from capture.errors import VISITOR
 from capture.fields import (
     CHECKBOX,
     FIELDS,
@@ -34,9 +35,11 @@ from capture.fields import (
 )
 
 TERMS_REQUIRED = "You must accept the terms to get the download."
-STALE_PAGE = "This page is out of date. Reload it and submit again."
+#: The page showed consent words the service does not know (answered 409).
+STALE_PAGE = VISITOR[409][1]
 EMAIL_REQUIRED = "Enter your email address."
 UNKNOWN_RESOURCE = "This resource is not available any more."
+
 
 def max_length(limit: int) -> Callable[[Form, StringField], None]:
     def check(form: Form, field: StringField) -> None:

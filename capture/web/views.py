@@ -61,8 +61,6 @@ def allowed_origin(origin: str) -> bool:
     return origin == own_origin() or origin in current_app.config["ALLOWED_ORIGINS"]
 
 
-
-
 def form_page(checked: Checked) -> Response:
     """The landing page again, with what the visitor typed and a message beside each field.
 
