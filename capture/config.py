@@ -52,6 +52,10 @@ class Config:
     #: starts replaying when it spools a line, or finds lines at its first request).
     #: 0 turns the background replay off: run ``leadgate spool replay`` yourself.
     SPOOL_RETRY_SECONDS: float = 30
+    #: Seconds between each serving process's looks for scores from an earlier UTC day (or
+    #: older rules), which it then rescores so decay is today's (capture.scoring.apply).
+    #: 0 turns the refresh off: run ``leadgate rescore`` daily yourself.
+    SCORE_REFRESH_SECONDS: float = 600
     #: ``leadgate serve`` migrates the database to the newest schema before its workers start
     #: (``leadgate db upgrade`` does the same on its own). Set to false when deployments run
     #: ``leadgate db upgrade`` as a separate step; the service never changes the schema itself,
@@ -241,6 +245,7 @@ def finalize(app: Flask) -> None:
         raise ConfigError("LEADGATE_SQLITE_BUSY_TIMEOUT_MS must be 0 or more milliseconds.")
     config["SPOOL_PATH"] = str(Path(config.get("SPOOL_PATH") or Path(app.instance_path) / SPOOL_FILE).resolve())
     config["SPOOL_RETRY_SECONDS"] = as_seconds("SPOOL_RETRY_SECONDS", config["SPOOL_RETRY_SECONDS"])
+    config["SCORE_REFRESH_SECONDS"] = as_seconds("SCORE_REFRESH_SECONDS", config["SCORE_REFRESH_SECONDS"])
     config["SECRET_KEY"] = resolve_secret_key(
         config.get("SECRET_KEY"),
         Path(app.instance_path),

@@ -65,3 +65,10 @@ def _has_body(method: str, status: int | None) -> bool:
 
 
 logger_class = AccessLogger
+
+
+def post_worker_init(worker) -> None:
+    """Each worker keeps scores at today's decay in a thread of its own (capture.scoring.apply)."""
+    from capture.scoring.apply import start_refresher
+
+    start_refresher(worker.wsgi)

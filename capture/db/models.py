@@ -13,6 +13,9 @@ from typing import Any
 
 from sqlalchemy import (
     Boolean,
+    Date,
+    Integer,
+    Numeric,
     DateTime,
     ForeignKey,
     Index,
@@ -31,6 +34,12 @@ USER_AGENT_MAX = 500
 TOKEN_NAME_MAX = 100
 CONSENT_VERSION_MAX = 40
 ROLE_MAX = 20
+#: A stage's name (capture.leads.stages.STAGES) and the texts a stage move keeps.
+STAGE_MAX = 20
+REASON_MAX = 500
+ACTOR_MAX = 300
+CURRENCY_MAX = 3
+RULES_VERSION_MAX = 64
 
 
 def utcnow() -> datetime:
@@ -100,6 +109,8 @@ class Lead(Profile, Base):
         Index("ix_leads_last_seen_id", "last_seen", "id"),
         Index("ix_leads_first_seen_id", "first_seen", "id"),
         Index("ix_leads_company_id", "company", "id"),
+        Index("ix_leads_score_id", "score", "id"),
+        Index("ix_leads_stage_score_id", "stage", "score", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -113,6 +124,71 @@ class Lead(Profile, Base):
         ForeignKey("submissions.id", use_alter=True))
     last_submission_id: Mapped[int | None] = mapped_column(
         ForeignKey("submissions.id", use_alter=True))
+    # Qualification (capture.scoring, capture.leads.stages): the score as of ``scored_at``,
+    # with the reasons behind it and the version of the rules that gave it.
+    fit: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    engagement: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    score: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    score_reasons: Mapped[str] = mapped_column(Text, default="", server_default="")
+    rules_version: Mapped[str] = _text(RULES_VERSION_MAX)
+    scored_at: Mapped[datetime | None]
+    stage: Mapped[str] = mapped_column(String(STAGE_MAX), default="lead", server_default="lead")
+    stage_changed_at: Mapped[datetime | None]
+    # When the lead first reached each step of the funnel; a skipped step is reached with the
+    # step after it (docs/reports.md).
+    mql_at: Mapped[datetime | None]
+    sql_at: Mapped[datetime | None]
+    prospect_at: Mapped[datetime | None]
+    customer_at: Mapped[datetime | None]
+    disqualified_reason: Mapped[str] = _text(REASON_MAX)
+    deal_value: Mapped[Any | None] = mapped_column(Numeric(14, 2))
+    deal_currency: Mapped[str] = _text(CURRENCY_MAX)
+
+
+class StageChange(Base):
+    """Append-only: a lead moved from one stage to another, when, by whom and why."""
+
+    __tablename__ = "stage_changes"
+    __table_args__ = (Index("ix_stage_changes_lead_id_created_at", "lead_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id"))
+    created_at: Mapped[datetime]
+    from_stage: Mapped[str] = mapped_column(String(STAGE_MAX))
+    to_stage: Mapped[str] = mapped_column(String(STAGE_MAX))
+    #: ``user`` (the workspace or the CLI), ``token`` (the API) or ``rules`` (the score).
+    actor_kind: Mapped[str] = mapped_column(String(10))
+    actor: Mapped[str] = _text(ACTOR_MAX)
+    reason: Mapped[str] = _text(REASON_MAX)
+    channel: Mapped[str] = _text(20)
+    value: Mapped[Any | None] = mapped_column(Numeric(14, 2))
+    currency: Mapped[str] = _text(CURRENCY_MAX)
+
+
+class RulesVersion(Base):
+    """The scoring rules of each version that scored a lead, kept so a score can be replayed."""
+
+    __tablename__ = "rules_versions"
+
+    version: Mapped[str] = mapped_column(String(RULES_VERSION_MAX), primary_key=True)
+    rules: Mapped[str] = mapped_column(Text)
+    first_seen: Mapped[datetime]
+
+
+class Spend(Base):
+    """What a source or campaign cost on a day, imported from a CSV (``leadgate spend import``)."""
+
+    __tablename__ = "spend"
+    __table_args__ = (Index("ix_spend_day_source_campaign", "day", "utm_source", "utm_campaign",
+                            unique=True),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    day: Mapped[Any] = mapped_column(Date)
+    utm_source: Mapped[str] = field_text("utm_source")
+    utm_campaign: Mapped[str] = field_text("utm_campaign")
+    amount: Mapped[Any] = mapped_column(Numeric(14, 2))
+    currency: Mapped[str] = mapped_column(String(CURRENCY_MAX))
+    imported_at: Mapped[datetime]
 
 
 class ConsentTextRow(Base):

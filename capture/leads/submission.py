@@ -24,12 +24,14 @@ from capture.db.models import (
     ConsentEvent,
     ConsentTextRow,
     Lead,
+    StageChange,
     Submission,
     utcnow,
 )
 from capture.db.store import Store
 from capture.fields import PROFILE_FIELDS, SOURCE_FIELDS
 from capture.leads.merge import MERGED_FIELDS, email_key, merged_lead
+from capture.scoring.apply import Scoring, remember_rules
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,13 @@ class _Statements(NamedTuple):
     consent_event: Insert
     stored_submission: Select
     stored_lead: Select
+    lead_posts: Select
+    stage_change: Insert
+
+
+#: The lead's columns a post reads back: all but the deal value, which a post never touches
+#: (and whose type the driver path cannot read back).
+_LEAD_READ = tuple(c for c in Lead.__table__.c if c.key != "deal_value")
 
 
 @cache
@@ -82,7 +91,7 @@ def _statements(dialect: str) -> _Statements:
         # until commit, whether this statement inserted it or it was there already.
         lead=lead.on_conflict_do_update(index_elements=["email_key"],
                                         set_={"email_key": lead.excluded.email_key})
-        .returning(*leads.c),
+        .returning(*_LEAD_READ),
         # The lead found by its email key, not by the id the upsert returns, so that both can
         # be sent together (capture.db.writes, rows_together).
         submission=insert(submissions).values(lead_id=select(leads.c.id).where(
@@ -91,16 +100,23 @@ def _statements(dialect: str) -> _Statements:
         lead_update=update(leads).where(leads.c.id == bindparam("lead_id")),
         consent_event=insert(ConsentEvent.__table__),
         stored_submission=select(submissions).where(submissions.c.uid == bindparam("uid")),
-        stored_lead=select(leads).where(leads.c.id == bindparam("lead_id")),
+        stored_lead=select(*_LEAD_READ).where(leads.c.id == bindparam("lead_id")),
+        lead_posts=select(submissions.c.resource_id, submissions.c.created_at)
+        .where(submissions.c.lead_id == bindparam("lead_id")),
+        stage_change=insert(StageChange.__table__),
     )
 
 
-def record_submission(store: Store, data: NewSubmission, *, direct: bool = True) -> tuple[Lead, Submission]:
-    """Store a valid form post in one transaction: lead upsert, submission, consent.
+def record_submission(store: Store, data: NewSubmission, scoring: Scoring | None = None, *,
+                      direct: bool = True) -> tuple[Lead, Submission]:
+    """Store a valid form post in one transaction: lead upsert, submission, consent, and the
+    lead's new score (with its promotion to MQL when the score reaches the threshold).
 
     Idempotent on ``data.uid``: recording a submission again (a spool replay) adds nothing
-    and returns what the first time stored. ``direct`` as in :meth:`Store.writes`.
+    and returns what the first time stored. ``direct`` as in :meth:`Store.writes`. Without
+    ``scoring`` (tests of storage alone) the lead is scored by no rules: 0, version "none".
     """
+    scoring = scoring or Scoring.unscored()
     at = data.created_at
     profile = {name: getattr(data, name) for name in PROFILE_FIELDS}
     submission: dict[str, Any] = {
@@ -113,6 +129,7 @@ def record_submission(store: Store, data: NewSubmission, *, direct: bool = True)
     }
     sql = _statements(store.dialect)
     with store.writes(direct=direct) as tx:
+        remember_rules(tx, scoring, store.dialect)
         tx.run(sql.consent_text, [
             {"sha256": text.sha256, "kind": text.kind, "version": text.version, "text": text.text,
              "first_seen": at} for text in (data.terms, data.marketing)])
@@ -129,12 +146,20 @@ def record_submission(store: Store, data: NewSubmission, *, direct: bool = True)
             return Lead(**lead), Submission(**stored)
         submission_id = inserted[0]["id"]
         lead = merged_lead(row, profile, data.email, at, submission_id)
-        changed = {name: lead[name] for name in MERGED_FIELDS if lead[name] != row[name]}
+        # A new lead's only post is this one; a known lead's posts are read back, this one included.
+        posts = ([{"resource_id": data.resource_id, "created_at": at}] if row["first_submission_id"] is None
+                 else tx.rows(sql.lead_posts, {"lead_id": lead["id"]}))
+        scores, promoted = scoring.columns(lead, scoring.requests(posts), at)
+        lead.update(scores)
+        changed = {name: lead[name] for name in (*MERGED_FIELDS, *scores) if lead[name] != row[name]}
         if changed:
             tx.run(sql.lead_update, {"lead_id": lead["id"], **changed})
+        if promoted:
+            tx.run(sql.stage_change, promoted)
         tx.run(sql.consent_event, [
             {"lead_id": lead["id"], "submission_id": submission_id, "kind": text.kind,
              "granted": granted, "version": text.version, "sha256": text.sha256, "created_at": at,
              "ip_prefix": data.ip_prefix}
             for text, granted in ((data.terms, True), (data.marketing, data.marketing_opt_in))])
+    scoring.stored = True
     return Lead(**lead), Submission(id=submission_id, lead_id=lead["id"], **submission)

@@ -45,6 +45,7 @@ import logging
 import os
 import threading
 import uuid
+from collections.abc import Callable
 
 from flask import Flask, current_app
 from sqlalchemy.exc import SQLAlchemyError
@@ -53,6 +54,7 @@ from capture.db.models import utcnow
 from capture.db.store import Store, get_store
 from capture.leads.downloads import record_download
 from capture.leads.submission import NewSubmission, record_submission
+from capture.scoring.apply import Scoring, get_scoring
 from capture.spool.file import Replay, SpoolError, SpoolFile, reason
 from capture.spool.lines import download_line, submission_line
 
@@ -66,8 +68,11 @@ log = logging.getLogger(__name__)
 class Spool:
     """The app's way to keep every lead: the database first, else the spool, replayed later."""
 
-    def __init__(self, store: Store, path: str | os.PathLike[str], retry_seconds: float):
+    def __init__(self, store: Store, path: str | os.PathLike[str], retry_seconds: float,
+                 scoring: Callable[[], Scoring]):
         self.store = store
+        #: The app's scoring, read when first needed (a post scores its lead as it is stored).
+        self.scoring = scoring
         self.file = SpoolFile(path)
         self.retry_seconds = retry_seconds
         self._thread: threading.Thread | None = None
@@ -80,7 +85,7 @@ class Spool:
         """Store a submission, or spool it when the database cannot take it; False when
         spooled. SpoolError when neither could keep it."""
         try:
-            record_submission(self.store, data)
+            record_submission(self.store, data, self.scoring())
             return True
         except SQLAlchemyError as e:
             why = reason(e)
@@ -118,7 +123,7 @@ class Spool:
         return True
 
     def replay(self, *, wait: bool = True) -> Replay:
-        report = self.file.replay(self.store, wait=wait)
+        report = self.file.replay(self.store, self.scoring(), wait=wait)
         if report.stored or report.downloads:
             log.info("replayed from the spool: %d submission(s), %d download(s)",
                      report.stored, report.downloads)
@@ -170,6 +175,7 @@ def get_spool(app: Flask | None = None) -> Spool:
 
 
 def init_app(app: Flask) -> None:
-    spool = Spool(get_store(app), app.config["SPOOL_PATH"], app.config["SPOOL_RETRY_SECONDS"])
+    spool = Spool(get_store(app), app.config["SPOOL_PATH"], app.config["SPOOL_RETRY_SECONDS"],
+                  lambda: get_scoring(app))
     app.extensions[EXTENSION] = spool
     app.before_request(spool.retry_if_pending)

@@ -22,6 +22,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from capture.db.store import Store
+from capture.scoring.apply import Scoring
 from capture.leads.downloads import has_download, has_submission, record_download
 from capture.leads.submission import NewSubmission, record_submission
 from capture.spool.lines import CorruptLine, SpooledDownload, decode
@@ -197,7 +198,7 @@ class SpoolFile:
             status.set_aside = sum(1 for _ in f)
         return status
 
-    def replay(self, store: Store, *, wait: bool = True) -> Replay:
+    def replay(self, store: Store, scoring: Scoring, *, wait: bool = True) -> Replay:
         """Store every spooled event; drop a line only once its row is committed."""
         try:
             with _flock(self.replay_lock_path, wait=wait) as mine:
@@ -210,11 +211,11 @@ class SpoolFile:
                         return Replay()
                     size = os.fstat(f.fileno()).st_size
                 with f:
-                    return self._replay_from(f, size, store)
+                    return self._replay_from(f, size, store, scoring)
         except OSError as e:
             raise SpoolError(f"cannot replay the spool {self.path}: {e}") from e
 
-    def _replay_from(self, f: IO[bytes], size: int, store: Store) -> Replay:
+    def _replay_from(self, f: IO[bytes], size: int, store: Store, scoring: Scoring) -> Replay:
         report = Replay()
         kept: list[bytes] = []
         corrupt: list[bytes] = []
@@ -232,7 +233,7 @@ class SpoolFile:
                 continue
             try:
                 if isinstance(event, NewSubmission):
-                    self._ingest_submission(store, event, report)
+                    self._ingest_submission(store, scoring, event, report)
                 elif not self._ingest_download(store, event, waiting, report):
                     kept.append(raw)
             except UNAVAILABLE as e:
@@ -255,12 +256,12 @@ class SpoolFile:
         return report
 
     @staticmethod
-    def _ingest_submission(store: Store, data: NewSubmission, report: Replay) -> None:
+    def _ingest_submission(store: Store, scoring: Scoring, data: NewSubmission, report: Replay) -> None:
         if has_submission(store, data.uid):
             report.already_stored += 1
             return
         # Replays are rare and keep no visitor waiting: SQLAlchemy's own execution serves.
-        record_submission(store, data, direct=False)
+        record_submission(store, data, scoring, direct=False)
         report.stored += 1
 
     @staticmethod
