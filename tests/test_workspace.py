@@ -116,14 +116,14 @@ def test_column_links_keep_the_filters_and_turn_the_order(sales, three_leads):
 def test_download_csv_link_carries_the_filters_and_order(sales, three_leads):
     page = page_text(sales.get("/workspace/?q=acme&marketing=yes&sort=email&cursor="))
     assert 'href="/workspace/leads.csv?q=acme&amp;marketing=yes&amp;sort=email&amp;dir=asc"' in page
-    assert 'href="/workspace/leads.csv?sort=last_seen&amp;dir=desc"' in page_text(sales.get("/workspace/"))
+    assert 'href="/workspace/leads.csv?sort=score&amp;dir=desc"' in page_text(sales.get("/workspace/"))  # best first
 
 
 @pytest.mark.parametrize(("query", "message"), [
     ("from=30/11/2026", "&#39;30/11/2026&#39; is not a date: write it as YYYY-MM-DD"),
     ("marketing=maybe", "Use yes or no, not &#39;maybe&#39;."),
     ("type=video", "Unknown type &#39;video&#39;"),
-    ("sort=phone", "Sort by one of last_seen, first_seen, email, company."),
+    ("sort=phone", "Sort by one of score, last_seen, first_seen, email, company."),
     ("dir=up", "Use asc or desc."),
     ("cursor=not-a-cursor", "This page link is not valid for this list any more"),
 ])

@@ -27,6 +27,14 @@ What each parameter means (all given parameters must hold):
 ``marketing``
     ``yes``: the lead's latest marketing choice was to opt in (what may be emailed today);
     ``no``: the latest choice was no, or never asked.
+``stage``
+    The lead's stage now (lead, mql, sql, prospect, customer, disqualified, recycled).
+``score_min``, ``score_max``, ``fit_min``, ``fit_max``, ``engagement_min``, ``engagement_max``
+    Whole numbers 0–100, both ends included, on the stored score (capture.scoring.apply:
+    as of the lead's last scoring, refreshed daily).
+``mql_from``, ``mql_to``
+    Dates (``YYYY-MM-DD``, UTC days, both included): the lead first became an MQL in that
+    period (a lead that skipped MQL counts from when it reached a later step).
 
 The per-form criteria (dates, resource, type, utm) must all hold on the **same** form post:
 ``--utm-source linkedin --from 2026-11-01`` finds leads who came from LinkedIn in November,
@@ -47,6 +55,7 @@ from sqlalchemy import ColumnElement, false, func, or_, select
 from capture.catalog import SLUG, Catalog
 from capture.db.models import ConsentEvent, Lead, Submission
 from capture.fields import EMAIL_MAX, RESOURCE_ID_MAX, UTM_MAX
+from capture.leads.stages import STAGES
 
 #: Parameter name (query string, API, CLI) → LeadFilter field.
 ARGS = {
@@ -59,7 +68,19 @@ ARGS = {
     "utm_medium": "utm_medium",
     "utm_campaign": "utm_campaign",
     "marketing": "marketing",
+    "stage": "stage",
+    "score_min": "score_min",
+    "score_max": "score_max",
+    "fit_min": "fit_min",
+    "fit_max": "fit_max",
+    "engagement_min": "engagement_min",
+    "engagement_max": "engagement_max",
+    "mql_from": "mql_from",
+    "mql_to": "mql_to",
 }
+#: Filters on the stored numbers, and the lead column each reads.
+RANGES = {"score_min": "score", "score_max": "score", "fit_min": "fit", "fit_max": "fit",
+          "engagement_min": "engagement", "engagement_max": "engagement"}
 #: Longest search text: a whole email address fits.
 Q_MAX = EMAIL_MAX
 TYPE_MAX = 100
@@ -81,6 +102,15 @@ class LeadFilter:
     utm_medium: str | None = None
     utm_campaign: str | None = None
     marketing: bool | None = None
+    stage: str | None = None
+    score_min: int | None = None
+    score_max: int | None = None
+    fit_min: int | None = None
+    fit_max: int | None = None
+    engagement_min: int | None = None
+    engagement_max: int | None = None
+    mql_from: date | None = None
+    mql_to: date | None = None
 
     @classmethod
     def from_args(cls, args: Mapping[str, str | None], resource_types: Collection[str] | None = None,
@@ -106,7 +136,17 @@ class LeadFilter:
             if any(unicodedata.category(c) in ("Cc", "Cs") for c in text):
                 fail(name, "Remove the control characters (tabs, line breaks…) from this value.")
                 continue
-            if attr in ("seen_from", "seen_to"):
+            if attr in RANGES:
+                if not re.fullmatch(r"[0-9]{1,3}", text) or int(text) > 100:
+                    fail(name, f"'{text[:20]}' is not a whole number from 0 to 100.")
+                else:
+                    values[attr] = int(text)
+            elif attr == "stage":
+                if text.lower() not in STAGES:
+                    fail(name, f"Unknown stage '{text[:40]}': use one of {', '.join(STAGES)}.")
+                else:
+                    values[attr] = text.lower()
+            elif attr in ("seen_from", "seen_to", "mql_from", "mql_to"):
                 day = _date(text)
                 if day is None:
                     fail(name, f"'{text[:40]}' is not a date: write it as YYYY-MM-DD, e.g. 2026-11-30.")
@@ -138,9 +178,15 @@ class LeadFilter:
                     fail(name, f"Use at most {limit} characters (this has {len(text)}).")
                 else:
                     values[attr] = text
-        start, end = values.get("seen_from"), values.get("seen_to")
-        if isinstance(start, date) and isinstance(end, date) and end < start:
-            fail("to", f"The end date {end.isoformat()} is before the start date {start.isoformat()}.")
+        for first, last in (("from", "to"), ("mql_from", "mql_to")):
+            start, end = values.get(ARGS[first]), values.get(ARGS[last])
+            if isinstance(start, date) and isinstance(end, date) and end < start:
+                fail(last, f"The end date {end.isoformat()} is before the start date {start.isoformat()}.")
+        for low, high in (("score_min", "score_max"), ("fit_min", "fit_max"),
+                          ("engagement_min", "engagement_max")):
+            least, most = values.get(low), values.get(high)
+            if isinstance(least, int) and isinstance(most, int) and most < least:
+                fail(high, f"The highest ({most}) is below the lowest ({least}).")
         return cls(**values), errors  # type: ignore[arg-type]
 
 
@@ -211,6 +257,17 @@ def lead_conditions(lead_filter: LeadFilter, catalog: Catalog | None = None) -> 
     if per_post:
         conditions.append(
             select(Submission.id).where(Submission.lead_id == Lead.id, *per_post).exists())
+    if f.stage:
+        conditions.append(Lead.stage == f.stage)
+    for name, column in RANGES.items():
+        value = getattr(f, name)
+        if value is not None:
+            conditions.append(getattr(Lead, column) >= value if name.endswith("_min")
+                              else getattr(Lead, column) <= value)
+    if f.mql_from:
+        conditions.append(Lead.mql_at >= _day_start(f.mql_from))
+    if f.mql_to:
+        conditions.append(Lead.mql_at < _day_start(f.mql_to + timedelta(days=1)))
     if f.marketing is True:
         conditions.append(marketing_granted() == True)  # noqa: E712 (SQL, not Python)
     elif f.marketing is False:

@@ -38,23 +38,27 @@ EXPORT_COLUMNS = (
 
 #: What the lead list can be sorted by, in the words of its links.
 LEAD_SORTS: dict[str, Any] = {
+    "score": Lead.score,
     "last_seen": Lead.last_seen,
     "first_seen": Lead.first_seen,
     "email": Lead.email_key,
     "company": Lead.company,
 }
 #: The first click on a column sorts dates newest first and text A to Z.
-DEFAULT_DIRECTION = {"last_seen": "desc", "first_seen": "desc", "email": "asc", "company": "asc"}
+DEFAULT_DIRECTION = {"score": "desc", "last_seen": "desc", "first_seen": "desc", "email": "asc",
+                     "company": "asc"}
+#: The list's order when none is asked for: the leads worth calling first.
+DEFAULT_SORT = "score"
 TIMELINE_ORDER = ("submission", "consent", "download")
 
 
 def read_order(args: Mapping[str, str]) -> tuple[str, str, dict[str, list[str]]]:
     """Sort column and direction from the query string, with messages for values it refuses."""
     errors: dict[str, list[str]] = {}
-    sort = args.get("sort") or "last_seen"
+    sort = args.get("sort") or DEFAULT_SORT
     if sort not in LEAD_SORTS:
         errors["sort"] = [f"Sort by one of {', '.join(LEAD_SORTS)}."]
-        sort = "last_seen"
+        sort = DEFAULT_SORT
     direction = args.get("dir") or DEFAULT_DIRECTION[sort]
     if direction not in ("asc", "desc"):
         errors["dir"] = ["Use asc or desc."]
@@ -111,7 +115,7 @@ def get_lead(store: Store, lead_id: int) -> Lead | None:
         return s.get(Lead, lead_id)
 
 
-def list_leads(store: Store, lead_filter: LeadFilter | None = None, sort: str = "last_seen",
+def list_leads(store: Store, lead_filter: LeadFilter | None = None, sort: str = DEFAULT_SORT,
                direction: str = "desc", *, after: tuple[Any, int] | None = None,
                before: tuple[Any, int] | None = None, limit: int = 50,
                catalog: Catalog | None = None) -> LeadPage:
@@ -133,7 +137,8 @@ def list_leads(store: Store, lead_filter: LeadFilter | None = None, sort: str = 
     descending = (direction == "desc") != backwards
     stmt = (
         select(Lead.id, Lead.email, Lead.first_name, Lead.last_name, Lead.company,
-               Lead.job_title, Lead.first_seen, Lead.last_seen,
+               Lead.job_title, Lead.first_seen, Lead.last_seen, Lead.stage, Lead.score, Lead.fit,
+               Lead.engagement,
                marketing_granted().label("marketing"),
                latest.resource_id.label("latest_resource_id"),
                latest.utm_source.label("latest_utm_source"),

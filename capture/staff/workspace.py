@@ -44,8 +44,10 @@ from capture.leads.queries import (
 from capture.staff import accounts, auth
 
 PAGE_SIZE = 50
-SORT_LABELS = {"last_seen": "Last seen", "first_seen": "First seen", "email": "Email", "company": "Company"}
+SORT_LABELS = {"score": "Score", "last_seen": "Last seen", "first_seen": "First seen", "email": "Email",
+               "company": "Company"}
 DATE_SORTS = frozenset({"last_seen", "first_seen"})
+NUMBER_SORTS = frozenset({"score"})
 SECURITY_HEADERS = {
     "Cache-Control": "private, no-store",
     "Content-Security-Policy": ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; "
@@ -77,7 +79,8 @@ def decode_cursor(text: str, sort: str, direction: str) -> tuple[bool, tuple[Any
         c_sort, c_direction, side, value, lead_id = json.loads(raw)
         if (c_sort, c_direction) != (sort, direction) or side not in ("a", "b"):
             raise BadCursor(text)
-        if not isinstance(lead_id, int) or not isinstance(value, str):
+        if not isinstance(lead_id, int) or not isinstance(value, int if sort in NUMBER_SORTS else str) \
+                or isinstance(value, bool):
             raise BadCursor(text)
         if sort in DATE_SORTS:
             value = datetime.fromisoformat(value).astimezone(UTC)
@@ -90,6 +93,8 @@ def order_label(sort: str, direction: str) -> str:
     """The order in words, e.g. "last seen, newest first", for screen readers."""
     if sort in DATE_SORTS:
         return f"{SORT_LABELS[sort].lower()}, {'newest' if direction == 'desc' else 'oldest'} first"
+    if sort in NUMBER_SORTS:
+        return f"{SORT_LABELS[sort].lower()}, {'highest' if direction == 'desc' else 'lowest'} first"
     return f"{SORT_LABELS[sort].lower()}, {'Z to A' if direction == 'desc' else 'A to Z'}"
 
 
