@@ -14,7 +14,9 @@ from sqlalchemy import event
 from capture.catalog import ConsentText
 from capture.leads.submission import NewSubmission
 from capture.leads.submission import record_submission
+from capture.scoring.apply import get_scoring
 from staff import add_user, signed_in
+from test_export import RULES
 
 TERMS = ConsentText("terms", "terms-2026-11", "I agree that my details are stored.")
 MARKETING = ConsentText("marketing", "marketing-2026-11", "Send me news.")
@@ -186,3 +188,50 @@ def test_an_unknown_resource_is_refused_everywhere_like_an_unknown_type(client, 
     assert "Unknown resource" in page.get_data(as_text=True)
     result = runner.invoke(args=["export", "--resource", "leads-vs-prospect"])
     assert result.exit_code == 2 and "Unknown resource 'leads-vs-prospect'" in result.output
+
+
+@pytest.fixture
+def scored_leads(app, content_dir, store):
+    """Three leads scored by test_export.RULES as their posts arrive: ann an MQL (60), bob 30, cy 20."""
+    (content_dir / "scoring.yml").write_text(RULES, encoding="utf-8")
+    scoring = get_scoring(app)
+    for email, fields in (("ann@acme.example", {"industry": "Software", "resource_id": "scoring"}),
+                          ("bob@acme.example", {"resource_id": "scoring"}),
+                          ("cy@initech.example", {"job_title": "Intern"})):
+        fields.setdefault("resource_id", "leads-vs-prospects")
+        record_submission(store, NewSubmission(email=email, terms=TERMS, marketing=MARKETING,
+                                               marketing_opt_in=False, **fields), scoring)
+
+
+def test_api_filters_by_stage_and_score_with_the_new_columns(client, token, scored_leads):
+    response = get(client, token, "?stage=mql&columns=email,stage,fit,engagement,score,score_reasons")
+    assert response.status_code == 200
+    assert csv_rows(response) == [{
+        "email": "ann@acme.example", "stage": "mql", "fit": "60", "engagement": "60", "score": "60",
+        "score_reasons": "industry Software +60; whitepaper scoring +60"}]
+    response = get(client, token, "?score_min=20&score_max=30&format=jsonl&columns=email,score,score_reasons")
+    assert [json.loads(line) for line in response.get_data(as_text=True).splitlines()] == [
+        {"email": "bob@acme.example", "score": 30, "score_reasons": [{"rule": "whitepaper scoring", "points": 60}]},
+        {"email": "cy@initech.example", "score": 20,
+         "score_reasons": [{"rule": 'job title "intern"', "points": -20},
+                           {"rule": "ebook leads-vs-prospects", "points": 40}]}]
+    today = datetime.now(UTC).date().isoformat()
+    response = get(client, token, f"?fit_min=1&engagement_min=60&mql_from={today}&columns=email")
+    assert response.get_data(as_text=True).splitlines() == ["email", "ann@acme.example"]
+
+
+def test_api_refuses_bad_stage_and_score(client, token, scored_leads):
+    response = get(client, token, "?stage=hot&score_min=x&engagement_min=90&engagement_max=10")
+    assert response.status_code == 400
+    errors = response.get_json()["errors"]
+    assert set(errors) == {"stage", "score_min", "engagement_max"}
+    assert errors["score_min"] == ["'x' is not a whole number from 0 to 100."]
+
+
+def test_workspace_download_by_stage_sorted_by_score(client, runner, scored_leads):
+    signed_in(client, runner)
+    response = download_link(client, "?stage=lead")
+    assert [(r["email"], r["stage"], r["score"]) for r in csv_rows(response)] == [
+        ("bob@acme.example", "lead", "30"), ("cy@initech.example", "lead", "20")]
+    response = download_link(client, "?score_min=25")
+    assert [r["email"] for r in csv_rows(response)] == ["ann@acme.example", "bob@acme.example"]

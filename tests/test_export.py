@@ -17,6 +17,7 @@ from capture.leads.export import ExportOptions, iter_export, neutralise, write_e
 from capture.db.models import Download
 from capture.leads.submission import NewSubmission
 from capture.leads.submission import record_submission
+from capture.scoring.apply import get_scoring
 
 from leads import find_lead
 
@@ -26,7 +27,7 @@ T0 = datetime(2026, 11, 2, 8, 30, tzinfo=UTC)
 
 HEADER = [
     "email", "first_name", "last_name", "company", "job_title", "company_size", "industry",
-    "first_utm_source", "first_utm_medium", "first_utm_campaign", "first_referrer", "first_landing_page",
+    "stage", "fit", "engagement", "score", "score_reasons", "first_utm_source", "first_utm_medium", "first_utm_campaign", "first_referrer", "first_landing_page",
     "latest_utm_source", "latest_utm_medium", "latest_utm_campaign", "latest_referrer",
     "latest_landing_page", "resources", "terms_version", "marketing_opt_in", "marketing_opt_in_at",
     "first_seen", "last_seen",
@@ -39,6 +40,43 @@ def record(store, email: str = "ann@example.com", **fields) -> None:
     fields.setdefault("terms", TERMS)
     fields.setdefault("marketing", MARKETING)
     record_submission(store, NewSubmission(email=email, **fields))
+
+
+#: Rules small enough to read the expected score off: fit from the industry and the job title,
+#: engagement from the type of what was requested (no decay within the test's second).
+RULES = """
+mql_threshold: 60
+weights:
+  fit: 50
+  engagement: 50
+fit:
+  industry:
+    - industries: [Software]
+      points: 60
+  job_title:
+    - words: [intern]
+      points: -20
+engagement:
+  half_life_days: 30
+  resource_types:
+    ebook: 40
+    whitepaper: 60
+"""
+
+
+@pytest.fixture
+def scored(app, content_dir, store):
+    """Record a form post scored by RULES, as the service scores it (capture.scoring)."""
+    (content_dir / "scoring.yml").write_text(RULES, encoding="utf-8")
+    scoring = get_scoring(app)
+
+    def post(email: str, **fields) -> None:
+        fields.setdefault("resource_id", "leads-vs-prospects")
+        fields.setdefault("marketing_opt_in", False)
+        record_submission(store, NewSubmission(email=email, terms=TERMS, marketing=MARKETING, **fields),
+                          scoring)
+
+    return post
 
 
 def rows(store) -> list[dict[str, str]]:
@@ -391,3 +429,80 @@ def test_every_column_parameter_and_option_is_documented():
     options = [o for p in main.commands["export"].params for o in p.opts if o.startswith("--")]
     missing += [f"`{o}" for o in options if f"`{o}" not in text and o != "--output"]
     assert not missing, f"docs/export.md does not mention {', '.join(missing)}"
+
+
+# --- Stage and score -------------------------------------------------------------------------
+
+def test_stage_and_score_columns_in_csv(runner, scored):
+    scored("ann@example.com", industry="Software", job_title="Intern")
+    scored("ann@example.com", resource_id="scoring")
+    scored("bob@example.com")
+    ann, bob = export_rows(runner)
+    # Fit 60 − 20 = 40; engagement 40 (ebook) + 60 (whitepaper) = 100; score (40 + 100) / 2.
+    assert (ann["stage"], ann["fit"], ann["engagement"], ann["score"]) == ("mql", "40", "100", "70")
+    assert ann["score_reasons"] == (
+        'industry Software +60; job title "intern" −20; ebook leads-vs-prospects +40; whitepaper scoring +60')
+    assert (bob["stage"], bob["fit"], bob["engagement"], bob["score"]) == ("lead", "0", "40", "20")
+    assert bob["score_reasons"] == "ebook leads-vs-prospects +40"
+
+
+def test_unscored_lead_has_empty_reasons(runner, store):
+    record(store)  # stored without scoring rules
+    [row] = export_rows(runner, "--columns", "email,stage,score,score_reasons")
+    assert row == {"email": "ann@example.com", "stage": "lead", "score": "0", "score_reasons": ""}
+
+
+def test_stage_and_score_in_json_lines_are_values(runner, scored):
+    scored("ann@example.com", industry="Software", resource_id="scoring")
+    [line] = export(runner, "--format", "jsonl", "--columns",
+                    "email,stage,fit,engagement,score,score_reasons").splitlines()
+    assert json.loads(line) == {
+        "email": "ann@example.com", "stage": "mql", "fit": 60, "engagement": 60, "score": 60,
+        "score_reasons": [{"rule": "industry Software", "points": 60},
+                          {"rule": "whitepaper scoring", "points": 60}]}
+
+
+def test_score_reasons_are_neutralised_in_csv():
+    from capture.leads.export import _reasons_cell
+
+    stored = json.dumps({"version": "v", "at": "2026-12-01T00:00:00+00:00",
+                         "fit": [["=HYPERLINK(1)", 10]], "engagement": []})
+    assert _reasons_cell(stored) == "'=HYPERLINK(1) +10"
+
+
+def test_export_command_filters_by_stage_and_score(runner, scored):
+    scored("ann@example.com", industry="Software", resource_id="scoring")  # 60: mql
+    scored("bob@example.com", resource_id="scoring")  # fit 0, engagement 60: 30
+    scored("cy@example.com", job_title="Intern")  # fit 0 (held at 0), engagement 40: 20
+    found = lambda *args: [r["email"] for r in export_rows(runner, "--columns", "email", *args)]
+    assert found("--stage", "mql") == ["ann@example.com"]
+    assert found("--stage", "LEAD") == ["bob@example.com", "cy@example.com"]
+    assert found("--score-min", "30") == ["ann@example.com", "bob@example.com"]
+    assert found("--score-min", "20", "--score-max", "30") == ["bob@example.com", "cy@example.com"]
+    assert found("--fit-min", "60") == ["ann@example.com"]
+    assert found("--fit-max", "0", "--engagement-min", "41") == ["bob@example.com"]
+    assert found("--engagement-max", "40") == ["cy@example.com"]
+    today = datetime.now(UTC).date().isoformat()
+    assert found("--mql-from", today, "--mql-to", today) == ["ann@example.com"]
+    assert found("--mql-to", "2026-01-01") == []
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--stage", "hot"], "--stage: Unknown stage 'hot': use one of lead, mql, sql"),
+    (["--score-min", "101"], "--score-min: '101' is not a whole number from 0 to 100."),
+    (["--fit-min", "50", "--fit-max", "10"], "--fit-max: The highest (10) is below the lowest (50)."),
+    (["--engagement-max", "-1"], "--engagement-max: '-1' is not a whole number"),
+    (["--mql-from", "2026-12-01", "--mql-to", "2026-11-01"], "--mql-to: The end date 2026-11-01 is before"),
+])
+def test_export_command_refuses_bad_stage_and_score_options(runner, store, args, message):
+    result = runner.invoke(main, ["export", *args])
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_full_width_formula_alone_in_a_row_is_neutralised(store):
+    """The row-wide search must find a full-width ＝ even when no other cell is risky."""
+    record(store, "plain@example.com", first_name="Ann", company="＝HYPERLINK(1)")
+    [row] = rows(store)
+    assert row["company"] == "'＝HYPERLINK(1)"
+    assert (row["email"], row["first_name"]) == ("plain@example.com", "Ann")

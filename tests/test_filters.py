@@ -10,7 +10,9 @@ from capture.catalog import ConsentText
 from capture.leads.filters import LeadFilter
 from capture.leads.submission import NewSubmission
 from capture.leads.submission import record_submission
-from capture.leads.queries import iter_export_rows
+from capture.leads.queries import count_leads, iter_export_rows, list_leads
+from capture.scoring.apply import get_scoring
+from test_export import RULES
 
 TERMS = ConsentText("terms", "terms-2026-11", "I agree that my details are stored.")
 MARKETING = ConsentText("marketing", "marketing-2026-11", "Send me news.")
@@ -178,3 +180,78 @@ def test_marketing_latest_by_time_not_by_storing_order(store):
     rows = list(iter_export_rows(store, columns=["email", "marketing_opt_in", "marketing_opt_in_at"]))
     assert [tuple(r) for r in rows] == [("ann@example.com", False, None),
                                         ("bob@example.com", True, "2026-11-03T08:30:00Z")]
+
+
+@pytest.fixture
+def scored(app, content_dir, store):
+    """Leads scored by test_export.RULES as their posts arrive."""
+    (content_dir / "scoring.yml").write_text(RULES, encoding="utf-8")
+    scoring = get_scoring(app)
+
+    def post(email: str, **fields) -> None:
+        fields.setdefault("resource_id", "leads-vs-prospects")
+        record_submission(store, NewSubmission(email=email, terms=TERMS, marketing=MARKETING,
+                                               marketing_opt_in=False, **fields), scoring)
+
+    return post
+
+
+def test_stage_and_score_ranges_both_ends_included(store, scored):
+    scored("ann@example.com", industry="Software", resource_id="scoring")  # fit 60, eng 60: 60, mql
+    scored("bob@example.com", resource_id="scoring")  # fit 0, engagement 60: 30
+    scored("cy@example.com")  # fit 0, engagement 40: 20
+    assert emails(store, stage="mql") == ["ann@example.com"]
+    assert emails(store, stage="lead") == ["bob@example.com", "cy@example.com"]
+    assert emails(store, stage="customer") == []
+    assert emails(store, score_min="30") == ["ann@example.com", "bob@example.com"]
+    assert emails(store, score_max="30") == ["bob@example.com", "cy@example.com"]
+    assert emails(store, score_min="21", score_max="59") == ["bob@example.com"]
+    assert emails(store, fit_min="60", fit_max="60") == ["ann@example.com"]
+    assert emails(store, engagement_min="60") == ["ann@example.com", "bob@example.com"]
+    assert emails(store, engagement_max="40", stage="lead") == ["cy@example.com"]
+    today = datetime.now(UTC).date()
+    assert emails(store, mql_from=today.isoformat(), mql_to=today.isoformat()) == ["ann@example.com"]
+    assert emails(store, mql_from=(today + timedelta(days=1)).isoformat()) == []
+    assert emails(store, mql_to=(today - timedelta(days=1)).isoformat()) == []
+
+
+@pytest.mark.parametrize(("args", "field", "message"), [
+    ({"stage": "hot"}, "stage", "Unknown stage 'hot': use one of lead, mql, sql, prospect, customer"),
+    ({"score_min": "101"}, "score_min", "'101' is not a whole number from 0 to 100."),
+    ({"fit_max": "1.5"}, "fit_max", "'1.5' is not a whole number"),
+    ({"engagement_min": "9", "engagement_max": "8"}, "engagement_max", "The highest (8) is below the lowest (9)."),
+    ({"mql_from": "2026-12-02", "mql_to": "2026-12-01"}, "mql_to", "The end date 2026-12-01 is before"),
+])
+def test_bad_stage_and_score_parameters_are_named(args, field, message):
+    _, errors = LeadFilter.from_args(args, TYPES)
+    assert list(errors) == [field]
+    assert message in errors[field][0]
+
+
+def listed(store, catalog=None, **args: str) -> tuple[list[str], int]:
+    """The lead list's first page (by score, as the workspace shows it) and its total."""
+    lead_filter, errors = LeadFilter.from_args(args, TYPES)
+    assert errors == {}
+    page = list_leads(store, lead_filter, catalog=catalog)
+    return [row.email for row in page.rows], count_leads(store, lead_filter, catalog)
+
+
+def test_the_list_and_its_count_agree_with_the_export(store, catalog):
+    """The list pages and counts through other statements than the export's: same leads."""
+    record(store, "ann@example.com", first_name="Ann", company="Acme", utm_campaign="Q4",
+           created_at=datetime(2026, 10, 20, tzinfo=UTC))
+    record(store, "ann@example.com", utm_source="newsletter", resource_id="scoring",
+           created_at=datetime(2026, 11, 20, tzinfo=UTC))
+    record(store, "bob@globex.example", last_name="Acmeson", utm_campaign="q4",
+           created_at=datetime(2026, 11, 5, tzinfo=UTC))
+    record(store, "100%@example.com", company="Per_cent")
+    cases = [{"q": "acme"}, {"q": "ACMESON"}, {"q": "%"}, {"q": "pe_"}, {"q": "ac"}, {"q": "nobody-here"},
+             {"utm_campaign": "q4"}, {"utm_campaign": "unknown"}, {"type": "whitepaper"},
+             {"type": "report"}, {"resource": "scoring"}, {"from": "2026-11-01", "to": "2026-11-30"},
+             {"to": "2026-10-31"}, {"utm_campaign": "q4", "from": "2026-11-01"},
+             {"q": "acme", "utm_source": "newsletter"}, {"marketing": "no"}]
+    for args in cases:
+        expected = emails(store, catalog, **args)
+        shown, total = listed(store, catalog, **args)
+        assert sorted(shown) == sorted(expected), args
+        assert total == len(expected), args

@@ -11,7 +11,10 @@ from capture.cli.problems import require_tables
 EXPORT_OPTIONS = {
     "q": "--search", "from": "--from", "to": "--to", "resource": "--resource", "type": "--type",
     "utm_source": "--utm-source", "utm_medium": "--utm-medium", "utm_campaign": "--utm-campaign",
-    "marketing": "--marketing", "columns": "--columns", "format": "--format", "excel": "--excel",
+    "marketing": "--marketing", "stage": "--stage", "score_min": "--score-min",
+    "score_max": "--score-max", "fit_min": "--fit-min", "fit_max": "--fit-max",
+    "engagement_min": "--engagement-min", "engagement_max": "--engagement-max",
+    "mql_from": "--mql-from", "mql_to": "--mql-to", "columns": "--columns", "format": "--format", "excel": "--excel",
 }
 
 
@@ -32,14 +35,25 @@ EXPORT_OPTIONS = {
 @option("--utm-campaign", metavar="VALUE", help="… from this utm_campaign.")
 @option("--marketing", metavar="yes|no",
         help="yes: the latest marketing choice was to opt in; no: it was not.")
+@option("--stage", metavar="STAGE",
+        help="Leads at this stage now (lead, mql, sql, prospect, customer, disqualified, recycled).")
+@option("--score-min", metavar="0-100", help="Leads scoring at least this.")
+@option("--score-max", metavar="0-100", help="Leads scoring at most this.")
+@option("--fit-min", metavar="0-100", help="Leads with at least this fit.")
+@option("--fit-max", metavar="0-100", help="… at most this fit.")
+@option("--engagement-min", metavar="0-100", help="Leads with at least this engagement.")
+@option("--engagement-max", metavar="0-100", help="… at most this engagement.")
+@option("--mql-from", metavar="YYYY-MM-DD", help="Leads who became an MQL on or after this day (UTC).")
+@option("--mql-to", metavar="YYYY-MM-DD", help="… on or before this day (UTC).")
 @option("--columns", metavar="a,b,c",
         help="Columns, in order (default: the usual set; `all` for every one; see docs/export.md).")
 @option("--format", "fmt", default="csv", show_default=True, metavar="csv|jsonl",
         help="csv for spreadsheets, jsonl (one JSON object a line) for programs.")
 @option("--excel", is_flag=True, help="Start the CSV with a UTF-8 BOM so Excel reads it as UTF-8.")
 def export(output, q, seen_from, seen_to, resource, resource_type, utm_source, utm_medium,
-           utm_campaign, marketing, columns, fmt, excel) -> None:
-    """Export leads as CSV or JSON Lines: one row per lead, with source and consent.
+           utm_campaign, marketing, stage, score_min, score_max, fit_min, fit_max, engagement_min,
+           engagement_max, mql_from, mql_to, columns, fmt, excel) -> None:
+    """Export leads as CSV or JSON Lines: one row per lead, with score, source and consent.
 
     Filters combine; --from, --to, --resource, --type and --utm-* must hold on one and the
     same form post (see docs/export.md).
@@ -51,7 +65,10 @@ def export(output, q, seen_from, seen_to, resource, resource_type, utm_source, u
 
     args = {"q": q, "from": seen_from, "to": seen_to, "resource": resource, "type": resource_type,
             "utm_source": utm_source, "utm_medium": utm_medium, "utm_campaign": utm_campaign,
-            "marketing": marketing, "columns": columns, "format": fmt, "excel": "yes" if excel else ""}
+            "marketing": marketing, "stage": stage, "score_min": score_min, "score_max": score_max,
+            "fit_min": fit_min, "fit_max": fit_max, "engagement_min": engagement_min,
+            "engagement_max": engagement_max, "mql_from": mql_from, "mql_to": mql_to,
+            "columns": columns, "format": fmt, "excel": "yes" if excel else ""}
     catalog = get_catalog() if resource_type or resource else None
     lead_filter, errors = LeadFilter.from_args(args, *catalog.choices() if catalog else ())
     options, option_errors = ExportOptions.from_args(args)

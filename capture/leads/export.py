@@ -18,6 +18,9 @@ Formula neutralising (OWASP CSV Injection), by the kind of a column:
 - **sha-256** — the fingerprint of a consent text: 64 lower-case hex digits, computed by the
   service from the words shown (the words themselves are on the lead's workspace page).
 - **number** — the lead id and counts, written by the database; never negative.
+- **stage** — one of capture.leads.stages.STAGES.
+- **reasons** — ``score_reasons``: the stored reasons as ``rule +points; rule −points``,
+  neutralised like text (a rule's name can hold what a person typed, such as an industry).
 - **resource id** — catalog slugs (lower-case letters, digits, single hyphens, checked when the
   form is posted), ``;``-joined in ``resources``.
 
@@ -32,7 +35,8 @@ when the opt-in in force was given — the time of that latest choice when it wa
 ticked again later renews it), empty when it was no or the person never ticked the box.
 
 JSON Lines (``--format jsonl``) carries the raw values — text as typed, ``true``/``false``,
-numbers, ``null`` for no time, a list for ``resources`` — with no ``'`` prefixes: JSON is read
+numbers, ``null`` for no time, a list for ``resources``, a list of ``{"rule", "points"}``
+for ``score_reasons`` — with no ``'`` prefixes: JSON is read
 by programs, not run by spreadsheets, so there is nothing to neutralise.
 """
 
@@ -44,6 +48,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from itertools import islice
 from operator import itemgetter
 from typing import Any, BinaryIO
@@ -53,12 +58,15 @@ from capture.db.store import Store
 from capture.fields import BY_NAME, CHOICE, PROFILE_FIELDS
 from capture.leads.filters import LeadFilter
 from capture.leads.queries import EXPORT_SOURCE_FIELDS, iter_export_rows
+from capture.leads.stages import STAGES
+from capture.scoring.score import readable_reasons, reasons_from_json
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "＝", "＋", "－", "＠")
 BOM = "\ufeff".encode()
 
 TEXT, TIME, FLAG, NUMBER, HASH = "text", "time", "yes/no", "number", "sha-256"
 RESOURCE, RESOURCES = "resource id", "resource ids"
+STAGE, REASONS = "stage", "reasons"
 FORMATS = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson; charset=utf-8"}
 TRUE, FALSE = frozenset({"1", "true", "yes", "on"}), frozenset({"0", "false", "no", "off", ""})
 
@@ -93,6 +101,13 @@ COLUMNS: dict[str, Column] = {c.name: c for c in (
     Column("id", NUMBER, "The lead's number: stable, to match one export with the next."),
     Column("email", TEXT, "Email address as last typed (one lead per address, whatever its case)."),
     *(_profile(name) for name in PROFILE_FIELDS),
+    Column("stage", STAGE, f"The lead's stage now: one of {', '.join(STAGES)}."),
+    Column("fit", NUMBER, "Fit, 0–100: how well the person matches the customers sought "
+           "(as of the lead's last scoring, refreshed daily)."),
+    Column("engagement", NUMBER, "Engagement, 0–100: what the person requested, and how recently."),
+    Column("score", NUMBER, "Score, 0–100: fit and engagement together, what the list sorts by."),
+    Column("score_reasons", REASONS, "The rules behind the score and their points: "
+           "`rule +points; rule −points` in CSV, a list of {rule, points} in JSON Lines."),
     *(_source(name, "first") for name in EXPORT_SOURCE_FIELDS),
     *(_source(name, "latest") for name in EXPORT_SOURCE_FIELDS),
     Column("resources", RESOURCES, "Every resource the person requested, ;-joined, sorted."),
@@ -113,7 +128,7 @@ COLUMNS: dict[str, Column] = {c.name: c for c in (
 #: What an export holds when no columns are asked for.
 DEFAULT_COLUMNS = (
     "email", "first_name", "last_name", "company", "job_title", "company_size", "industry",
-    "first_utm_source", "first_utm_medium", "first_utm_campaign", "first_referrer", "first_landing_page",
+    "stage", "fit", "engagement", "score", "score_reasons", "first_utm_source", "first_utm_medium", "first_utm_campaign", "first_referrer", "first_landing_page",
     "latest_utm_source", "latest_utm_medium", "latest_utm_campaign", "latest_referrer",
     "latest_landing_page", "resources", "terms_version", "marketing_opt_in", "marketing_opt_in_at",
     "first_seen", "last_seen",
@@ -139,11 +154,29 @@ def _resources_cell(joined: str | None) -> str:
     return joined if not joined or ";" not in joined else ";".join(_resource_ids(joined))
 
 
+# A rescore writes one ``at`` for its whole batch, so leads scored together by the same rules
+# often share their reasons' text: each distinct text is read once.
+@lru_cache(maxsize=4096)
+def _reasons_cell(stored: str) -> str:
+    """The readable reasons, neutralised like text: a rule's name holds what people typed."""
+    return neutralise(readable_reasons(stored))
+
+
+@lru_cache(maxsize=4096)
+def _reasons_list(stored: str) -> tuple[dict[str, Any], ...]:
+    fit, engagement = reasons_from_json(stored)
+    return tuple({"rule": r.rule, "points": r.points} for r in fit + engagement)
+
+
+def _reasons_value(stored: str) -> list[dict[str, Any]]:
+    return list(_reasons_list(stored))
+
+
 #: Kind of column → the text of its CSV cell; kinds not here are written as the store gives
 #: them (times come as ISO text, csv writes ints as digits and None as an empty cell).
-CSV_CELL: dict[str, Callable[[Any], str]] = {FLAG: _flag, RESOURCES: _resources_cell}
+CSV_CELL: dict[str, Callable[[Any], str]] = {FLAG: _flag, RESOURCES: _resources_cell, REASONS: _reasons_cell}
 #: Kind of column → its raw JSON value, where it is not the store's value.
-JSON_VALUE: dict[str, Callable[[Any], Any]] = {FLAG: bool, RESOURCES: _resource_ids}
+JSON_VALUE: dict[str, Callable[[Any], Any]] = {FLAG: bool, RESOURCES: _resource_ids, REASONS: _reasons_value}
 #: Text cells joined, each after a NUL (refused at input), hold a formula start. A literal
 #: NUL first lets the regex engine jump from NUL to NUL, where ``(?:^|\x00)`` tries every position.
 _FORMULA_IN_ROW = re.compile("\x00[" + re.escape("".join(FORMULA_STARTS)) + "]").search

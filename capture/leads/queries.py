@@ -27,9 +27,11 @@ from capture.leads.filters import (
 
 #: The source of a lead as the export shows it (first and latest request).
 EXPORT_SOURCE_FIELDS = (*SOURCE_FIELDS, "resource_id")
+#: The lead's stage and stored score, as the lead list shows them.
+QUALIFICATION_COLUMNS = ("stage", "fit", "engagement", "score", "score_reasons")
 #: Every column iter_export_rows can give (meanings in capture.leads.export).
 EXPORT_COLUMNS = (
-    "id", "email", *PROFILE_FIELDS,
+    "id", "email", *PROFILE_FIELDS, *QUALIFICATION_COLUMNS,
     *(f"first_{f}" for f in EXPORT_SOURCE_FIELDS), *(f"latest_{f}" for f in EXPORT_SOURCE_FIELDS),
     "resources", "submissions", "downloads", "last_download_at", "terms_version", "terms_sha256",
     "marketing_opt_in", "marketing_opt_in_at", "marketing_version", "marketing_sha256",
@@ -201,7 +203,8 @@ def iter_export_rows(store: Store, lead_filter: LeadFilter | None = None, *,
     and subqueries the columns need are in it. The database hands values over ready to
     write, because a million-lead export spends its time in per-row Python: text is ""
     when empty, times are ISO 8601 UTC text (``2026-11-23T12:00:00Z``) or None, counts and
-    ids ints, ``marketing_opt_in`` a bool (False when never asked), ``marketing_opt_in_at``
+    ids ints (``fit``, ``engagement`` and ``score`` too), ``score_reasons`` the stored JSON
+    text ("" when never scored), ``marketing_opt_in`` a bool (False when never asked), ``marketing_opt_in_at``
     None unless that latest choice was yes, and ``resources`` the resource ids of the lead's
     posts joined by ``;``, repeats included, in no order.
     """
@@ -209,7 +212,7 @@ def iter_export_rows(store: Store, lead_filter: LeadFilter | None = None, *,
     iso = _iso_text(store.engine.dialect.name)
     expressions: dict[str, Any] = {
         "id": Lead.id, "email": Lead.email,
-        **{f: getattr(Lead, f) for f in PROFILE_FIELDS},
+        **{f: getattr(Lead, f) for f in (*PROFILE_FIELDS, *QUALIFICATION_COLUMNS)},
         # Outer joins: no form post gives NULL, shown as "" like any empty field.
         **{f"first_{f}": func.coalesce(getattr(first, f), "") for f in EXPORT_SOURCE_FIELDS},
         **{f"latest_{f}": func.coalesce(getattr(latest, f), "") for f in EXPORT_SOURCE_FIELDS},
