@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, false, func, or_, select
+from sqlalchemy import ColumnElement, and_, column, false, func, literal_column, or_, select, table
 
 from capture.catalog import SLUG, Catalog
 from capture.db.models import ConsentEvent, Lead, Submission
@@ -223,20 +223,62 @@ def marketing_granted() -> Any:
     return latest_marketing(ConsentEvent.granted)
 
 
-def lead_conditions(lead_filter: LeadFilter, catalog: Catalog | None = None) -> list[ColumnElement[bool]]:
-    """WHERE conditions on a query of :class:`Lead` for a filter (meanings in capture.leads.filters).
+@dataclass(frozen=True)
+class Part:
+    """One criterion of a filter in its two SQL forms, so a list can choose how to find leads.
 
-    Every list of leads (workspace, API, CLI export) filters through here so they agree.
-    ``catalog`` is needed only for a resource type filter.
+    ``indexed`` lets the database find the matching leads from an index of their own (the
+    posts' indexes, the search index, a column's index); ``plain`` only tests a lead the
+    database reached otherwise, e.g. walking the list's sort index. ``probe`` selects rows of
+    the indexed side (at most the limit the caller sets): how many there are says which form
+    answers a page sooner. ``sorts`` names the list orders whose index the indexed form
+    serves as it is (stage and score ranges, by score).
+    """
+
+    indexed: ColumnElement[bool]
+    plain: ColumnElement[bool]
+    probe: Any = None
+    sorts: frozenset[str] = frozenset()
+
+
+def _untouched(column: Any) -> Any:
+    """The column's value, in an expression no index serves (the same on both databases)."""
+    return func.coalesce(column, column)
+
+
+def _search(q: str, dialect: str | None) -> tuple[ColumnElement[bool], Any]:
+    """The search box: (condition, probe). Matching is the LIKE below, whatever the database;
+    the index only narrows the leads it is tried on. SQLite's FTS5 trigram table
+    (``leads_search``, migration 0005) folds more letters than SQLite's LIKE does, so it
+    finds a superset and LIKE decides; PostgreSQL's trigram index serves the LIKE itself. A
+    trigram index needs three characters: shorter text is tried on every lead."""
+    like = or_(*(
+        column.icontains(q, autoescape=True)
+        for column in (Lead.email, Lead.first_name, Lead.last_name, Lead.company)
+    ))
+    if len(q) < 3:
+        return like, None
+    if dialect == "sqlite":
+        search = table("leads_search", column("rowid"))
+        found = select(search.c.rowid).where(
+            literal_column("leads_search").op("MATCH")('"' + q.replace('"', '""') + '"'))
+        return and_(Lead.id.in_(found), like), found
+    return like, select(Lead.id).where(like)
+
+
+def lead_parts(lead_filter: LeadFilter, catalog: Catalog | None = None,
+               dialect: str | None = None) -> list[Part]:
+    """The filter's criteria (meanings in capture.leads.filters), each in both forms.
+
+    ``catalog`` is needed only for a resource type filter; ``dialect`` (the store's) picks
+    the search index, and without it the search is tried on every lead.
     """
     f = lead_filter
-    conditions: list[ColumnElement[bool]] = []
+    parts: list[Part] = []
     if f.q:
         # The database folds both sides, so "Émilie" finds Émilie even where it folds only A–Z.
-        conditions.append(or_(*(
-            column.icontains(f.q, autoescape=True)
-            for column in (Lead.email, Lead.first_name, Lead.last_name, Lead.company)
-        )))
+        condition, probe = _search(f.q, dialect)
+        parts.append(Part(condition, _search(f.q, None)[0], probe))
     # Criteria on one form post must hold together, on the same post.
     per_post: list[ColumnElement[bool]] = []
     if f.seen_from:
@@ -253,26 +295,49 @@ def lead_conditions(lead_filter: LeadFilter, catalog: Catalog | None = None) -> 
     for name in ("utm_source", "utm_medium", "utm_campaign"):
         value = getattr(f, name)
         if value:
+            # lower(), as the indexes of migration 0005 are written.
             per_post.append(func.lower(getattr(Submission, name)) == value.lower())
     if per_post:
-        conditions.append(
-            select(Submission.id).where(Submission.lead_id == Lead.id, *per_post).exists())
+        posts = select(Submission.lead_id).where(*per_post)
+        parts.append(Part(
+            Lead.id.in_(posts),
+            select(Submission.id).where(Submission.lead_id == Lead.id, *per_post).exists(),
+            posts))
     if f.stage:
-        conditions.append(Lead.stage == f.stage)
-    for name, column in RANGES.items():
+        parts.append(Part(Lead.stage == f.stage, _untouched(Lead.stage) == f.stage,
+                          select(Lead.id).where(Lead.stage == f.stage), frozenset({"score"})))
+    for name, column_name in RANGES.items():
         value = getattr(f, name)
         if value is not None:
-            conditions.append(getattr(Lead, column) >= value if name.endswith("_min")
-                              else getattr(Lead, column) <= value)
+            at_least = name.endswith("_min")
+            column_ = getattr(Lead, column_name)
+            indexed = column_ >= value if at_least else column_ <= value
+            plain = _untouched(column_) >= value if at_least else _untouched(column_) <= value
+            parts.append(Part(indexed, plain, select(Lead.id).where(indexed),
+                              frozenset({"score"}) if column_name == "score" else frozenset()))
+    mql: list[ColumnElement[bool]] = []
     if f.mql_from:
-        conditions.append(Lead.mql_at >= _day_start(f.mql_from))
+        mql.append(Lead.mql_at >= _day_start(f.mql_from))
     if f.mql_to:
-        conditions.append(Lead.mql_at < _day_start(f.mql_to + timedelta(days=1)))
+        mql.append(Lead.mql_at < _day_start(f.mql_to + timedelta(days=1)))
+    if mql:
+        plain_mql = [c.operator(_untouched(Lead.mql_at), c.right) for c in mql]  # type: ignore[attr-defined]
+        parts.append(Part(and_(*mql), and_(*plain_mql), select(Lead.id).where(*mql)))
     if f.marketing is True:
-        conditions.append(marketing_granted() == True)  # noqa: E712 (SQL, not Python)
+        granted = marketing_granted() == True  # noqa: E712 (SQL, not Python)
+        parts.append(Part(granted, granted))
     elif f.marketing is False:
-        conditions.append(func.coalesce(marketing_granted(), false()) == False)  # noqa: E712
-    return conditions
+        declined = func.coalesce(marketing_granted(), false()) == False  # noqa: E712
+        parts.append(Part(declined, declined))
+    return parts
 
 
-#: Per process. A sync gunicorn worker uses one connection at a time; the overflow serves
+def lead_conditions(lead_filter: LeadFilter, catalog: Catalog | None = None,
+                    dialect: str | None = None) -> list[ColumnElement[bool]]:
+    """WHERE conditions on a query of :class:`Lead` for a filter (meanings in capture.leads.filters).
+
+    Every list of leads (workspace, API, CLI export) filters through here so they agree.
+    Each criterion in the form that finds its leads from an index (see :class:`Part`): what
+    a count or an export of every matching lead wants.
+    """
+    return [part.indexed for part in lead_parts(lead_filter, catalog, dialect)]

@@ -20,8 +20,10 @@ from capture.db.store import Store
 from capture.fields import PROFILE_FIELDS, SOURCE_FIELDS
 from capture.leads.filters import (
     LeadFilter,
+    Part,
     latest_marketing,
     lead_conditions,
+    lead_parts,
     marketing_granted,
 )
 
@@ -117,6 +119,28 @@ def get_lead(store: Store, lead_id: int) -> Lead | None:
         return s.get(Lead, lead_id)
 
 
+#: A criterion whose index side has fewer rows than this drives a list page: its leads are
+#: found from that index and sorted (at most this many). With more, matches are dense enough
+#: that walking the sort index finds a page of them within ~50 × leads / PROBE_LIMIT rows.
+PROBE_LIMIT = 20_000
+
+
+def _driver(store: Store, parts: Sequence[Part], sort: str) -> Part | None:
+    """The criterion that finds a page sooner from its own index than the sort index does: the
+    one with the fewest rows there, when under PROBE_LIMIT. A criterion the sort index serves
+    as it is (stage or score by score) needs no look."""
+    probes = [p for p in parts if p.probe is not None and sort not in p.sorts]
+    if not probes:
+        return None
+    sizes = []
+    with store.read() as s:
+        for part in probes:
+            capped = part.probe.limit(PROBE_LIMIT).subquery()
+            sizes.append((s.execute(select(func.count()).select_from(capped)).scalar_one(), part))
+    size, part = min(sizes, key=lambda pair: pair[0])
+    return part if size < PROBE_LIMIT else None
+
+
 def list_leads(store: Store, lead_filter: LeadFilter | None = None, sort: str = DEFAULT_SORT,
                direction: str = "desc", *, after: tuple[Any, int] | None = None,
                before: tuple[Any, int] | None = None, limit: int = 50,
@@ -124,15 +148,26 @@ def list_leads(store: Store, lead_filter: LeadFilter | None = None, sort: str = 
     """One page of the leads a filter selects, by keyset on (sort key, id).
 
     ``after`` and ``before`` are the (sort key, id) of the row the page starts after or
-    ends before (``LeadPage.first_key``/``last_key`` of the page next to it). The database
-    walks the (sort key, id) index from there, so the 500th page costs what the first does:
-    there is no OFFSET, and rows added meanwhile neither repeat nor skip a row.
+    ends before (``LeadPage.first_key``/``last_key`` of the page next to it). There is no
+    OFFSET, and rows added meanwhile neither repeat nor skip a row.
+
+    Two ways to a page, chosen per page (capture.leads.filters.Part): without a filter, or
+    when every criterion matches many leads, the database walks the (sort key, id) index from
+    the cursor and tests each lead, so the 500th page costs what the first does. When a
+    criterion matches few (its index side has under PROBE_LIMIT rows: an unknown campaign,
+    the oldest dates, a rare name), its leads are found from its index and sorted, as a walk
+    would test nearly every lead before filling a page.
     """
     if sort not in LEAD_SORTS or direction not in ("asc", "desc"):
         raise ValueError(f"unknown order {sort!r} {direction!r}")
     if after is not None and before is not None:
         raise ValueError("give after or before, not both")
     column = LEAD_SORTS[sort]
+    parts = lead_parts(lead_filter, catalog, store.dialect) if lead_filter else []
+    driver = _driver(store, parts, sort)
+    conditions = [p.indexed if p is driver or sort in p.sorts else p.plain for p in parts]
+    # Driven by a criterion, the order must not pull the sort index back in.
+    order_by = column if driver is None else func.coalesce(column, column)
     latest = aliased(Submission)
     backwards = before is not None
     # Going back reads the rows before the cursor nearest first, then turns them round.
@@ -148,13 +183,13 @@ def list_leads(store: Store, lead_filter: LeadFilter | None = None, sort: str = 
                latest.utm_campaign.label("latest_utm_campaign"),
                column.label("sort_key"))
         .outerjoin(latest, latest.id == Lead.last_submission_id)
-        .where(*(lead_conditions(lead_filter, catalog) if lead_filter else ()))
-        .order_by(*((column.desc(), Lead.id.desc()) if descending else (column, Lead.id)))
+        .where(*conditions)
+        .order_by(*((order_by.desc(), Lead.id.desc()) if descending else (order_by, Lead.id)))
         .limit(limit + 1)
     )
     cursor = before if backwards else after
     if cursor is not None:
-        key = tuple_(column, Lead.id)
+        key = tuple_(order_by, Lead.id)
         bound = tuple_(literal(cursor[0], column.type), literal(cursor[1], Lead.id.type))
         stmt = stmt.where(key < bound if descending else key > bound)
     with store.read() as s:
@@ -168,9 +203,13 @@ def list_leads(store: Store, lead_filter: LeadFilter | None = None, sort: str = 
 
 
 def count_leads(store: Store, lead_filter: LeadFilter | None = None, catalog: Catalog | None = None) -> int:
-    """How many leads a filter selects, on every page of the list: the total above it."""
+    """How many leads a filter selects, on every page of the list: the total above it.
+
+    Each criterion finds its leads from its own index (posts, search, columns), so a filter
+    that matches few leads is counted without visiting the others.
+    """
     stmt = select(func.count()).select_from(Lead).where(
-        *(lead_conditions(lead_filter, catalog) if lead_filter else ()))
+        *(lead_conditions(lead_filter, catalog, store.dialect) if lead_filter else ()))
     with store.read() as s:
         return s.execute(stmt).scalar_one()
 
@@ -246,7 +285,7 @@ def iter_export_rows(store: Store, lead_filter: LeadFilter | None = None, *,
     if wanted & {"marketing_opt_in", "marketing_opt_in_at", "marketing_version", "marketing_sha256"}:
         stmt = stmt.outerjoin(marketing, marketing.id == latest_marketing(ConsentEvent.id))
     stmt = (
-        stmt.where(*(lead_conditions(lead_filter, catalog) if lead_filter else ()))
+        stmt.where(*(lead_conditions(lead_filter, catalog, store.dialect) if lead_filter else ()))
         .order_by(*_lead_order(order))
         .execution_options(yield_per=chunk_size)
     )
