@@ -239,6 +239,8 @@ class Part:
     plain: ColumnElement[bool]
     probe: Any = None
     sorts: frozenset[str] = frozenset()
+    #: The form posts' criteria: ``probe`` is then the lead_id of each matching post.
+    posts: bool = False
 
 
 def _untouched(column: Any) -> Any:
@@ -302,7 +304,7 @@ def lead_parts(lead_filter: LeadFilter, catalog: Catalog | None = None,
         parts.append(Part(
             Lead.id.in_(posts),
             select(Submission.id).where(Submission.lead_id == Lead.id, *per_post).exists(),
-            posts))
+            posts, posts=True))
     if f.stage:
         parts.append(Part(Lead.stage == f.stage, _untouched(Lead.stage) == f.stage,
                           select(Lead.id).where(Lead.stage == f.stage), frozenset({"score"})))

@@ -8,7 +8,7 @@ answered from its own side instead of walking every lead (capture.leads.filters)
   FTS5 table with the trigram tokenizer, ``leads_search``, kept by triggers on ``leads`` (so
   every post keeps it current without a line in its write path); on PostgreSQL a GIN trigram
   index (the ``pg_trgm`` extension, created in schema ``public`` when the database has none)
-  on the four lower-cased columns.
+  on the four columns, which serves their ILIKE.
 
 The lower()-expression indexes, the FTS5 table and its triggers, and the trigram index are
 not in capture.db.models (Alembic cannot compare them): :data:`capture.db.models.MIGRATION_ONLY`
@@ -71,7 +71,8 @@ def upgrade() -> None:
         schema = bind.exec_driver_sql(
             "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
             "WHERE e.extname = 'pg_trgm'").scalar_one()
-        ops = ", ".join(f'lower({c}) "{schema}".gin_trgm_ops' for c in SEARCHED)
+        # ILIKE, as SQLAlchemy writes icontains on PostgreSQL: trigram indexes serve it as is.
+        ops = ", ".join(f'{c} "{schema}".gin_trgm_ops' for c in SEARCHED)
         op.execute(f"CREATE INDEX ix_leads_search ON leads USING gin ({ops})")
 
 
