@@ -16,6 +16,7 @@ import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ class WordRule:
     words: tuple[str, ...]
     points: int
 
-    @property
+    @cached_property  # read on every post
     def pattern(self) -> re.Pattern[str]:
         return re.compile(r"\b(?:" + "|".join(re.escape(w) for w in self.words) + r")\b", re.I)
 
