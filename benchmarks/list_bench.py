@@ -31,8 +31,8 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -77,8 +77,9 @@ def _sql(dialect: str) -> dict[str, Callable[..., str]]:
     }
 
 
-def fill(url: str, leads: int, *, progress: Callable[[int], None] | None = None) -> None:
-    """``leads`` leads (ids 1…), their form posts (ids 3n+1…3n+1+n%3) and marketing choices.
+def fill(url: str, leads: int, *, start: int = 0, progress: Callable[[int], None] | None = None) -> None:
+    """Leads ``start``…``leads``−1 (ids from 1), their form posts (ids 3n+1…3n+1+n%3) and
+    marketing choices; the consent texts with the first.
 
     Lead n was first seen 30 s after lead n−1 from 2025-01-01 and came back n % 3 times, a day
     apart; sources, campaigns and resources cycle through short lists, scores spread over 0–100.
@@ -132,12 +133,13 @@ def fill(url: str, leads: int, *, progress: Callable[[int], None] | None = None)
         SELECT s.n + 1, 3 * s.n + 1, 'marketing', s.n % 2 = 0, 'marketing-2026-11', '{MARKETING_SHA}',
                {first_seen}
         FROM {sql["series"]()}"""
-    with engine.begin() as conn:
-        conn.execute(text(
-            "INSERT INTO consent_texts (sha256, kind, version, text, first_seen) VALUES "
-            f"('{TERMS_SHA}', 'terms', 'terms-2026-11', 'terms', {sql['at']('0')}), "
-            f"('{MARKETING_SHA}', 'marketing', 'marketing-2026-11', 'marketing', {sql['at']('0')})"))
-    for low in range(0, leads, CHUNK):
+    if start == 0:
+        with engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO consent_texts (sha256, kind, version, text, first_seen) VALUES "
+                f"('{TERMS_SHA}', 'terms', 'terms-2026-11', 'terms', {sql['at']('0')}), "
+                f"('{MARKETING_SHA}', 'marketing', 'marketing-2026-11', 'marketing', {sql['at']('0')})"))
+    for low in range(start, leads, CHUNK):
         high = min(low + CHUNK, leads)
         with engine.begin() as conn:
             if dialect == "postgresql":
@@ -155,11 +157,10 @@ def fill(url: str, leads: int, *, progress: Callable[[int], None] | None = None)
     engine.dispose()
 
 
-@contextmanager
-def database(kind: str, leads: int, stack: ExitStack, postgres_url: str | None = None) -> Iterator[str]:
-    """The URL of a new database of ``kind`` at the newest schema, filled with ``leads`` leads."""
+def new_database(kind: str, stack: ExitStack, postgres_url: str | None = None) -> str:
+    """The URL of a new database of ``kind`` at the newest schema, removed when the stack closes."""
     if kind == "sqlite":
-        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="leadgate-list-bench-")))
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="leadgate-bench-")))
         url = f"sqlite:///{folder / 'leads.db'}"
     else:
         from live import POSTGRES_URL, PostgresUnavailable, postgres_database
@@ -169,10 +170,7 @@ def database(kind: str, leads: int, stack: ExitStack, postgres_url: str | None =
         except PostgresUnavailable as e:
             raise SystemExit(str(e)) from None
     migrate.upgrade(url)
-    started = time.perf_counter()
-    fill(url, leads, progress=lambda n: print(f"  {kind}: {n:,} leads", end="\r", file=sys.stderr))
-    print(f"{kind}: filled {leads:,} leads in {time.perf_counter() - started:.0f} s", file=sys.stderr)
-    yield url
+    return url
 
 
 def cases(leads: int) -> dict[str, dict[str, str]]:
@@ -294,7 +292,10 @@ def main() -> None:
     missed = []
     for kind in kinds:
         with ExitStack() as stack:
-            url = stack.enter_context(database(kind, args.leads, stack, args.postgres_url))
+            url = new_database(kind, stack, args.postgres_url)
+            started = time.perf_counter()
+            fill(url, args.leads, progress=lambda n: print(f"  {kind}: {n:,} leads", end="\r", file=sys.stderr))
+            print(f"{kind}: filled {args.leads:,} leads in {time.perf_counter() - started:.0f} s", file=sys.stderr)
             missed += report(kind, measure(url, catalog, args.leads, args.rounds))
     print("\nall targets met" if not missed else "\nmissed: " + "; ".join(missed))
 

@@ -30,7 +30,8 @@ from capture.db.store import Store
 from capture.fields import PROFILE_FIELDS
 from capture.leads import stages
 from capture.scoring.rules import NO_RULES, Rules, RulesError, load_rules
-from capture.scoring.score import Request, Scored, score_lead
+from capture.scoring.domains import domain_of
+from capture.scoring.score import Reason, Request, Scored, fit_reasons, score_lead
 
 EXTENSION = "leadgate.scoring"
 BATCH = 2000
@@ -69,15 +70,26 @@ class Scoring:
         return [Request(_get(r, "resource_id"), self.types.get(_get(r, "resource_id"), ""),
                         _get(r, "created_at")) for r in rows]
 
-    def score(self, lead: Any, requests: Iterable[Request], now: datetime) -> Scored:
+    def score(self, lead: Any, requests: Iterable[Request], now: datetime,
+              fits: dict[tuple[str, ...], list[Reason]] | None = None) -> Scored:
+        """``fits``: fit reasons by (industry, company size, job title, email domain), all
+        fit depends on: filled and reused by a rescore, which meets the same ones often."""
         profile = {name: _get(lead, name) or "" for name in PROFILE_FIELDS}
-        return score_lead(profile, _get(lead, "email"), requests, self.rules, now)
+        email = _get(lead, "email")
+        fit = None
+        if fits is not None:
+            key = (profile["industry"], profile["company_size"], profile["job_title"], domain_of(email))
+            fit = fits.get(key)
+            if fit is None:
+                fit = fits[key] = fit_reasons(profile, email, self.rules)
+        return score_lead(profile, email, requests, self.rules, now, fit)
 
-    def columns(self, lead: Any, requests: Iterable[Request], now: datetime
+    def columns(self, lead: Any, requests: Iterable[Request], now: datetime,
+                fits: dict[tuple[str, ...], list[Reason]] | None = None
                 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """The lead's new score columns, and its stage change when the score promotes it
         (stage columns then added to the first)."""
-        scored = self.score(lead, requests, now)
+        scored = self.score(lead, requests, now, fits)
         columns = {"fit": scored.fit, "engagement": scored.engagement, "score": scored.score,
                    "score_reasons": scored.reasons_json(), "rules_version": scored.version,
                    "scored_at": now}
@@ -148,12 +160,22 @@ def count_stale(store: Store, scoring: Scoring, now: datetime, *, everyone: bool
         return s.execute(stmt).scalar_one()
 
 
+#: Fit reasons kept by a rescore, per (industry, company size, job title, email domain): leads
+#: alike in those share their fit, however different their requests.
+FIT_CACHE = 50_000
+
+
 def rescore(store: Store, scoring: Scoring, *, now: datetime | None = None, everyone: bool = False,
             batch: int = BATCH, progress: Callable[[int], None] | None = None,
             stop: threading.Event | None = None) -> Rescored:
     """Rescore leads in batches of ``batch``, one transaction each: those :func:`stale` (or
     every lead with ``everyone``, leads scored since this run began excepted, so a second run
-    carries on). ``progress`` is told how many leads each batch did."""
+    carries on). ``progress`` is told how many leads each batch did.
+
+    A batch is three statements (its leads, their posts, one executemany of the new scores)
+    and per lead only the scoring itself: fit is worked out once per (industry, company size,
+    job title, email domain), and the posts become engagement's input as they are read.
+    """
     now = now or utcnow()
     report = Rescored()
     leads = Lead.__table__
@@ -166,6 +188,8 @@ def rescore(store: Store, scoring: Scoring, *, now: datetime | None = None, ever
              .where(Submission.lead_id.between(bindparam("low"), bindparam("high"))))
     write_scores = update(leads).where(leads.c.id == bindparam("lead_id"))
     add_changes = _insert(store.dialect)(StageChange.__table__)
+    types = scoring.types
+    fits: dict[tuple[str, ...], list[Reason]] = {}
     after = 0
     while stop is None or not stop.is_set():
         with store.writes(direct=False) as tx:
@@ -173,12 +197,16 @@ def rescore(store: Store, scoring: Scoring, *, now: datetime | None = None, ever
             rows = tx.rows(pick, {"after": after})
             if not rows:
                 break
-            by_lead: dict[int, list[Any]] = defaultdict(list)
+            by_lead: dict[int, list[Request]] = defaultdict(list)
             for post in tx.rows(posts, {"low": rows[0]["id"], "high": rows[-1]["id"]}):
-                by_lead[post["lead_id"]].append(post)
+                resource_id = post["resource_id"]
+                by_lead[post["lead_id"]].append(
+                    Request(resource_id, types.get(resource_id, ""), post["created_at"]))
             plain, promoted, changes = [], [], []
+            if len(fits) > FIT_CACHE:
+                fits.clear()
             for lead in rows:
-                columns, change = scoring.columns(lead, scoring.requests(by_lead[lead["id"]]), now)
+                columns, change = scoring.columns(lead, by_lead[lead["id"]], now, fits)
                 report.score_changed += columns["score"] != lead["score"]
                 (promoted if change else plain).append({"lead_id": lead["id"], **columns})
                 if change:

@@ -154,9 +154,10 @@ def engagement_reasons(requests: Iterable[Request], rules: Rules, now: datetime)
 
 
 def score_lead(profile: Mapping[str, str], email: str, requests: Iterable[Request], rules: Rules,
-               now: datetime) -> Scored:
-    """The lead's fit, engagement and score as of ``now``, with the reasons."""
-    fit = fit_reasons(profile, email, rules)
+               now: datetime, fit: Iterable[Reason] | None = None) -> Scored:
+    """The lead's fit, engagement and score as of ``now``, with the reasons. ``fit``: the fit
+    reasons already worked out for this profile and email domain (a rescore reuses them)."""
+    fit = list(fit) if fit is not None else fit_reasons(profile, email, rules)
     engaged = engagement_reasons(requests, rules, now)
     fit_value = _clamp(sum(r.points for r in fit))
     engagement_value = _clamp(sum(r.points for r in engaged))
