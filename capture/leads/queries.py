@@ -183,15 +183,19 @@ def list_leads(store: Store, lead_filter: LeadFilter | None = None, sort: str = 
                latest.utm_campaign.label("latest_utm_campaign"),
                column.label("sort_key"))
         .outerjoin(latest, latest.id == Lead.last_submission_id)
-        .where(*conditions)
-        .order_by(*((order_by.desc(), Lead.id.desc()) if descending else (order_by, Lead.id)))
-        .limit(limit + 1)
     )
     cursor = before if backwards else after
     if cursor is not None:
         key = tuple_(order_by, Lead.id)
         bound = tuple_(literal(cursor[0], column.type), literal(cursor[1], Lead.id.type))
-        stmt = stmt.where(key < bound if descending else key > bound)
+        conditions.append(key < bound if descending else key > bound)
+    order = (order_by.desc(), Lead.id.desc()) if descending else (order_by, Lead.id)
+    if driver is not None:
+        # Sorting every match would compute each one's shown columns (the marketing choice, the
+        # latest post) first: sort ids, then read the page's rows.
+        page_ids = select(Lead.id).where(*conditions).order_by(*order).limit(limit + 1).correlate(None)
+        conditions = [Lead.id.in_(page_ids)]
+    stmt = stmt.where(*conditions).order_by(*order).limit(limit + 1)
     with store.read() as s:
         rows = list(s.execute(stmt))
     more = len(rows) > limit
