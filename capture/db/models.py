@@ -128,6 +128,7 @@ class Lead(Profile, Base):
         Index("ix_leads_fit_id", "fit", "id"),
         Index("ix_leads_engagement_id", "engagement", "id"),
         Index("ix_leads_mql_at_id", "mql_at", "id"),
+        Index("ix_leads_marketing_choice_score_id", "marketing_choice", "score", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -160,6 +161,9 @@ class Lead(Profile, Base):
     disqualified_reason: Mapped[str] = _text(REASON_MAX)
     deal_value: Mapped[Any | None] = mapped_column(Numeric(14, 2))
     deal_currency: Mapped[str] = _text(CURRENCY_MAX)
+    # The latest marketing choice (None: never asked), what may be emailed today: kept by a
+    # trigger on consent_events (migration 0005), never written by the service.
+    marketing_choice: Mapped[bool | None] = mapped_column(Boolean)
 
 
 # SQLite drops a table's triggers with it, not the search table they fed: metadata.drop_all
