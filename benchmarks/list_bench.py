@@ -95,7 +95,7 @@ def fill(url: str, leads: int, *, start: int = 0, progress: Callable[[int], None
         INSERT INTO leads (id, email, email_key, first_name, last_name, company, job_title,
                            company_size, industry, first_seen, last_seen, first_submission_id,
                            last_submission_id, fit, engagement, score, score_reasons, rules_version,
-                           scored_at, stage, mql_at)
+                           scored_at, stage, mql_at, marketing_choice)
         SELECT s.n + 1, 'Lead' || s.n || '@example' || (s.n % 1000) || '.com',
                'lead' || s.n || '@example' || (s.n % 1000) || '.com',
                {_case('s.n % 6', ('Ann', 'Bob', 'Chloé', 'Dev', 'Émilie', 'Femi'))},
@@ -109,7 +109,8 @@ def fill(url: str, leads: int, *, start: int = 0, progress: Callable[[int], None
                {sql["at"]("400 * 86400")},
                COALESCE({stage}, CASE WHEN {score} >= 60 THEN 'mql'
                                       WHEN s.n % 100 = 7 THEN 'recycled' ELSE 'lead' END),
-               CASE WHEN {score} >= 60 THEN {sql["at"]("s.n * 30 + 3600")} END
+               CASE WHEN {score} >= 60 THEN {sql["at"]("s.n * 30 + 3600")} END,
+               s.n % 2 = 0
         FROM {sql["series"]()}"""
     visit = "(s.n + v.v)"
     posts_sql = f"""
@@ -144,6 +145,7 @@ def fill(url: str, leads: int, *, start: int = 0, progress: Callable[[int], None
         with engine.begin() as conn:
             if dialect == "postgresql":
                 # Leads and their posts point at each other: the references hold once both are in.
+                # (Triggers are off too: leads.marketing_choice is written with the lead.)
                 conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
             else:
                 conn.exec_driver_sql("PRAGMA foreign_keys = OFF")
