@@ -10,6 +10,7 @@ import click
 
 from capture.cli.command import command, option
 from capture.cli.db import upgrade_database
+from capture.cli.qualify import check_content, echo_problems
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -67,6 +68,12 @@ def serve(host: str, port: int, workers: int | None, demo: bool, dev: bool, buil
         os.environ["LEADGATE_DEMO"] = "true"
     # Settings first (the secret key above all), so a refusal does not wait for the build.
     app = create_app({"DEBUG": True} if dev else None)
+    if first_run:
+        # Content and scoring rules are checked here, once: a bad rules file stops the start, not
+        # every form post of every worker later.
+        problems = check_content(Path(app.config["CONTENT_DIR"])).problems
+        if problems:
+            echo_problems(problems)
     if build_first:
         site = _build(config_file, site_dir)
     else:

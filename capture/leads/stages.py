@@ -28,6 +28,7 @@ from sqlalchemy import select
 
 from capture.db.models import REASON_MAX, Lead, StageChange, utcnow
 from capture.db.store import Store
+from capture.leads.merge import email_key
 
 STAGES = ("lead", "mql", "sql", "prospect", "customer", "disqualified", "recycled")
 #: The funnel, in order: reaching a step counts every step before it as reached.
@@ -63,6 +64,8 @@ WHY_NOT = {
 }
 FROM_CUSTOMER = "a customer stays a customer: record a new deal rather than moving it back"
 CHANNELS = ("email", "call", "meeting", "linkedin")
+#: The staff roles that move leads; marketing sees everything and moves nothing.
+MOVER_ROLES = ("sales", "admin")
 ACTOR_KINDS = ("user", "token", "rules")
 RULES_ACTOR = "scoring rules"
 MAX_VALUE = Decimal("999999999999.99")
@@ -153,6 +156,14 @@ def check_move(current: str, move: Move, *, score: int, threshold: int,
     return Move(to, reason, channel, move.value, code)
 
 
+def refusal_for_role(role: str) -> str | None:
+    """Why an account of this role may not move leads; None when it may."""
+    if role in MOVER_ROLES:
+        return None
+    return (f"{role} sees everything and moves nothing: only sales and admin accounts move leads "
+            "between stages")
+
+
 def reached(lead: Any, to: str, at: datetime) -> dict[str, datetime]:
     """The ``<stage>_at`` columns a move to ``to`` sets: that step and any skipped before it,
     the first time only."""
@@ -205,6 +216,12 @@ def move_stage(store: Store, lead_id: int, move: Move, actor: Actor, *, threshol
         change = StageChange(**change_row(lead.id, current, checked, actor, at))
         s.add(change)
     return change
+
+
+def lead_by_email(store: Store, email: str) -> Lead | None:
+    """The lead of an address as stored (normalized), in any case; None when there is none."""
+    with store.read() as s:
+        return s.scalars(select(Lead).where(Lead.email_key == email_key(email))).one_or_none()
 
 
 def stage_history(store: Store, lead_id: int) -> list[StageChange]:
