@@ -3,6 +3,7 @@ as marketers and sales drive them from a terminal."""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -140,7 +141,7 @@ def rescore(everyone: bool) -> None:
         bar.update(n)
 
     try:
-        with click.progressbar(length=total, label="Rescoring leads", file=click.get_text_stream("stderr"),
+        with click.progressbar(length=total, label="Rescoring leads", file=sys.stderr,
                                show_pos=True) as bar:
             result = rescore_leads(store, scoring, now=now, everyone=everyone, progress=advanced)
     except KeyboardInterrupt:
