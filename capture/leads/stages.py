@@ -60,8 +60,12 @@ WHY_NOT = {
     "customer": "a customer bought; sales accepts a lead (sql) before it can become a customer",
     "prospect": "a lead becomes a prospect once sales accepted it (sql) and it replied",
     "mql": "only a lead or a recycled lead can become an MQL",
+    "sql": "sales accepts a lead, an MQL or a recycled lead; recycle a disqualified lead first",
     "recycled": "only a lead sales has seen (mql, sql, prospect or disqualified) can be recycled",
 }
+#: "This lead is already …", per stage.
+ALREADY = {"lead": "a lead", "mql": "an MQL", "sql": "an SQL", "prospect": "a prospect",
+           "customer": "a customer", "disqualified": "disqualified", "recycled": "recycled"}
 FROM_CUSTOMER = "a customer stays a customer: record a new deal rather than moving it back"
 CHANNELS = ("email", "call", "meeting", "linkedin")
 #: The staff roles that move leads; marketing sees everything and moves nothing.
@@ -125,7 +129,7 @@ def check_move(current: str, move: Move, *, score: int, threshold: int,
     if to not in STAGES:
         raise MoveRefused(f"Unknown stage '{to[:40]}': use one of {', '.join(STAGES)}.")
     if to == current:
-        raise MoveRefused(f"This lead is already {LABELS[to] if to in ('mql', 'sql') else to}.")
+        raise MoveRefused(f"This lead is already {ALREADY[to]}.")
     if to not in MOVES[current]:
         why = FROM_CUSTOMER if current == "customer" else WHY_NOT.get(to, "")
         raise MoveRefused(f"A lead cannot move from {current} to {to}: {why}.")
