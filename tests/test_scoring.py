@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 from sqlalchemy import delete, select, update
 
@@ -173,22 +174,24 @@ def test_check_prints_every_problem_at_once(runner, content_dir):
 
 
 @SQLITE_ONLY
-@pytest.mark.parametrize(("setting", "message"), [
-    ("disqualification_reasons: []", "leadgate.yml: disqualification_reasons: must be a non-empty list of text values"),
-    ("disqualification_reasons: [" + "x" * 101 + "]",
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("disqualification_reasons", [], "leadgate.yml: disqualification_reasons: must be a non-empty list of "
+                                     "text values"),
+    ("disqualification_reasons", ["no budget", 7], "leadgate.yml: disqualification_reasons: must be a "
+                                                   "non-empty list of text values"),
+    ("disqualification_reasons", ["x" * 101],
      "leadgate.yml: disqualification_reasons: '" + "x" * 40 + "…' is longer than 100 characters"),
-    ("currency: 12", "leadgate.yml: currency: '12' is not an ISO 4217 currency code such as EUR, USD or GBP"),
-    ("currency: XYZ", "leadgate.yml: currency: 'XYZ' is not an ISO 4217 currency code such as EUR, USD or GBP"),
+    ("currency", 12, "leadgate.yml: currency: '12' is not an ISO 4217 currency code such as EUR, USD or GBP"),
+    ("currency", "XYZ", "leadgate.yml: currency: 'XYZ' is not an ISO 4217 currency code such as EUR, USD or GBP"),
 ])
-def test_check_names_bad_qualification_settings(runner, content_dir, setting, message):
+def test_check_names_bad_qualification_settings(runner, content_dir, key, value, message):
     path = content_dir / "leadgate.yml"
-    key = setting.split(":")[0]
-    kept = [line for line in path.read_text(encoding="utf-8").split("\n\n") if not line.lstrip("# \n").startswith(key)
-            and f"\n{key}:" not in line]
-    path.write_text("\n\n".join(kept) + f"\n\n{setting}\n", encoding="utf-8")
+    settings = yaml.safe_load(path.read_text(encoding="utf-8"))
+    path.write_text(yaml.safe_dump({**settings, key: value}), encoding="utf-8")
     result = runner.invoke(args=["check"])
     assert result.exit_code == 1
-    assert result.stderr.splitlines()[0] == message
+    assert result.stderr.splitlines() == [
+        message, f"Error: 1 problem in {content_dir}/: fix them and run `leadgate check` again."]
 
 
 def test_settings_give_the_qualification_defaults(tmp_path):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
@@ -87,7 +87,7 @@ def shown_folder(path: Path) -> str:
     return shown.rstrip("/") + "/"
 
 
-def echo_problems(problems: list[str]) -> None:
+def echo_problems(problems: list[str]) -> NoReturn:
     """Every problem but the last as an ``Error:`` line; the last is raised, so the command
     exits 1 with it as its last line."""
     for problem in problems[:-1]:
