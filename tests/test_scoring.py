@@ -414,3 +414,113 @@ def test_leadgate_rescore_says_what_changed_and_a_second_run_has_nothing_left(ma
                                     "0 changed stage (promoted to MQL).")
     every = runner.invoke(args=["rescore", "--all"])
     assert every.stdout.startswith(f"{len(PEOPLE)} lead(s) scored")
+
+
+# --- `leadgate rescore` killed with SIGKILL -----------------------------------------------------
+
+def fill_leads(url: str, count: int, now) -> None:
+    """``count`` unscored leads with one to three posts each, written as rows (a post per lead
+    through the form would take minutes); their scores come from the rescore under test."""
+    import uuid
+
+    from sqlalchemy import create_engine, insert
+
+    from capture.db.models import Submission
+
+    engine = create_engine(url)
+    leads, posts = [], []
+    for n in range(count):
+        person = PEOPLE[n % len(PEOPLE)]
+        email = person["email"].replace("@", f"+{n}@")
+        # Half a day past a whole number of days: the reasons' "N days ago" cannot change between runs.
+        at = now - timedelta(days=n % 40, hours=12)
+        profile = {k: person[k] for k in ("job_title", "company_size", "industry")}
+        leads.append({"id": n + 1, "email": email, "email_key": email, "first_seen": at, "last_seen": at,
+                      **profile})
+        for visit in range(n % 3 + 1):
+            posts.append({"uid": uuid.uuid4(), "lead_id": n + 1, "resource_id": SHIPPED[visit],
+                          "created_at": at, "email": email, **profile, "user_agent": "test",
+                          "ip_prefix": "203.0.113.0/24", "terms_accepted": True, "terms_version": "t",
+                          "terms_sha256": "a" * 64, "marketing_opt_in": False, "marketing_version": "m",
+                          "marketing_sha256": "b" * 64})
+    with engine.begin() as conn:
+        conn.execute(insert(Lead), leads)
+        conn.execute(insert(Submission), posts)
+    engine.dispose()
+
+
+def scored_rows(url: str) -> tuple[list[tuple], list[tuple]]:
+    """Each lead's numbers, reasons (without the time they are as of) and stage, and the stage
+    changes (without theirs): what two runs a few seconds apart must agree on."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        leads = [(id_, fit, engagement, score, {**json.loads(reasons), "at": None}, version, stage, mql_at is not None)
+                 for id_, fit, engagement, score, reasons, version, stage, mql_at in conn.execute(
+                     select(Lead.id, Lead.fit, Lead.engagement, Lead.score, Lead.score_reasons,
+                            Lead.rules_version, Lead.stage, Lead.mql_at).order_by(Lead.id))]
+        changes = [tuple(row) for row in conn.execute(
+            select(StageChange.lead_id, StageChange.from_stage, StageChange.to_stage, StageChange.actor_kind,
+                   StageChange.reason).order_by(StageChange.lead_id, StageChange.id))]
+    engine.dispose()
+    return leads, changes
+
+
+@pytest.mark.slow  # `leadgate rescore` processes, 20,000 leads
+@SQLITE_ONLY
+def test_rescore_killed_halfway_and_run_again_equals_one_run(database_url, content_dir, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from sqlalchemy import create_engine, func
+
+    # A long half-life, so the seconds between the runs change no decayed point.
+    rules = content_dir / "scoring.yml"
+    rules.write_text(rules.read_text(encoding="utf-8").replace("half_life_days: 30", "half_life_days: 3650"),
+                     encoding="utf-8")
+    count = 20_000
+    fill_leads(database_url, count, utcnow())
+    copy = tmp_path / "copy.db"
+    shutil.copyfile(database_url.removeprefix("sqlite:///"), copy)
+    copy_url = f"sqlite:///{copy}"
+    leadgate = str(Path(sys.executable).parent / "leadgate")
+
+    def run(url: str, **kwargs):
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("LEADGATE_")},
+               "LEADGATE_DATABASE_URL": url, "LEADGATE_CONTENT_DIR": str(content_dir),
+               "LEADGATE_SECRET_KEY": "k" * 32, "LEADGATE_INSTANCE_PATH": str(tmp_path / "instance")}
+        return subprocess.Popen([leadgate, "rescore"], env=env, text=True, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, **kwargs)
+
+    engine = create_engine(database_url)
+    stopped = run(database_url)
+    assert stopped.stderr.readline().startswith("Rescoring leads")  # the progress bar has begun
+    done = 0
+    deadline = time.monotonic() + 60
+    while done == 0 and stopped.poll() is None and time.monotonic() < deadline:
+        with engine.connect() as conn:
+            done = conn.execute(select(func.count()).select_from(Lead).where(Lead.scored_at.is_not(None))).scalar()
+        time.sleep(0.005)
+    stopped.send_signal(signal.SIGKILL)
+    stopped.communicate()
+    with engine.connect() as conn:
+        done = conn.execute(select(func.count()).select_from(Lead).where(Lead.scored_at.is_not(None))).scalar()
+    engine.dispose()
+    assert 0 < done < count, f"the rescore was not stopped halfway ({done} of {count} done)"
+
+    again = run(database_url)
+    out, err = again.communicate(timeout=120)
+    assert again.returncode == 0, err
+    assert out.startswith(f"{count - done} lead(s) scored")  # it carried on where the kill left it
+
+    once = run(copy_url)
+    out, err = once.communicate(timeout=120)
+    assert once.returncode == 0, err
+    assert out.startswith(f"{count} lead(s) scored")
+    assert scored_rows(database_url) == scored_rows(copy_url)
+    leads, changes = scored_rows(copy_url)
+    assert len(changes) == sum(lead[6] == "mql" for lead in leads) > 0
