@@ -4,78 +4,11 @@ as marketers and sales drive them from a terminal."""
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
 
 import click
 
 from capture.cli.command import command, option
-
-if TYPE_CHECKING:
-    from capture.catalog import Catalog
-    from capture.scoring.apply import Scoring
-
-
-@dataclass
-class Checked:
-    """What `leadgate check` found in a content folder: every problem, one line each."""
-
-    catalog: Catalog | None = None
-    scoring: Scoring | None = None
-    problems: list[str] = field(default_factory=list)
-
-
-def _lines(problems: list[tuple[str, str, str]]) -> list[str]:
-    return [f"{path}: {fld}: {message}" for path, fld, message in problems]
-
-
-def check_content(content_dir: Path) -> Checked:
-    """Read everything the site and the service read from ``content_dir`` — the resources,
-    leadgate.yml, the privacy notice and scoring.yml — and keep every problem, not the first.
-
-    Settings come first because the rest is checked against them; when they cannot be read,
-    the rules are still read (without the checks that need the settings), so one run shows
-    the problems of both files.
-    """
-    from capture.catalog import (
-        PRIVACY_PAGE,
-        CatalogError,
-        fill_privacy_notice,
-        load_catalog,
-        load_settings,
-        notice_problems,
-    )
-    from capture.scoring.apply import load_scoring
-    from capture.scoring.rules import RulesError, load_rules
-
-    checked = Checked()
-    settings = None
-    try:
-        settings = load_settings(content_dir)
-        checked.catalog = load_catalog(content_dir)
-    except CatalogError as e:
-        checked.problems += _lines(e.problems)
-    catalog = checked.catalog
-    if catalog is not None:
-        checked.problems += _lines(notice_problems(catalog, catalog.has_privacy_notice))
-        if catalog.has_privacy_notice:
-            try:
-                fill_privacy_notice((content_dir / PRIVACY_PAGE).read_text(encoding="utf-8"), catalog.settings)
-            except UnicodeDecodeError:
-                checked.problems.append(f"{PRIVACY_PAGE}: file: is not UTF-8 text")
-            except CatalogError as e:
-                checked.problems += _lines(e.problems)
-    try:
-        if catalog is not None:
-            checked.scoring = load_scoring(catalog)
-        else:
-            lists = {"resource_types": settings.resource_types, "industries": settings.industries,
-                     "company_sizes": settings.company_sizes} if settings else {}
-            load_rules(content_dir, **lists)
-    except RulesError as e:
-        checked.problems += e.problems
-    return checked
 
 
 def shown_folder(path: Path) -> str:
@@ -87,20 +20,14 @@ def shown_folder(path: Path) -> str:
     return shown.rstrip("/") + "/"
 
 
-def echo_problems(problems: list[str]) -> NoReturn:
-    """Every problem but the last as an ``Error:`` line; the last is raised, so the command
-    exits 1 with it as its last line."""
-    for problem in problems[:-1]:
-        click.echo(f"Error: {problem}", err=True)
-    raise click.ClickException(problems[-1])
-
-
 @command()
 def check() -> None:
     """Check the content folder without building: the resources, leadgate.yml, the privacy
     notice and scoring.yml. Prints every problem, one a line (file, line where known, field),
     and exits 1 when there is any."""
     from flask import current_app
+
+    from capture.catalog import check_content
 
     content_dir = Path(current_app.config["CONTENT_DIR"])
     checked = check_content(content_dir)

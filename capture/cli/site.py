@@ -10,7 +10,6 @@ import click
 
 from capture.cli.command import command, option
 from capture.cli.db import upgrade_database
-from capture.cli.qualify import check_content, echo_problems
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -71,9 +70,13 @@ def serve(host: str, port: int, workers: int | None, demo: bool, dev: bool, buil
     if first_run:
         # Content and scoring rules are checked here, once: a bad rules file stops the start, not
         # every form post of every worker later.
+        from capture.catalog import check_content
+
         problems = check_content(Path(app.config["CONTENT_DIR"])).problems
+        for problem in problems[:-1]:
+            click.echo(f"Error: {problem}", err=True)
         if problems:
-            echo_problems(problems)
+            raise click.ClickException(problems[-1])
     if build_first:
         site = _build(config_file, site_dir)
     else:
