@@ -152,7 +152,7 @@ def test_check_names_file_line_and_field_of_a_bad_rule(runner, content_dir, text
     assert result.exit_code == 1
     assert result.stdout == ""
     assert result.stderr.splitlines() == [
-        message, f"Error: 1 problem in {content_dir}/: fix them and run `leadgate check` again."]
+        message, f"Error: 1 problem in {content_dir}/: fix it and run `leadgate check` again."]
 
 
 @SQLITE_ONLY
@@ -191,7 +191,7 @@ def test_check_names_bad_qualification_settings(runner, content_dir, key, value,
     result = runner.invoke(args=["check"])
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
-        message, f"Error: 1 problem in {content_dir}/: fix them and run `leadgate check` again."]
+        message, f"Error: 1 problem in {content_dir}/: fix it and run `leadgate check` again."]
 
 
 def test_settings_give_the_qualification_defaults(tmp_path):

@@ -36,7 +36,7 @@ def check() -> None:
             click.echo(problem, err=True)
         count = len(checked.problems)
         raise click.ClickException(f"{count} problem{'s' if count != 1 else ''} in {shown_folder(content_dir)}: "
-                                   "fix them and run `leadgate check` again.")
+                                   f"fix {'them' if count != 1 else 'it'} and run `leadgate check` again.")
     assert checked.catalog is not None and checked.scoring is not None
     version = checked.scoring.rules.version
     rules = "no scoring rules (every score 0)" if version == "none" else f"scoring rules {version}"
