@@ -59,7 +59,8 @@ def link(page: str, rel: str) -> str | None:
 
 def emails_shown(client, query: str = "") -> list[str]:
     page = page_text(client.get(f"/workspace/?{query}"))
-    return [html.unescape(email) for email in re.findall(r'<span class="ws-email ws-address">([^<]+)</span>', page)]
+    return [html.unescape(re.sub(r"<[^>]+>", "", email))
+            for email in re.findall(r'<span class="ws-email ws-address">(.*?)</span>\s*</td>', page, re.S)]
 
 
 # --- The list: search, filters, sort ---------------------------------------------------------
