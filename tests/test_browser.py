@@ -438,7 +438,8 @@ def test_rep_moves_the_top_lead_to_sql_and_the_timeline_shows_who_and_why(
         page.reload()
         broken = broken_words([("heading", page.locator(".ws-leadhead"), True),
                                ("why this score", why, True),
-                               ("timeline", page.locator(".ws-timeline"), True)])
+                               ("timeline", page.locator(".ws-timeline"), True),
+                               ("profile, consent and source", page.locator(".ws-lead__side"), True)])
         width = page.evaluate("() => [document.scrollingElement.scrollWidth, window.innerWidth]")
         page.screenshot(path=screenshots(tmp_path) / "workspace-lead-phone.png", full_page=True)
     finally:
