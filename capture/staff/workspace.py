@@ -66,11 +66,11 @@ PAGE_SIZE = 50
 SORT_LABELS = {"score": "Score", "last_seen": "Last seen", "first_seen": "First seen", "email": "Email",
                "company": "Company"}
 DATE_SORTS = frozenset({"last_seen", "first_seen"})
+NUMBER_SORTS = frozenset({"score"})
 #: Filters kept under "More filters" (opened when one is set, or wrong).
 MORE_FILTERS = frozenset({"from", "to", "resource", "type", "utm_source", "utm_medium", "utm_campaign",
                           "marketing", "fit_min", "fit_max", "engagement_min", "engagement_max",
                           "mql_from", "mql_to"})
-NUMBER_SORTS = frozenset({"score"})
 SECURITY_HEADERS = {
     "Cache-Control": "private, no-store",
     "Content-Security-Policy": ("default-src 'none'; style-src 'self'; img-src 'self'; "
@@ -86,8 +86,6 @@ DISQUALIFICATION_REASONS = ("not a buyer", "competitor", "student", "no budget",
 DEFAULT_CURRENCY = "EUR"
 #: The fields of the "Move to…" form, as posted.
 MOVE_FIELDS = ("stage", "reason", "disqualified_reason", "channel", "value", "currency")
-#: The score filters, in the order the form shows them: (label, parameter stem).
-RANGES = (("Score", "score"), ("Fit", "fit"), ("Engagement", "engagement"))
 
 # The stylesheet is served to anyone: the sign-in page needs it before anyone is signed in.
 bp = Blueprint(auth.WORKSPACE_BLUEPRINT, __name__, url_prefix="/workspace",
@@ -208,7 +206,7 @@ def leads() -> Any:
         sort=sort, direction=direction, order_label=order_label(sort, direction),
         sort_links=sort_links, sort_labels=SORT_LABELS, links=links,
         csv_url=url_for(".leads") + "leads.csv" + ("?" + csv_query if csv_query else ""),
-        clear_url=leads_url({}, **order), filtered=bool(params), ranges=RANGES,
+        clear_url=leads_url({}, **order), filtered=bool(params),
         more_open=bool(set(params) & MORE_FILTERS or set(errors) & MORE_FILTERS),
         rules=get_scoring().rules)
     return body, 422 if errors else 200
@@ -226,31 +224,41 @@ def move(lead_id: int) -> Any:
     """The "Move to…" form: a refused move comes back beside its field (422), a move done
     goes back to the lead with a notice (303)."""
     form = {name: request.form.get(name, "")[:REASON_MAX + 1] for name in MOVE_FIELDS}
-    settings = get_catalog().settings
-    user = auth.current_user()
     try:
-        to = form["stage"]
-        if not to:
-            raise MoveRefused("Choose the stage to move this lead to.")
-        reason = form["disqualified_reason"] if to == "disqualified" else form["reason"]
-        asked = Move(to, reason=reason, channel=form["channel"] if to == "prospect" else "",
-                     value=parse_value(form["value"]) if to == "customer" else None,
-                     currency=form["currency"] if to == "customer" and form["value"].strip() else "")
-        move_stage(get_store(), lead_id, asked, Actor("user", user.email),
+        asked = move_asked(form)
+        move_stage(get_store(), lead_id, asked, Actor("user", auth.current_user().email),
                    threshold=get_scoring().threshold, disqualify_reasons=disqualification_reasons(),
-                   currency=getattr(settings, "currency", DEFAULT_CURRENCY))
+                   currency=default_currency())
     except MoveRefused as e:
         return lead_page(lead_id, form=form, errors={e.field: [str(e)]}, status=422)
     except LookupError:
         raise Problem(404, "There is no lead with this number; it may have been erased.",
                       title="Lead not found") from None
-    flash(f"Moved to {LABELS[to]}.")
+    flash(f"Moved to {LABELS[asked.to]}.")
     return redirect(url_for(".lead", lead_id=lead_id), 303)
+
+
+def move_asked(form: Mapping[str, str]) -> Move:
+    """The move a posted form asks for, from the fields of the stage chosen only: the form
+    shows every field where the browser cannot hide the others."""
+    to = form["stage"]
+    if not to:
+        raise MoveRefused("Choose the stage to move this lead to.")
+    reason = form["disqualified_reason"] if to == "disqualified" else form["reason"]
+    customer = to == "customer"
+    return Move(to, reason=reason, channel=form["channel"] if to == "prospect" else "",
+                value=parse_value(form["value"]) if customer else None,
+                currency=form["currency"] if customer and form["value"].strip() else "")
 
 
 def disqualification_reasons() -> tuple[str, ...]:
     """The reasons a lead may be disqualified for, from leadgate.yml."""
     return tuple(getattr(get_catalog().settings, "disqualification_reasons", DISQUALIFICATION_REASONS))
+
+
+def default_currency() -> str:
+    """The currency of a deal value typed without one, from leadgate.yml."""
+    return getattr(get_catalog().settings, "currency", DEFAULT_CURRENCY)
 
 
 def lead_page(lead_id: int, *, form: Mapping[str, str] | None = None,
@@ -267,10 +275,11 @@ def lead_page(lead_id: int, *, form: Mapping[str, str] | None = None,
     for entry in timeline:
         if isinstance(entry.item, ConsentEvent):
             consent[entry.item.kind] = entry.item
-    # A stage change comes after the post that caused it, both stored at the same moment.
-    changes = [TimelineEntry(change.created_at, "stage-change", change) for change in stage_history(store, lead_id)]
+    # A stage change comes after the post that caused it, both stored at the same moment
+    # (sorted() keeps that order for equal times).
+    changes = [TimelineEntry(change.created_at, "stage-change", change)
+               for change in stage_history(store, lead_id)]
     events = sorted([*timeline, *changes], key=lambda entry: entry.at)
-    user = auth.current_user()
     rules = get_scoring().rules
     fit_reasons, engagement_reasons = reasons_from_json(person.score_reasons)
     body = render_template(
@@ -284,9 +293,8 @@ def lead_page(lead_id: int, *, form: Mapping[str, str] | None = None,
         fit_reasons=fit_reasons, engagement_reasons=engagement_reasons,
         gap=gap_to_mql(person.fit, person.engagement, person.score,
                        [r.rule for r in fit_reasons + engagement_reasons], rules),
-        may_move=accounts.has_role(user, "sales"), moves=MOVES[person.stage],
-        reasons=disqualification_reasons(), channels=CHANNELS,
-        currency=getattr(get_catalog().settings, "currency", DEFAULT_CURRENCY),
+        may_move=accounts.has_role(auth.current_user(), "sales"), moves=MOVES[person.stage],
+        reasons=disqualification_reasons(), channels=CHANNELS, currency=default_currency(),
         form=form or {}, errors=errors or {}, reason_max=REASON_MAX)
     return body, status
 
