@@ -81,9 +81,6 @@ SECURITY_HEADERS = {
     "X-Robots-Tag": "noindex",
 }
 
-#: Until leadgate.yml has them (catalog.Settings.disqualification_reasons and .currency).
-DISQUALIFICATION_REASONS = ("not a buyer", "competitor", "student", "no budget", "no response", "duplicate")
-DEFAULT_CURRENCY = "EUR"
 #: The fields of the "Move to…" form, as posted.
 MOVE_FIELDS = ("stage", "reason", "disqualified_reason", "channel", "value", "currency")
 
@@ -253,12 +250,12 @@ def move_asked(form: Mapping[str, str]) -> Move:
 
 def disqualification_reasons() -> tuple[str, ...]:
     """The reasons a lead may be disqualified for, from leadgate.yml."""
-    return tuple(getattr(get_catalog().settings, "disqualification_reasons", DISQUALIFICATION_REASONS))
+    return get_catalog().settings.disqualification_reasons
 
 
 def default_currency() -> str:
     """The currency of a deal value typed without one, from leadgate.yml."""
-    return getattr(get_catalog().settings, "currency", DEFAULT_CURRENCY)
+    return get_catalog().settings.currency
 
 
 def lead_page(lead_id: int, *, form: Mapping[str, str] | None = None,
