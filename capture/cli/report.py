@@ -44,7 +44,7 @@ def report(day_from: str | None, day_to: str | None, by: str | None, fmt: str) -
     range_ = _range(day_from, day_to)
     require_tables(get_store().engine)
     figures = make_report(get_store(), range_, by, currency_of(get_catalog().settings))
-    write_report(figures, fmt, click.get_text_stream("stdout"))
+    write_report(figures, fmt, sys.stdout)
 
 
 @group()
@@ -86,7 +86,7 @@ def spend_list(day_from: str | None, day_to: str | None, fmt: str) -> None:
 
     range_ = _range(day_from, day_to)
     require_tables(get_store().engine)
-    write_spend(spend_lines(get_store(), range_), range_, fmt, click.get_text_stream("stdout"))
+    write_spend(spend_lines(get_store(), range_), range_, fmt, sys.stdout)
 
 
 @command()
