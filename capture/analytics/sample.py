@@ -39,7 +39,7 @@ DISQUALIFY_REASONS = ("not a buyer", "competitor", "student", "no budget")
 FIRST_NAMES = ("Ada", "Bea", "Carl", "Dina", "Emil", "Farah", "Gus", "Hana", "Ivo", "Jun", "Kira",
                "Lior", "Mina", "Nils", "Omar", "Pia", "Quinn", "Rosa", "Sven", "Tara", "Uma", "Vik",
                "Wen", "Yusuf", "Zoe")
-SURNAMES = ("Sample", "Sampleton", "Samplewood", "Samplesen", "Van Sample", "Sample-Okafor", "Samplova",
+SURNAMES = ("Sample", "Sampleton", "Samplewood", "Samplesen", "Van Sample", "Sample-Okafor", "Samplewski",
             "Sampleby")
 #: (company, domain, company size, industry): sizes and industries of the starter settings.
 COMPANIES = (
@@ -130,7 +130,7 @@ def make_sample(store: Store, catalog: Catalog, scoring: Scoring, *, count: int 
     real = real_leads(store)
     if real and not force:
         raise SampleRefused(
-            f"the database holds {real} lead{'s' if real != 1 else ''} that are not from a sample: "
+            f"the database holds {real} lead{' that is' if real == 1 else 's that are'} not from a sample: "
             "a sample would mix with them in every report. Use a database of its own for the demo "
             "(LEADGATE_DATABASE_URL), or add --force to mix them anyway.")
     resources = list(catalog)
