@@ -23,7 +23,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, and_, case, cast, extract, func, literal, select, true, union_all
+from sqlalchemy import ColumnElement, Integer, and_, case, cast, extract, func, literal, literal_column, select, true, union_all
 
 from capture.db.models import Lead, Spend, Submission
 from capture.db.store import Store
@@ -209,11 +209,11 @@ class Report:
 
 
 def _group_column(by: str | None) -> ColumnElement[Any]:
+    """The grouping's column as stored: utm values are folded to lower case in Python
+    (:func:`_label`), which costs the database nothing and folds every letter, not A–Z only."""
     if by is None:
         return literal(ALL)
-    if by == "resource":
-        return Submission.resource_id
-    return func.lower(getattr(Submission, by))
+    return getattr(Submission, "resource_id" if by == "resource" else by)
 
 
 def _hours(later: Any, earlier: Any, dialect: str) -> ColumnElement[Any]:
@@ -225,17 +225,48 @@ def _hours(later: Any, earlier: Any, dialect: str) -> ColumnElement[Any]:
     return cast(func.floor(extract("epoch", later - earlier) / 3600), Integer)
 
 
-def _leads_in(range_: DayRange, by: str | None, *columns: Any) -> Any:
-    """SELECT columns FROM the range's leads (joined to their first touch when grouped)."""
+def _leads_in(range_: DayRange, by: str | None, *columns: Any, scan: bool = False) -> Any:
+    """SELECT columns FROM the range's leads (joined to their first touch when grouped).
+
+    ``scan``: read the leads table from end to end rather than through the first_seen index
+    (SQLite only). When a range holds most leads, fetching each row through the index costs
+    about four times the plain scan (docs/performance.md); see :func:`_wide`.
+    """
     start, end = range_.bounds
-    stmt = select(*columns).where(Lead.first_seen >= start, Lead.first_seen < end)
+    # SQLite's own way to keep an index out of a condition: a unary + before the column.
+    seen = literal_column("+leads.first_seen", type_=Lead.first_seen.type) if scan else Lead.first_seen
+    stmt = select(*columns).select_from(Lead).where(seen >= start, seen < end)
     if by is not None:
-        stmt = stmt.select_from(Lead).join(Submission, Submission.id == Lead.first_submission_id)
+        stmt = stmt.join(Submission, Submission.id == Lead.first_submission_id)
     return stmt
 
 
-def _label(value: Any) -> str:
-    return value if value else NONE
+#: Above this share of all leads (by time span), a range is read by a scan on SQLite.
+SCAN_SHARE = 0.2
+
+
+def _wide(session: Any, range_: DayRange) -> bool:
+    """Whether the range likely holds more than SCAN_SHARE of the leads: its overlap with the
+    span from the first lead to the last, as a share of that span (two index look-ups).
+    PostgreSQL's planner makes this choice itself from its statistics."""
+    if session.get_bind().dialect.name != "sqlite":
+        return False
+    # Two scalar subqueries: SQLite answers each from one end of the index (min and max in one
+    # SELECT would scan it whole).
+    first, last = session.execute(select(select(func.min(Lead.first_seen)).scalar_subquery(),
+                                         select(func.max(Lead.first_seen)).scalar_subquery())).one()
+    if first is None or last is None or last <= first:
+        return True
+    start, end = range_.bounds
+    overlap = (min(end, last) - max(start, first)).total_seconds()
+    return overlap / (last - first).total_seconds() > SCAN_SHARE
+
+
+def _label(value: Any, by: str | None = "resource") -> str:
+    """A group's name: utm values in lower case; "(none)" for an empty one."""
+    if not value:
+        return NONE
+    return value if by in (None, "resource") else value.lower()
 
 
 def report(store: Store, range_: DayRange, by: str | None = None, currency: str = "EUR") -> Report:
@@ -245,30 +276,32 @@ def report(store: Store, range_: DayRange, by: str | None = None, currency: str 
     group = _group_column(by).label("grp")
     has_deal = and_(Lead.customer_at.is_not(None), Lead.deal_value.is_not(None))
     ours = and_(has_deal, Lead.deal_currency.in_((currency, "")))
-    counts = _leads_in(
-        range_, by, group, Lead.fit, func.count(), func.count(Lead.mql_at), func.count(Lead.sql_at),
-        func.count(Lead.prospect_at), func.count(Lead.customer_at),
-        func.count(case((ours, 1))), func.sum(case((ours, Lead.deal_value))),
-        func.count(case((and_(has_deal, Lead.deal_currency.not_in((currency, ""))), 1))),
-    ).group_by(group, Lead.fit)
     dialect = store.dialect
-    reached = _leads_in(range_, by, group, Lead.first_seen, Lead.mql_at, Lead.sql_at, Lead.customer_at
-                        ).where(Lead.mql_at.is_not(None)).cte("reached")
-    r = reached.c
-    durations = union_all(*(
-        select(r.grp, literal(step).label("step"), hours.label("hours"), func.count())
-        .where(condition).group_by(r.grp, hours)
-        for step, hours, condition in (
-            ("mql", _hours(r.mql_at, r.first_seen, dialect), true()),
-            # MQL→SQL for leads that were MQLs before sales took them: a lead moved straight
-            # to SQL reached MQL at that very moment, and took no time as an MQL.
-            ("sql", _hours(r.sql_at, r.mql_at, dialect), r.sql_at > r.mql_at),
-            ("customer", _hours(r.customer_at, r.first_seen, dialect), r.customer_at.is_not(None)),
-        )))
     rows: dict[str, Row] = {}
     with store.read() as s:
+        scan = _wide(s, range_)
+        counts = _leads_in(
+            range_, by, group, Lead.fit, func.count(), func.count(Lead.mql_at), func.count(Lead.sql_at),
+            func.count(Lead.prospect_at), func.count(Lead.customer_at),
+            func.count(case((ours, 1))), func.sum(case((ours, Lead.deal_value))),
+            func.count(case((and_(has_deal, Lead.deal_currency.not_in((currency, ""))), 1))), scan=scan,
+        ).group_by(group, Lead.fit)
+        reached = _leads_in(range_, by, group, Lead.first_seen, Lead.mql_at, Lead.sql_at, Lead.customer_at,
+                            scan=scan).where(Lead.mql_at.is_not(None)).cte("reached")
+        r = reached.c
+        durations = union_all(*(
+            select(r.grp, literal(step).label("step"), hours.label("hours"), func.count())
+            .where(condition).group_by(r.grp, hours)
+            for step, hours, condition in (
+                ("mql", _hours(r.mql_at, r.first_seen, dialect), true()),
+                # MQL→SQL for leads that were MQLs before sales took them: a lead moved straight
+                # to SQL reached MQL at that very moment, and took no time as an MQL.
+                ("sql", _hours(r.sql_at, r.mql_at, dialect), r.sql_at > r.mql_at),
+                ("customer", _hours(r.customer_at, r.first_seen, dialect), r.customer_at.is_not(None)),
+            )))
         for grp, fit, n, mql, sql, prospect, customer, deals, deal_total, other in s.execute(counts):
-            row = rows.setdefault(_label(grp), Row(_label(grp)))
+            name = _label(grp, by)
+            row = rows.setdefault(name, Row(name))
             row.leads += n
             row.mql += mql
             row.sql += sql
@@ -279,7 +312,7 @@ def report(store: Store, range_: DayRange, by: str | None = None, currency: str 
             row.deal_total += Decimal(str(deal_total or 0)).quantize(CENT)
             row.other_deals += other
         for grp, step, hours, n in s.execute(durations):
-            histogram = rows[_label(grp)].hours[step]
+            histogram = rows[_label(grp, by)].hours[step]
             histogram[hours] = histogram.get(hours, 0) + n
         spend = spend_by(s, range_)
     notes = _add_spend(rows, spend, by, currency)
@@ -319,7 +352,7 @@ def _add_spend(rows: dict[str, Row], spend: Mapping[tuple[str, str, str], Decima
             others[cur] += amount
             continue
         if by in ("utm_source", "utm_campaign"):
-            key = _label(source if by == "utm_source" else campaign)
+            key = _label(source if by == "utm_source" else campaign, by)
             row = rows.setdefault(key, Row(key))
             row.spend = (row.spend or Decimal(0)) + amount
     if others:
@@ -398,12 +431,15 @@ class SpendLine:
 def spend_lines(store: Store, range_: DayRange) -> list[SpendLine]:
     """Every source and campaign with spend in the range, matched to the leads first seen in
     the range whose first touch had that utm_source and utm_campaign (in any case)."""
-    source, campaign = func.lower(Submission.utm_source), func.lower(Submission.utm_campaign)
-    leads = _leads_in(range_, "utm_source", source, campaign, func.count(), func.count(Lead.mql_at)
-                      ).group_by(source, campaign)
+    leads = _leads_in(range_, "utm_source", Submission.utm_source, Submission.utm_campaign, func.count(),
+                      func.count(Lead.mql_at)).group_by(Submission.utm_source, Submission.utm_campaign)
+    counts: dict[tuple[str, str], tuple[int, int]] = {}
     with store.read() as s:
         spend = spend_by(s, range_)
-        counts = {(src, cmp): (n, mql) for src, cmp, n, mql in s.execute(leads)}
+        for src, cmp, n, mql in s.execute(leads):
+            key = (src.lower(), cmp.lower())
+            known = counts.get(key, (0, 0))
+            counts[key] = (known[0] + n, known[1] + mql)
     return [SpendLine(src, cmp, cur, amount, *counts.get((src, cmp), (0, 0)))
             for (src, cmp, cur), amount in sorted(spend.items())]
 
