@@ -237,10 +237,12 @@ def test_the_dashboard_shows_the_reports_figures(fixture_app, runner):
         "prospect": (str(figures["prospect"]), "75.0%"), "customer": (str(figures["customer"]), "100.0%"),
         "lead-to-customer": (str(figures["customer"]), "27.3%"),
     }
-    assert "<dt>Median lead → MQL</dt><dd>1.5 days</dd>" in html
-    assert "<dt>Sales cycle (median lead → customer)</dt><dd>10.0 days</dd>" in html
-    assert "<dt>Average deal size</dt><dd>15,000.00 EUR (2 deals)</dd>" in html
-    assert "<dt>Cost per MQL</dt><dd>175.00 EUR</dd>" in html
+    assert "<dt>To MQL</dt><dd>1.5 days (median, from first seen)</dd>" in html
+    assert "<dt>MQL to SQL</dt><dd>2.0 days (median)</dd>" in html
+    assert "<dt>Sales cycle</dt><dd>10.0 days (median, lead to customer)</dd>" in html
+    assert "<dt>Deal size</dt><dd>15,000.00 EUR on average (2 deals)</dd>" in html
+    assert "<dt>Per lead</dt><dd>127.27 EUR</dd>" in html
+    assert "<dt>Per MQL</dt><dd>175.00 EUR</dd>" in html
     sources = re.findall(r'<tr data-group="([^"]+)"><th scope="row">[^<]+</th><td>(\d+)</td><td>(\d+)</td>', html)
     by_source = {r["group"]: r for r in json.loads(report(runner, "--by", "utm_source", "--format", "json"))["rows"]}
     assert sources[:5] == [(g, str(by_source[g]["leads"]), str(by_source[g]["mql"]))
