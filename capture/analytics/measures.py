@@ -319,8 +319,8 @@ def report(store: Store, range_: DayRange, by: str | None = None, currency: str 
     total = Row(ALL)
     for row in rows.values():
         total.add(row)
-    total.spend = sum((a for (_, _, cur), a in spend.items() if cur == currency), Decimal(0)) \
-        if any(cur == currency for (_, _, cur) in spend) else None
+    ours_spent = [amount for (_, _, cur), amount in spend.items() if cur == currency]
+    total.spend = sum(ours_spent, Decimal(0)) if ours_spent else None
     if total.other_deals:
         notes.append(f"{total.other_deals} customer deal{'s are' if total.other_deals != 1 else ' is'} "
                      f"in another currency than {currency}: counted in other_currency_deals, "
