@@ -55,9 +55,9 @@ def spend() -> None:
 @spend.command("import")
 @click.argument("file", type=click.File("rb"), metavar="FILE.csv")
 def spend_import(file) -> None:
-    """Import daily spend from a CSV with the columns date, utm_source, utm_campaign, amount,
-    currency. A file with any bad row imports nothing; a day, source and campaign imported
-    before gets the new amount."""
+    """Import daily spend from FILE.csv, whose header names the columns date, utm_source,
+    utm_campaign, amount, currency. A file with any bad row imports nothing; a day, source and
+    campaign imported before gets the new amount."""
     from capture.analytics.spend import SpendFileError, import_spend, read_spend
     from capture.db.store import get_store
 
