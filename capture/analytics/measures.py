@@ -442,9 +442,3 @@ def spend_lines(store: Store, range_: DayRange) -> list[SpendLine]:
             counts[key] = (known[0] + n, known[1] + mql)
     return [SpendLine(src, cmp, cur, amount, *counts.get((src, cmp), (0, 0)))
             for (src, cmp, cur), amount in sorted(spend.items())]
-
-
-
-def currency_of(settings: Any) -> str:
-    """The settings' currency (``currency`` in leadgate.yml), EUR where it has none."""
-    return getattr(settings, "currency", None) or "EUR"

@@ -35,7 +35,6 @@ REP_EMAIL = "rep@sample.example"
 #: Every sample address ends so; a lead whose address does not is a real one.
 SAMPLE_DOMAIN_END = ".example"
 #: Until the settings list them (``disqualification_reasons`` in leadgate.yml).
-DISQUALIFY_REASONS = ("not a buyer", "competitor", "student", "no budget")
 
 FIRST_NAMES = ("Ada", "Bea", "Carl", "Dina", "Emil", "Farah", "Gus", "Hana", "Ivo", "Jun", "Kira",
                "Lior", "Mina", "Nils", "Omar", "Pia", "Quinn", "Rosa", "Sven", "Tara", "Uma", "Vik",
@@ -140,7 +139,7 @@ def make_sample(store: Store, catalog: Catalog, scoring: Scoring, *, count: int 
     rng = random.Random(seed)
     now = now or utcnow()
     settings = catalog.settings
-    currency = getattr(settings, "currency", None) or "EUR"
+    currency = settings.currency
     made = Made(currency=currency)
     # The first of the ``days`` days (today the last), so the report's default range holds them.
     start = datetime.combine(now.date() - timedelta(days=days - 1), time(), UTC)
@@ -181,7 +180,7 @@ def make_sample(store: Store, catalog: Catalog, scoring: Scoring, *, count: int 
         made.first, made.last = posts[0].created_at, posts[-1].created_at
 
     rep = _rep(store)
-    reasons = tuple(getattr(settings, "disqualification_reasons", None) or DISQUALIFY_REASONS)
+    reasons = settings.disqualification_reasons
     with store.read() as s:
         leads = s.execute(select(Lead.id, Lead.email_key, Lead.stage, Lead.first_seen, Lead.mql_at)
                           .where(Lead.email_key.in_(list(people))).order_by(Lead.id)).all()

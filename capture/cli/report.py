@@ -37,13 +37,13 @@ def report(day_from: str | None, day_to: str | None, by: str | None, fmt: str) -
     """Lead volume, the funnel's conversions, lead quality, sales cycle, deal size and cost,
     for the leads first seen in a range of days (the last 90 by default)."""
     from capture.analytics.formats import write_report
-    from capture.analytics.measures import currency_of, report as make_report
+    from capture.analytics.measures import report as make_report
     from capture.catalog import get_catalog
     from capture.db.store import get_store
 
     range_ = _range(day_from, day_to)
     require_tables(get_store().engine)
-    figures = make_report(get_store(), range_, by, currency_of(get_catalog().settings))
+    figures = make_report(get_store(), range_, by, get_catalog().settings.currency)
     write_report(figures, fmt, sys.stdout)
 
 

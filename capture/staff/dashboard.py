@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, render_template, request
 
-from capture.analytics.measures import RangeError, Row, currency_of, day_range, report, weekly_trend
+from capture.analytics.measures import RangeError, Row, day_range, report, weekly_trend
 from capture.catalog import get_catalog
 from capture.db.store import get_store
 from capture.leads.stages import FUNNEL, LABELS
@@ -50,7 +50,7 @@ def dashboard() -> Any:
         return render_template("workspace/dashboard.html", title="Dashboard", errors=e.errors,
                                args=request.args, figures=None), 422
     store = get_store()
-    currency = currency_of(catalog.settings)
+    currency = catalog.settings.currency
     overall = report(store, range_, None, currency)
     figures = {
         "range": range_, "currency": currency, "total": overall.total, "notes": overall.notes,
