@@ -14,12 +14,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from capture.analytics.sample import DISQUALIFY_REASONS
 from capture.db.models import Spend
 from capture.db.store import get_store
 from capture.leads.stages import Actor, Move, move_stage
 from capture.leads.submission import NewSubmission, record_submission
-from capture.catalog import get_catalog
+from capture.catalog import DEFAULT_SETTINGS, get_catalog
 from capture.scoring.apply import get_scoring
 from staff import signed_in
 
@@ -153,7 +152,7 @@ def fixture_app(app, content_dir: Path, runner, tmp_path: Path):
         ids = {email.split("@")[0]: lead_id for lead_id, email in s.execute(select(Lead.id, Lead.email))}
     for when, name, to, extra in moves:
         move_stage(store, ids[name], Move(to, **extra), REP, threshold=scoring.threshold,
-                   disqualify_reasons=DISQUALIFY_REASONS, currency="EUR", now=at(when))
+                   disqualify_reasons=tuple(DEFAULT_SETTINGS["disqualification_reasons"]), currency="EUR", now=at(when))
     spend = tmp_path / "spend.csv"
     spend.write_text(SPEND_CSV, encoding="utf-8")
     result = runner.invoke(args=["spend", "import", str(spend)])
