@@ -145,7 +145,7 @@ class _Reader:
     def mapping(self, node: yaml.Node, where: str, allowed: dict[str, bool]) -> dict[str, yaml.Node] | None:
         """The keys of a mapping node; unknown keys and missing required ones are problems."""
         if not isinstance(node, yaml.MappingNode):
-            self.fail(node, where, f"expected a mapping of {', '.join(allowed)}")
+            self.fail(node, where or "file", f"expected a mapping of {', '.join(allowed)}")
             return None
         found: dict[str, yaml.Node] = {}
         for key_node, value_node in node.value:
