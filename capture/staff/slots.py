@@ -28,10 +28,11 @@ import os
 import queue
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from flask import Flask, current_app
+from flask import Flask
 
 log = logging.getLogger(__name__)
 
@@ -46,19 +47,36 @@ POLL_SECONDS = 0.1
 
 
 class Slot:
-    """One export's right to stream: a lock file held open until :meth:`release`."""
+    """One export's right to stream: a lock file held open until its holders are done.
+
+    Two hold it while an export streams: the response, until the server closes it (the
+    worker is free again), and the thread making the rows, until it ends (the database and
+    the core are free again). The slot is let go when both are done.
+    """
 
     def __init__(self, fd: int, path: Path):
         self.fd: int | None = fd
         self.path = path
+        self._holders = 1
         self._lock = threading.Lock()
 
-    def release(self) -> None:
-        """Let the next export have the slot; safe to call more than once, from any thread."""
+    def hold(self) -> None:
         with self._lock:
+            self._holders += 1
+
+    def release(self) -> None:
+        """One holder is done; the last lets the next export have the slot. From any thread."""
+        with self._lock:
+            self._holders -= 1
+            if self._holders > 0:
+                return
             fd, self.fd = self.fd, None
         if fd is not None:
             os.close(fd)  # closing the file drops its flock
+
+    def __del__(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
 
 
 def take_slot(folder: str | os.PathLike[str], slots: int) -> Slot | None:
@@ -111,27 +129,32 @@ class SlotStream:
     Given to the Response as its body: iterating hands the blocks over in order (an error
     while making them is raised here, so the stream ends cut short as before), and the
     server's ``close()`` at the end, early or not, stops the maker. The slot is let go once
-    nothing more is read from the database: by ``close()`` when the maker never started,
-    else by the maker as it ends.
+    the response is closed and the maker, if it started, has ended. A stream dropped without
+    ``close()`` (never by a WSGI server, but a test client may) is closed when it is garbage
+    collected: the maker holds no reference to it.
     """
 
     def __init__(self, app: Flask, blocks: Iterable[bytes], slot: Slot, niceness: int):
         self.app = app
-        self.blocks: Iterable[bytes] | None = blocks
+        #: Handed to the maker in a list it empties, so that it drops the last reference.
+        self.blocks: list[Iterable[bytes]] = [blocks]
         self.slot = slot
         self.niceness = niceness
         self.heartbeat: Callable[[], None] = app.extensions.get(HEARTBEAT) or (lambda: None)
         self.handoff: queue.Queue[object] = queue.Queue(maxsize=AHEAD)
         self.stop = threading.Event()
-        self.maker: threading.Thread | None = None
+        self.started = threading.Event()
         self._start = threading.Lock()
+        self._close = weakref.finalize(self, _abandon, self.stop, slot)
 
     def __iter__(self) -> Iterator[bytes]:
         with self._start:
-            if self.maker is not None or self.stop.is_set():
+            if self.started.is_set() or self.stop.is_set():
                 raise RuntimeError("an export is streamed once")
-            self.maker = threading.Thread(target=self._make, name="leadgate-export", daemon=True)
-            self.maker.start()
+            self.started.set()
+            self.slot.hold()  # released by the maker as it ends
+            threading.Thread(target=_make, name="leadgate-export", daemon=True, args=(
+                self.app, self.blocks, self.handoff, self.stop, self.slot, self.niceness)).start()
         while True:
             item = self.handoff.get()
             if item is DONE:
@@ -143,49 +166,49 @@ class SlotStream:
 
     def close(self) -> None:
         with self._start:
-            self.stop.set()
-            if self.maker is None:
-                self.blocks = None
-                self.slot.release()
+            self._close()
 
-    def _make(self) -> None:
-        """The maker thread: lower priority, then blocks into the queue until done or stopped."""
+
+def _abandon(stop: threading.Event, slot: Slot) -> None:
+    """The reader is done: stop the maker, and let go of the response's hold on the slot."""
+    stop.set()
+    slot.release()
+
+
+def _make(app: Flask, holder: list[Iterable[bytes]], handoff: queue.Queue[object], stop: threading.Event,
+          slot: Slot, niceness: int) -> None:
+    """The maker thread: lower priority, then blocks into the queue until done or stopped."""
+    try:
+        lower_priority(niceness)
+        with app.app_context():
+            last = _made(holder.pop(), handoff, stop)
+            if last is not None:
+                _hand_over(last, handoff, stop)
+    finally:
+        slot.release()
+
+
+def _made(blocks: Iterable[bytes], handoff: queue.Queue[object], stop: threading.Event) -> object:
+    """Every block handed over, then DONE; the error that stopped them; None when stopped."""
+    try:
+        for block in blocks:
+            if not _hand_over(block, handoff, stop):
+                return None
+    except Exception as e:
+        log.exception("export failed after it started streaming")
+        return e
+    finally:
+        # The rows' generator, and its database connection, end here, in this thread.
+        del blocks
+    return DONE
+
+
+def _hand_over(item: object, handoff: queue.Queue[object], stop: threading.Event) -> bool:
+    """Queue one item for the reader; False once the reader has gone."""
+    while not stop.is_set():
         try:
-            lower_priority(self.niceness)
-            with self.app.app_context():
-                last = self._made()
-                if last is not None:
-                    self._hand_over(last)
-        finally:
-            self.slot.release()
-
-    def _made(self) -> object:
-        """Every block handed over, then DONE; the error that stopped them; None when stopped."""
-        blocks, self.blocks = self.blocks, None
-        try:
-            for block in blocks or ():
-                if not self._hand_over(block):
-                    return None
-        except Exception as e:
-            log.exception("export failed after it started streaming")
-            return e
-        finally:
-            # The rows' generator, and its database connection, end here, in this thread.
-            del blocks
-        return DONE
-
-    def _hand_over(self, item: object) -> bool:
-        """Queue one item for the reader; False once the reader has gone."""
-        while not self.stop.is_set():
-            try:
-                self.handoff.put(item, timeout=POLL_SECONDS)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-
-def export_settings() -> tuple[int, int, str]:
-    """The current app's slot count, niceness and the folder of the slot files."""
-    config = current_app.config
-    return config["EXPORT_SLOTS"], config["EXPORT_NICENESS"], current_app.instance_path
+            handoff.put(item, timeout=POLL_SECONDS)
+            return True
+        except queue.Full:
+            continue
+    return False
