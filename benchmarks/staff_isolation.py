@@ -15,9 +15,10 @@ visitors, on 127.0.0.1 and a free port, the daily score refresh off) and measure
   through ``/api/leads.csv`` with an API token, one through ``/workspace/leads.csv`` signed in,
   each reading to the end; posts run until both downloads are complete.
 
-Designs: **old** is ``LEADGATE_EXPORT_SLOTS=0`` (2 sync workers, any worker may stream an
-export at the visitors' priority: the service before export slots); **new** is the default
-(2 workers for visitors + 2 export slots, rows made at nice +10). `/healthz` is probed twice a
+Designs (--design): **old** is ``LEADGATE_EXPORT_SLOTS=0`` (2 sync workers, any worker may
+stream an export at the visitors' priority: the service before export slots); **new** is the
+default (2 workers for visitors + 2 export slots, rows made at nice +10); **slots** is new
+without the lower priority (``LEADGATE_EXPORT_NICENESS=0``), to see what each part gives. `/healthz` is probed twice a
 second throughout. The 2 cores are shared with whatever else runs on the machine: compare the
 designs within one run, and look at the ratio of each design's p99 to its own baseline.
 Target: p99 of the form post under 100 ms during the exports.
@@ -61,6 +62,12 @@ STAFF_EMAIL = "bench.staff@example.com"
 STAFF_PASSWORD = "benchmark staff password"
 TOKEN = re.compile(r"lg_[A-Za-z0-9_-]{20,}")
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+#: The settings of each design; "new" is the default configuration.
+DESIGNS: dict[str, dict[str, str]] = {
+    "old": {"LEADGATE_EXPORT_SLOTS": "0"},
+    "slots": {"LEADGATE_EXPORT_NICENESS": "0"},
+    "new": {},
+}
 #: Longest a download may take before the run gives up on it.
 EXPORT_TIMEOUT = 600
 
@@ -107,12 +114,14 @@ def build_database(url: str, leads: int) -> None:
     print(f"filled {leads:,} leads in {time.perf_counter() - started:.0f} s", file=sys.stderr)
 
 
-def staff_token(env: dict[str, str]) -> str:
-    """A sales account and its API token, made with the CLI as an admin would."""
+def staff_token(env: dict[str, str], new_account: bool) -> str:
+    """A sales account (unless the reused database has it) and a new API token, made with the
+    CLI as an admin would."""
     leadgate = str(BIN / "leadgate")
-    subprocess.run([leadgate, "user", "add", STAFF_EMAIL, "--role", "sales", "--password-stdin"],
-                   input=STAFF_PASSWORD + "\n", env=env, cwd=ROOT, check=True, capture_output=True,
-                   text=True, timeout=60)
+    if new_account:
+        subprocess.run([leadgate, "user", "add", STAFF_EMAIL, "--role", "sales", "--password-stdin"],
+                       input=STAFF_PASSWORD + "\n", env=env, cwd=ROOT, check=True, capture_output=True,
+                       text=True, timeout=60)
     out = subprocess.run([leadgate, "token", "create", STAFF_EMAIL, "--name", "benchmark"], env=env,
                          cwd=ROOT, check=True, capture_output=True, text=True, timeout=60).stdout
     return TOKEN.search(out).group(0)
@@ -258,30 +267,37 @@ def main() -> None:
     parser.add_argument("--leads", type=int, default=1_000_000)
     parser.add_argument("--rate", type=float, default=50, help="form posts per second (50)")
     parser.add_argument("--seconds", type=float, default=10, help="length of the baseline (10)")
-    parser.add_argument("--design", choices=("old", "new", "both"), default="both")
+    parser.add_argument("--design", default="old,new",
+                        help="comma-separated designs to run: old, slots (slots without the lower "
+                             "priority), new (old,new)")
+    parser.add_argument("--database", type=Path,
+                        help="SQLite file to keep and reuse, filled with --leads when missing (reuse it with the same --leads; default: a temp file)")
     parser.add_argument("--rounds", type=int, default=1, help="rounds of each design, alternating (1)")
     args = parser.parse_args()
     if not (1_000 <= args.leads <= 5_000_000 and 1 <= args.rate <= 500 and 1 <= args.seconds <= 120
             and 1 <= args.rounds <= 5):
         parser.error("keep it bounded: --leads 1,000-5,000,000, --rate 1-500, --seconds 1-120, --rounds 1-5")
-    designs = ["old", "new"] if args.design == "both" else [args.design]
+    designs = [d.strip() for d in args.design.split(",") if d.strip()]
+    if not designs or set(designs) - set(DESIGNS):
+        parser.error(f"--design: choose from {', '.join(DESIGNS)}")
     catalog = load_catalog(ROOT / "content")
     rows: list[tuple[str, int, Latencies, Latencies, list[Download]]] = []
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="leadgate-isolation-")))
-        url = f"sqlite:///{tmp / 'leads.db'}"
-        build_database(url, args.leads)
+        path = (args.database or tmp / "leads.db").resolve()
+        url = f"sqlite:///{path}"
+        fresh = not path.exists()
+        if fresh:
+            build_database(url, args.leads)
         env = {**os.environ, "LEADGATE_DATABASE_URL": url, "LEADGATE_SECRET_KEY": SECRET_KEY,
                "LEADGATE_INSTANCE_PATH": str(tmp / "instance")}
-        token = staff_token(env)
+        token = staff_token(env, fresh)
         site = tmp / "site"
         for round_ in range(1, args.rounds + 1):
             for design in designs:
                 workdir = tmp / f"{design}-{round_}"
                 workdir.mkdir()
-                settings = {"LEADGATE_SCORE_REFRESH_SECONDS": "0"}
-                if design == "old":
-                    settings["LEADGATE_EXPORT_SLOTS"] = "0"
+                settings = {"LEADGATE_SCORE_REFRESH_SECONDS": "0", **DESIGNS[design]}
                 built = site.is_dir()
                 with LiveServer(workdir, url, workers=2, site_dir=site, build=not built,
                                 settings=settings) as server:
