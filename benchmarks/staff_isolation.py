@@ -1,7 +1,7 @@
 """Form posts while staff export: p50/p99 of the post alone, then during two full CSV exports.
 
     .venv/bin/python benchmarks/staff_isolation.py [--leads 1000000] [--rate 50] [--seconds 10]
-                                                   [--design old|new|both] [--rounds 1]
+                                                   [--design old,slots,new] [--rounds 1] [--database PATH]
 
 Fills a throwaway SQLite database with N leads by bulk SQL (the data builder of
 benchmarks/export_bench.py, on a schema made by the migrations), then for each design starts
@@ -105,6 +105,9 @@ def build_database(url: str, leads: int) -> None:
     upgrade(url)
     engine = create_engine(url)
     with engine.begin() as conn:
+        # The migrations left the file in WAL mode, where one transaction of a million leads
+        # would go through a WAL of gigabytes; the service turns WAL on again when it connects.
+        conn.exec_driver_sql("PRAGMA journal_mode=DELETE")
         conn.execute(insert(ConsentTextRow), [
             {"sha256": sha, "kind": kind, "version": version, "text": f"{kind} text",
              "first_seen": datetime(2025, 1, 1, tzinfo=UTC)} for sha, kind, version in (TERMS, MARKETING)])
@@ -271,7 +274,8 @@ def main() -> None:
                         help="comma-separated designs to run: old, slots (slots without the lower "
                              "priority), new (old,new)")
     parser.add_argument("--database", type=Path,
-                        help="SQLite file to keep and reuse, filled with --leads when missing (reuse it with the same --leads; default: a temp file)")
+                        help="SQLite file to keep and reuse, filled with --leads when missing "
+                             "(reuse it with the same --leads; default: a temp file)")
     parser.add_argument("--rounds", type=int, default=1, help="rounds of each design, alternating (1)")
     args = parser.parse_args()
     if not (1_000 <= args.leads <= 5_000_000 and 1 <= args.rate <= 500 and 1 <= args.seconds <= 120

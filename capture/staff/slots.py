@@ -44,6 +44,9 @@ RETRY_AFTER_SECONDS = 30
 AHEAD = 4
 #: Seconds between the maker's looks at whether the reader has gone.
 POLL_SECONDS = 0.1
+#: Seconds the end of a response waits for its maker to stop (it stops after the block it is
+#: making, or once the query gives its first rows).
+STOP_WAIT_SECONDS = 10
 
 
 class Slot:
@@ -128,10 +131,10 @@ class SlotStream:
 
     Given to the Response as its body: iterating hands the blocks over in order (an error
     while making them is raised here, so the stream ends cut short as before), and the
-    server's ``close()`` at the end, early or not, stops the maker. The slot is let go once
-    the response is closed and the maker, if it started, has ended. A stream dropped without
-    ``close()`` (never by a WSGI server, but a test client may) is closed when it is garbage
-    collected: the maker holds no reference to it.
+    server's ``close()`` at the end, early or not, stops the maker and waits for it. The slot
+    is let go once the response is closed and the maker, if it started, has ended. A stream
+    dropped without ``close()`` (never by a WSGI server, but a test client may) is closed when
+    it is garbage collected: the maker holds no reference to it.
     """
 
     def __init__(self, app: Flask, blocks: Iterable[bytes], slot: Slot, niceness: int):
@@ -143,18 +146,19 @@ class SlotStream:
         self.heartbeat: Callable[[], None] = app.extensions.get(HEARTBEAT) or (lambda: None)
         self.handoff: queue.Queue[object] = queue.Queue(maxsize=AHEAD)
         self.stop = threading.Event()
-        self.started = threading.Event()
+        #: The maker thread, once started.
+        self.maker: list[threading.Thread] = []
         self._start = threading.Lock()
-        self._close = weakref.finalize(self, _abandon, self.stop, slot)
+        self._close = weakref.finalize(self, _abandon, self.stop, self.maker, slot)
 
     def __iter__(self) -> Iterator[bytes]:
         with self._start:
-            if self.started.is_set() or self.stop.is_set():
+            if self.maker or self.stop.is_set():
                 raise RuntimeError("an export is streamed once")
-            self.started.set()
             self.slot.hold()  # released by the maker as it ends
-            threading.Thread(target=_make, name="leadgate-export", daemon=True, args=(
-                self.app, self.blocks, self.handoff, self.stop, self.slot, self.niceness)).start()
+            self.maker.append(threading.Thread(target=_make, name="leadgate-export", daemon=True, args=(
+                self.app, self.blocks, self.handoff, self.stop, self.slot, self.niceness)))
+            self.maker[0].start()
         while True:
             item = self.handoff.get()
             if item is DONE:
@@ -169,9 +173,16 @@ class SlotStream:
             self._close()
 
 
-def _abandon(stop: threading.Event, slot: Slot) -> None:
-    """The reader is done: stop the maker, and let go of the response's hold on the slot."""
+def _abandon(stop: threading.Event, maker: list[threading.Thread], slot: Slot) -> None:
+    """The reader is done: stop the maker and wait for it, and let go of the response's hold
+    on the slot. Waiting costs at most the block being made; after it, nothing of the export
+    is left running (no database connection in use when the app shuts down)."""
     stop.set()
+    if maker and maker[0] is not threading.current_thread():
+        maker[0].join(STOP_WAIT_SECONDS)
+        if maker[0].is_alive():
+            log.warning("an export's rows were still being made %s s after its reader left",
+                        STOP_WAIT_SECONDS)
     slot.release()
 
 
