@@ -18,10 +18,12 @@ visitors, on 127.0.0.1 and a free port, the daily score refresh off) and measure
 Designs (--design): **old** is ``LEADGATE_EXPORT_SLOTS=0`` (2 sync workers, any worker may
 stream an export at the visitors' priority: the service before export slots); **new** is the
 default (2 workers for visitors + 2 export slots, rows made at nice +10); **slots** is new
-without the lower priority (``LEADGATE_EXPORT_NICENESS=0``), to see what each part gives. `/healthz` is probed twice a
-second throughout. The 2 cores are shared with whatever else runs on the machine: compare the
-designs within one run, and look at the ratio of each design's p99 to its own baseline.
-Target: p99 of the form post under 100 ms during the exports.
+without the lower priority (``LEADGATE_EXPORT_NICENESS=0``), to see what each part gives.
+`/healthz` is probed twice a second throughout. An export that does not arrive whole (the old
+design's workers are ended by gunicorn's 30 s timeout) is marked CUT. The 2 cores are shared
+with whatever else runs on the machine: compare the designs within one run, and look at the
+ratio of each design's p99 to its own baseline. Target: p99 of the form post under 100 ms
+during the exports.
 """
 
 from __future__ import annotations
