@@ -79,5 +79,7 @@ def post_worker_init(worker) -> None:
     from capture.scoring.apply import start_refresher
     from capture.staff.slots import set_heartbeat
 
+    if getattr(worker.wsgi, "import_name", None) != "capture":
+        return  # another app under these settings (benchmarks/baseline_app.py): none of ours
     start_refresher(worker.wsgi)
     set_heartbeat(worker.wsgi, worker.notify)

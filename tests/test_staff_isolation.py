@@ -13,9 +13,11 @@ import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import urlencode
 
 import pytest
+from flask import Flask
 from sqlalchemy import create_engine, insert
 
 from capture.catalog import ConsentText, load_catalog
@@ -290,6 +292,19 @@ def test_gunicorn_runs_the_visitors_workers_plus_one_per_export_slot(monkeypatch
     import capture.gunicorn_conf as conf
 
     assert importlib.reload(conf).workers == workers
+
+
+def test_each_worker_of_the_service_reports_exports_to_gunicorn_and_other_apps_are_left_alone(make_app):
+    import capture.gunicorn_conf as conf
+
+    app = make_app(SCORE_REFRESH_SECONDS=0)
+    beats = []
+    conf.post_worker_init(SimpleNamespace(wsgi=app, notify=lambda: beats.append(1)))
+    app.extensions[slots.HEARTBEAT]()
+    assert beats == [1]
+    other = Flask("baseline_app")  # benchmarks/run.py serves its baseline with these settings
+    conf.post_worker_init(SimpleNamespace(wsgi=other, notify=lambda: None))
+    assert other.extensions == {}
 
 
 # --- The real server ---------------------------------------------------------------------------
