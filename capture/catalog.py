@@ -13,10 +13,13 @@ import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import yaml
 from email_validator import EmailNotValidError, validate_email
+
+if TYPE_CHECKING:
+    from capture.scoring.apply import Scoring
 
 SETTINGS_FILE = "leadgate.yml"
 RESOURCES_DIR = "resources"
@@ -36,6 +39,9 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".svg", ".gif"})
 #: ``controller`` fields in leadgate.yml and their limits; ``address`` is optional.
 CONTROLLER_LIMITS = {"name": 200, "email": 254, "address": 500}
 MAX_RETENTION_MONTHS = 120
+#: Longest disqualification reason (stage_changes.reason holds more: a reason typed by hand).
+REASON_LIMIT = 100
+MAX_REASONS = 50
 #: The words of a consent text that point at the privacy notice; the form links them to it.
 NOTICE_WORDS = re.compile(r"\bprivacy (?:notice|policy)\b", re.IGNORECASE)
 #: ``{{ controller.name }}`` in the privacy notice; see fill_privacy_notice.
@@ -68,6 +74,9 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     },
     "controller": None,
     "retention_months": 24,
+    "disqualification_reasons": ["not a buyer", "competitor", "student", "no budget", "no response",
+                                 "duplicate"],
+    "currency": "EUR",
 }
 
 
@@ -118,6 +127,10 @@ class Settings:
     controller: Controller | None = None
     #: How long the privacy notice says details are kept. Nothing deletes them yet.
     retention_months: int = DEFAULT_SETTINGS["retention_months"]
+    #: The reasons a lead may be disqualified for (capture.leads.stages.check_move).
+    disqualification_reasons: tuple[str, ...] = tuple(DEFAULT_SETTINGS["disqualification_reasons"])
+    #: ISO 4217 code of deal values and spend when none is given.
+    currency: str = DEFAULT_SETTINGS["currency"]
 
 
 @dataclass(frozen=True)
@@ -245,6 +258,8 @@ def load_settings(content_dir: Path) -> Settings:
     if isinstance(months, bool) or not isinstance(months, int) or not 1 <= months <= MAX_RETENTION_MONTHS:
         problems.append((SETTINGS_FILE, "retention_months",
                          f"must be a whole number of months from 1 to {MAX_RETENTION_MONTHS}"))
+    reasons = _reasons(merged["disqualification_reasons"], problems)
+    currency = _currency(merged["currency"], problems)
     if problems:
         raise CatalogError(problems)
     return Settings(
@@ -255,7 +270,37 @@ def load_settings(content_dir: Path) -> Settings:
         marketing=texts["marketing"],
         controller=controller,
         retention_months=months,
+        disqualification_reasons=reasons,
+        currency=currency,
     )
+
+
+def _reasons(value: Any, problems: list) -> tuple[str, ...]:
+    """``disqualification_reasons``: the words a rep picks from, each at most REASON_LIMIT long."""
+    key = "disqualification_reasons"
+    if not (isinstance(value, list) and value and all(isinstance(v, str) and v.strip() for v in value)):
+        problems.append((SETTINGS_FILE, key, "must be a non-empty list of text values"))
+        return ()
+    reasons = tuple(dict.fromkeys(v.strip() for v in value))
+    if len(reasons) > MAX_REASONS:
+        problems.append((SETTINGS_FILE, key, f"at most {MAX_REASONS} reasons"))
+    for reason in reasons:
+        if len(reason) > REASON_LIMIT:
+            problems.append((SETTINGS_FILE, key, f"'{reason[:40]}…' is longer than {REASON_LIMIT} characters"))
+    return reasons
+
+
+def _currency(value: Any, problems: list) -> str:
+    """``currency``: a code of ISO 4217 (the list of Babel, which MkDocs Material installs)."""
+    from babel.numbers import list_currencies
+
+    code = value.strip().upper() if isinstance(value, str) else ""
+    if code not in list_currencies():
+        shown = f"'{str(value)[:20]}'" if value is not None else "nothing"
+        problems.append((SETTINGS_FILE, "currency",
+                         f"{shown} is not an ISO 4217 currency code such as EUR, USD or GBP"))
+        return ""
+    return code
 
 
 def _controller(value: Any, problems: list) -> Controller | None:
@@ -459,6 +504,61 @@ def load_catalog(content_dir: Path | str, resources_dir: str = RESOURCES_DIR) ->
     if problems:
         raise CatalogError(problems)
     return Catalog(content_dir=content_dir, settings=settings, resources=resources)
+
+
+@dataclass
+class Checked:
+    """What `leadgate check` found in a content folder: every problem, one line each."""
+
+    catalog: Catalog | None = None
+    scoring: Scoring | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+def _lines(problems: list[tuple[str, str, str]]) -> list[str]:
+    return [f"{path}: {fld}: {message}" for path, fld, message in problems]
+
+
+def check_content(content_dir: Path) -> Checked:
+    """Read everything the site and the service read from ``content_dir`` — the resources,
+    leadgate.yml, the privacy notice and scoring.yml — and keep every problem, not the first
+    (`leadgate check`, `leadgate serve`).
+
+    Settings come first because the rest is checked against them; when they cannot be read,
+    the rules are still read (without the checks that need the settings), so one run shows
+    the problems of both files.
+    """
+    # Imported here: scoring reads the catalog's settings, so it imports this module.
+    from capture.scoring.apply import load_scoring
+    from capture.scoring.rules import RulesError, load_rules
+
+    checked = Checked()
+    settings = None
+    try:
+        settings = load_settings(content_dir)
+        checked.catalog = load_catalog(content_dir)
+    except CatalogError as e:
+        checked.problems += _lines(e.problems)
+    catalog = checked.catalog
+    if catalog is not None:
+        checked.problems += _lines(notice_problems(catalog, catalog.has_privacy_notice))
+        if catalog.has_privacy_notice:
+            try:
+                fill_privacy_notice((content_dir / PRIVACY_PAGE).read_text(encoding="utf-8"), catalog.settings)
+            except UnicodeDecodeError:
+                checked.problems.append(f"{PRIVACY_PAGE}: file: is not UTF-8 text")
+            except CatalogError as e:
+                checked.problems += _lines(e.problems)
+    try:
+        if catalog is not None:
+            checked.scoring = load_scoring(catalog)
+        else:
+            lists = {"resource_types": settings.resource_types, "industries": settings.industries,
+                     "company_sizes": settings.company_sizes} if settings else {}
+            load_rules(content_dir, **lists)
+    except RulesError as e:
+        checked.problems += e.problems
+    return checked
 
 
 #: Where an app keeps its catalog (capture.catalog.get_catalog).

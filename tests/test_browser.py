@@ -1,8 +1,8 @@
 """A visitor in a real browser: headless Debian Chromium driven by Playwright, against `leadgate serve`.
 
-The workspace test saves screenshots of the lead list; they land in a temporary folder, or in
-$LEADGATE_SCREENSHOT_DIR when set (``LEADGATE_SCREENSHOT_DIR=docs/screenshots`` refreshes the
-ones the docs show).
+The workspace tests save screenshots of the lead list and a lead's page, at a laptop's width and
+a phone's; they land in a temporary folder, or in $LEADGATE_SCREENSHOT_DIR when set
+(``LEADGATE_SCREENSHOT_DIR=docs/screenshots`` refreshes the ones the docs show).
 """
 
 from __future__ import annotations
@@ -11,13 +11,16 @@ import os
 import shutil
 import subprocess
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from capture.catalog import ConsentText
+from capture.catalog import ConsentText, load_catalog
 from capture.db.store import Store
+from capture.leads.stages import Actor, Move, move_stage
 from capture.leads.submission import NewSubmission, record_submission
+from capture.scoring.apply import load_scoring
 from leads import consent_events, find_lead
 from live import LiveServer
 
@@ -214,21 +217,49 @@ def test_leadgate_text_meets_wcag_aa_contrast_in_every_scheme(live_server, brows
 
 
 STAFF_EMAIL, STAFF_PASSWORD = "sam.sales@example.com", "correct horse battery"
-T0 = datetime(2026, 11, 2, 8, 30, tzinfo=UTC)
+NOW = datetime.now(UTC).replace(microsecond=0)
 #: Long enough to have been broken mid-word ("Compa|ny", "formula@exam|ple.com"), short enough
 #: to stay whole; and one address too long for any column, which may wrap anywhere.
 LONG_COMPANY = "Formula Student Racing Engineering Consultancy International"
 LONG_EMAIL = "procurement.department@formula-racing.example"
 VERY_LONG_EMAIL = ("a.very.long.address.nobody.types.by.hand.but.the.form.allows"
                    "@mail.subdomain.of.a-long-company-name.example")
+#: (email, first, last, company, job title, size, industry, source, [(resource, days ago)]).
+PEOPLE = [
+    (LONG_EMAIL, "Maximiliane", "Oberhauser-Lindqvist", LONG_COMPANY, "Head of Procurement", "201-1000",
+     "Manufacturing", "newsletter", [("telling-leads-from-prospects", 9), ("lead-scoring-sales-trusts", 2)]),
+    ("grace.hopper@navy.example", "Grace", "Hopper", "Naval Computing", "VP Engineering", "1001-5000",
+     "Software", "linkedin", [("telling-leads-from-prospects", 6), ("lead-scoring-sales-trusts", 4),
+                              ("mql-hand-off-checklist", 1)]),
+    (VERY_LONG_EMAIL, "Al", "Long", "Acme", "Student", "1-10", "Education", "linkedin",
+     [("telling-leads-from-prospects", 20)]),
+    ("ann@acme.example", "Ann", "Lee", "Acme Analytics", "Marketing Manager", "51-200", "Software",
+     "newsletter", [("lead-scoring-sales-trusts", 12)]),
+    ("ravi.patel@northwind.example", "Ravi", "Patel", "Northwind Traders", "Director of Sales Operations",
+     "201-1000", "Retail and e-commerce", "google", [("telling-leads-from-prospects", 15),
+                                                     ("mql-hand-off-checklist", 8)]),
+    ("oskar@fjord-systems.example", "Oskar", "Berg", "Fjord Systems", "CEO", "51-200", "Software",
+     "partner", [("lead-scoring-sales-trusts", 30), ("telling-leads-from-prospects", 25)]),
+    ("li.wei@gmail.com", "Li", "Wei", "", "Consultant", "", "", "google", [("mql-hand-off-checklist", 3)]),
+]
+#: Moves made before the tests, by a rep of the past, so every kind of badge shows.
+EARLIER_MOVES = [
+    ("ravi.patel@northwind.example", Move("sql", reason="Budget confirmed on the discovery call")),
+    ("ravi.patel@northwind.example", Move("prospect", reason="Replied to the proposal", channel="call")),
+    ("oskar@fjord-systems.example", Move("sql", reason="Asked for a demo")),
+    ("oskar@fjord-systems.example", Move("customer", value=Decimal("24000"), currency="EUR")),
+    ("li.wei@gmail.com", Move("disqualified", reason="no budget")),
+]
 
 #: Words under an element that the browser laid out over two lines or more. A word is a run
 #: of non-space, or with hyphens=true, a run between spaces and hyphens (a name may wrap after
-#: the hyphen of Oberhauser-Lindqvist; an address or a date is one word).
+#: the hyphen of Oberhauser-Lindqvist; an address or a date is one word). A SHA-256 in <code>
+#: may wrap anywhere.
 BROKEN_WORDS_JS = """(el, hyphens) => {
     const broken = [];
     const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
     for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+        if (node.parentElement.closest("code")) continue;   // a fingerprint, not words
         for (const match of node.textContent.matchAll(hyphens ? /[^\\s-]+/g : /\\S+/g)) {
             const range = document.createRange();
             range.setStart(node, match.index);
@@ -240,6 +271,18 @@ BROKEN_WORDS_JS = """(el, hyphens) => {
     }
     return broken;
 }"""
+
+
+def broken_words(cells) -> list[str]:
+    """Each (kind, locator, hyphens) whose text the browser broke inside a word, one line each."""
+    return [f"{kind} “{cell.inner_text()}”: {', '.join(words)}" for kind, cell, hyphens in cells
+            if (words := cell.evaluate(BROKEN_WORDS_JS, hyphens))]
+
+
+def screenshots(tmp_path: Path) -> Path:
+    shots = Path(os.environ.get("LEADGATE_SCREENSHOT_DIR") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    return shots
 
 
 @pytest.fixture(scope="module")
@@ -255,91 +298,192 @@ def workspace_server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def leads_to_list(workspace_server):
-    """A sales account (added as a script adds it) and leads, among them long names."""
+    """A sales account (added as a script adds it) and leads scored by the shipped rules, as
+    their form posts scored them; some moved along the stages earlier."""
     server = workspace_server
     subprocess.run([server.leadgate, "user", "add", STAFF_EMAIL, "--role", "sales", "--password-stdin"],
                    input=STAFF_PASSWORD + "\n", env=server.env, cwd=server.cwd, text=True,
                    capture_output=True, check=True, timeout=60)
+    catalog = load_catalog(Path(server.cwd) / "content")
+    scoring = load_scoring(catalog)
     terms = ConsentText("terms", "terms-2026-11", "I agree that my details are stored.")
     marketing = ConsentText("marketing", "marketing-2026-11", "Send me news.")
-    people = [
-        (LONG_EMAIL, "Maximiliane", "Oberhauser-Lindqvist", LONG_COMPANY, "newsletter"),
-        ("grace.hopper@navy.example", "Grace", "Hopper", "Naval Computing", "linkedin"),
-        (VERY_LONG_EMAIL, "Al", "Long", "Acme", "linkedin"),
-        ("ann@acme.example", "Ann", "Lee", "Acme Analytics", "newsletter"),
-    ]
     store = Store(server.database_url)
     try:
-        for n, (email, first, last, company, source) in enumerate(people):
-            record_submission(store, NewSubmission(
-                email=email, first_name=first, last_name=last, company=company, terms=terms,
-                marketing=marketing, marketing_opt_in=n % 2 == 0, resource_id="telling-leads-from-prospects",
-                utm_source=source, utm_medium="email", utm_campaign="november",
-                created_at=T0 + timedelta(days=n)))
+        for n, (email, first, last, company, title, size, industry, source, posts) in enumerate(PEOPLE):
+            for resource_id, days_ago in posts:
+                record_submission(store, NewSubmission(
+                    email=email, first_name=first, last_name=last, company=company, job_title=title,
+                    company_size=size, industry=industry, terms=terms, marketing=marketing,
+                    marketing_opt_in=n % 2 == 0, resource_id=resource_id, utm_source=source,
+                    utm_medium="email" if source == "newsletter" else "cpc", utm_campaign="november",
+                    created_at=NOW - timedelta(days=days_ago)), scoring)
+        rep = Actor("user", "rita.rep@example.com")
+        for n, (email, move) in enumerate(EARLIER_MOVES):
+            move_stage(store, find_lead(store, email).id, move, rep, threshold=scoring.threshold,
+                       disqualify_reasons=("no budget",), currency="EUR",
+                       now=NOW - timedelta(hours=len(EARLIER_MOVES) - n))
     finally:
         store.dispose()
-    return people
+    return PEOPLE
+
+
+def sign_in_as_rep(page, base: str) -> None:
+    page.goto(f"{base}/workspace/login")
+    page.get_by_label("Email").fill(STAFF_EMAIL)
+    page.get_by_label("Password").fill(STAFF_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/workspace/")
 
 
 @pytest.mark.parametrize("viewport", [LAPTOP, PHONE], ids=["laptop", "phone"])
-def test_workspace_list_breaks_no_word_and_scrolls_the_table_alone(
+def test_workspace_list_breaks_no_word_and_never_scrolls_sideways(
         workspace_server, browser, leads_to_list, viewport, tmp_path):
-    """Headers, addresses, names, companies and dates keep each word on one line, at a laptop's
-    width and a phone's; the list says how many leads it holds and the date filter works."""
+    """Headers, names, titles, addresses, companies and dates keep each word on one line, at a
+    laptop's width and a phone's; the list shows stage and score, best first, says how many
+    leads it holds, and the date filter under "More filters" works."""
     context = browser.new_context(viewport=viewport)
     page = context.new_page()
     try:
-        page.goto(f"{workspace_server.url}/workspace/login")
-        page.get_by_label("Email").fill(STAFF_EMAIL)
-        page.get_by_label("Password").fill(STAFF_PASSWORD)
-        page.get_by_role("button", name="Sign in").click()
-        page.wait_for_url("**/workspace/")
+        sign_in_as_rep(page, workspace_server.url)
         everyone = page.locator(".ws-total").inner_text()
-
         table = page.locator("table")
+        scores = [int(s) for s in table.locator("tbody .ws-score__value").all_inner_texts()]
+        stages = table.locator("tbody .ws-stage").all_inner_texts()
+
         cells = [("header", th, False) for th in table.locator("thead th").all()]
         for row in table.locator("tbody tr").all():
             td = row.locator("td")
-            if td.nth(0).inner_text() != VERY_LONG_EMAIL:   # may wrap anywhere; checked below
-                cells.append(("address", td.nth(0), False))
-            cells += [("name", td.nth(1), True), ("company", td.nth(2), True),
-                      ("first seen", td.nth(6), False), ("last seen", td.nth(7), False)]
-        broken = [f"{kind} “{cell.inner_text()}”: {', '.join(words)}" for kind, cell, hyphens in cells
-                  if (words := cell.evaluate(BROKEN_WORDS_JS, hyphens))]
+            who = td.nth(2)
+            cells += [("stage", td.nth(0), False), ("score", td.nth(1), False),
+                      ("name", who.locator(".ws-who__link"), True), ("company", td.nth(3), True),
+                      ("source", td.nth(4), True), ("last seen", td.nth(5), False),
+                      ("first seen", td.nth(6), False)]
+            if who.locator(".ws-who__title").count():
+                cells.append(("job title", who.locator(".ws-who__title"), True))
+            if who.locator(".ws-email").inner_text() != VERY_LONG_EMAIL:  # may wrap anywhere
+                cells.append(("address", who.locator(".ws-email"), False))
+        cells.append(("header bar", page.locator(".ws-header"), False))
+        broken = broken_words(cells)
 
         sizes = page.evaluate("""() => { const box = document.querySelector("table").parentElement;
             return {page: document.scrollingElement.scrollWidth, window: window.innerWidth,
-                    box: box.clientWidth, table: box.scrollWidth,
-                    scrolls: getComputedStyle(box).overflowX}; }""")
-        very_long = table.locator("td", has_text=VERY_LONG_EMAIL).first
-        very_long_width = very_long.bounding_box()["width"]
+                    box: box.clientWidth, table: box.scrollWidth}; }""")
+        very_long_width = table.locator(".ws-email", has_text=VERY_LONG_EMAIL).bounding_box()["width"]
 
-        shots = Path(os.environ.get("LEADGATE_SCREENSHOT_DIR") or tmp_path)
-        shots.mkdir(parents=True, exist_ok=True)
         suffix = "-phone" if viewport is PHONE else ""
-        page.screenshot(path=shots / f"workspace-list{suffix}.png", full_page=True)
+        page.screenshot(path=screenshots(tmp_path) / f"workspace-leads{suffix}.png", full_page=True)
 
         # Dates typed as the messages ask for them filter the list, and the total follows.
-        page.get_by_label("Sent a form from").fill((T0 + timedelta(days=2)).strftime("%Y-%m-%d"))
+        page.get_by_text("More filters").click()
+        since = NOW - timedelta(days=3)
+        page.get_by_label("Sent a form from").fill(since.strftime("%Y-%m-%d"))
         page.get_by_role("button", name="Show leads").click()
         page.wait_for_url("**/workspace/?*")
-        since = page.locator(".ws-total").inner_text()
+        filtered = page.locator(".ws-total").inner_text()
     finally:
         context.close()
 
     assert everyone == f"{len(leads_to_list)} leads"
-    assert since == "2 leads"
+    recent = sum(any(NOW - timedelta(days=d) >= since.replace(hour=0, minute=0, second=0) for _, d in posts)
+                 for *_, posts in leads_to_list)
+    assert filtered == f"{recent} leads"
+    assert scores == sorted(scores, reverse=True) and scores[0] > scores[-1]
+    assert {"MQL", "Prospect", "Customer", "Disqualified", "Lead"} <= set(stages)
     if broken:
         pytest.fail("broken mid-word:\n" + "\n".join(broken), pytrace=False)
-    # The page never scrolls sideways; a table wider than the screen scrolls in its own box.
+    # The page never scrolls sideways, nor does the list: a laptop shows every column, the very
+    # long address included, and a phone a card per lead.
     assert sizes["page"] <= sizes["window"], sizes
-    assert sizes["scrolls"] == "auto", sizes
-    if viewport is PHONE:
-        assert sizes["table"] > sizes["box"], sizes
-    else:   # on a laptop every column shows, the very long address included
-        assert sizes["table"] <= sizes["box"], sizes
+    assert sizes["table"] <= sizes["box"], sizes
     # The address no column can hold wraps within 28em (420 px) instead of widening the table.
     assert very_long_width < 450, very_long_width
+
+
+def test_rep_moves_the_top_lead_to_sql_and_the_timeline_shows_who_and_why(
+        workspace_server, browser, leads_to_list, tmp_path):
+    """Sign in, open the lead at the top of the list, read why it scores so, move it to SQL
+    with a reason: the page says so and the timeline shows the move, who made it and why."""
+    context = browser.new_context(viewport=LAPTOP)
+    page = context.new_page()
+    try:
+        sign_in_as_rep(page, workspace_server.url)
+        top = page.locator("tbody tr").first
+        assert top.locator(".ws-stage").inner_text() == "MQL"
+        name = top.locator(".ws-who__link").inner_text()
+        top.locator(".ws-who__link").click()
+        page.wait_for_url("**/workspace/leads/*")
+        assert page.locator("h1").inner_text() == name
+        why = page.locator("section", has=page.locator("#why"))
+        assert why.get_by_text('job title "vp"').is_visible()
+        assert page.locator("#gap ~ p").first.inner_text().startswith("This lead is at or over the MQL threshold")
+        # Only the moves the table allows from MQL are offered.
+        offered = page.get_by_label("New stage").locator("option").evaluate_all(
+            "(options) => options.map((o) => o.value)")
+        assert offered == ["", "sql", "disqualified", "recycled"]
+
+        page.get_by_label("New stage").select_option("sql")
+        # The disqualification reasons show only when disqualifying.
+        assert not page.get_by_label("Reason for disqualifying").is_visible()
+        page.get_by_label("Reason", exact=True).fill("Called: evaluating tools for Q1, budget approved")
+        page.get_by_role("button", name="Move", exact=True).click()
+        page.wait_for_url("**/workspace/leads/*")
+        notice = page.locator(".ws-notice").inner_text()
+        last_change = page.locator(".ws-timeline li.ws-stage-change").last
+        change, moved = last_change.inner_text(), last_change.locator(".ws-stage").all_inner_texts()
+        badge = page.locator(".ws-leadhead .ws-stage").inner_text()
+        page.screenshot(path=screenshots(tmp_path) / "workspace-lead.png", full_page=True)
+
+        page.set_viewport_size(PHONE)
+        page.reload()
+        broken = broken_words([("heading", page.locator(".ws-leadhead"), True),
+                               ("why this score", why, True),
+                               ("timeline", page.locator(".ws-timeline"), True),
+                               ("profile, consent and source", page.locator(".ws-lead__side"), True)])
+        width = page.evaluate("() => [document.scrollingElement.scrollWidth, window.innerWidth]")
+        page.screenshot(path=screenshots(tmp_path) / "workspace-lead-phone.png", full_page=True)
+    finally:
+        context.close()
+
+    assert notice == "Moved to SQL."
+    assert badge == "SQL"
+    assert moved == ["MQL", "SQL"]
+    assert f"by {STAFF_EMAIL}" in change
+    assert "Called: evaluating tools for Q1, budget approved" in change
+    assert width[0] <= width[1], width
+    if broken:
+        pytest.fail("broken mid-word:\n" + "\n".join(broken), pytrace=False)
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_workspace_text_meets_wcag_aa_contrast(workspace_server, browser, leads_to_list, scheme):
+    """The header, filters, legend, badges, scores and table of the list, the lead page with its
+    reasons, form and timeline, and a form's message: in the light and the dark scheme."""
+    context = browser.new_context(viewport=LAPTOP, color_scheme=scheme)
+    page = context.new_page()
+    failures = []
+    try:
+        sign_in_as_rep(page, workspace_server.url)
+        page.get_by_text("More filters").click()
+        page.get_by_text("What the stages and the score mean").click()
+        failures += low_contrast(f"{scheme}, lead list", page.locator(".ws-header"), page.locator("main"))
+        page.locator("tbody tr").first.locator(".ws-who__link").hover()
+        failures += low_contrast(f"{scheme}, row under the pointer", page.locator("tbody tr").first)
+
+        page.goto(f"{workspace_server.url}/workspace/?score_min=abc")
+        failures += low_contrast(f"{scheme}, a filter's message", page.locator(".ws-finder"))
+
+        page.goto(workspace_server.url + "/workspace/")
+        page.locator("tbody .ws-who__link", has_text="Ann Lee").click()
+        page.wait_for_url("**/workspace/leads/*")
+        page.get_by_label("New stage").select_option("disqualified")
+        page.get_by_role("button", name="Move", exact=True).click()   # no reason: refused
+        page.locator("#move-reason-error").wait_for()
+        failures += low_contrast(f"{scheme}, lead page with a refused move", page.locator("main"))
+    finally:
+        context.close()
+    if failures:
+        pytest.fail("text below WCAG AA contrast:\n" + "\n".join(failures), pytrace=False)
 
 
 @pytest.fixture(scope="module")

@@ -57,3 +57,23 @@ def test_the_field_table_is_the_field_contract():
 def test_the_form_template_takes_its_limits_from_the_contract():
     template = (ROOT / "capture" / "templates" / "leadgate" / "form.html").read_text(encoding="utf-8")
     assert not re.search(r'maxlength="\d', template), "a maxlength typed into form.html"
+
+
+def test_the_table_of_moves_in_docs_stages_is_the_move_table():
+    from capture.leads.stages import MOVES
+
+    stages_doc = (ROOT / "docs" / "stages.md").read_text(encoding="utf-8")
+    table: list[str] = []
+    for line in stages_doc.split("## Allowed moves", 1)[1].splitlines():
+        if line.startswith("|"):
+            table.append(line)
+        elif table:
+            break
+    assert table[:2] == ["| from | may move to |", "|---|---|"]
+    documented = {}
+    for line in table[2:]:
+        origin, targets = (cell.strip() for cell in line.strip("|").split("|"))
+        documented[origin.strip("`")] = tuple(t.strip().strip("`") for t in targets.split(",")
+                                              if t.strip() != "—")
+    assert documented == MOVES
+    assert list(documented) == list(MOVES)

@@ -68,6 +68,16 @@ def serve(host: str, port: int, workers: int | None, demo: bool, dev: bool, buil
         os.environ["LEADGATE_DEMO"] = "true"
     # Settings first (the secret key above all), so a refusal does not wait for the build.
     app = create_app({"DEBUG": True} if dev else None)
+    if first_run:
+        # Content and scoring rules are checked here, once: a bad rules file stops the start, not
+        # every form post of every worker later.
+        from capture.catalog import check_content
+
+        problems = check_content(Path(app.config["CONTENT_DIR"])).problems
+        for problem in problems[:-1]:
+            click.echo(f"Error: {problem}", err=True)
+        if problems:
+            raise click.ClickException(problems[-1])
     if build_first:
         site = _build(config_file, site_dir)
     else:

@@ -28,6 +28,7 @@ from sqlalchemy import select
 
 from capture.db.models import REASON_MAX, Lead, StageChange, utcnow
 from capture.db.store import Store
+from capture.leads.merge import email_key
 
 STAGES = ("lead", "mql", "sql", "prospect", "customer", "disqualified", "recycled")
 #: The funnel, in order: reaching a step counts every step before it as reached.
@@ -59,10 +60,16 @@ WHY_NOT = {
     "customer": "a customer bought; sales accepts a lead (sql) before it can become a customer",
     "prospect": "a lead becomes a prospect once sales accepted it (sql) and it replied",
     "mql": "only a lead or a recycled lead can become an MQL",
+    "sql": "sales accepts a lead, an MQL or a recycled lead; recycle a disqualified lead first",
     "recycled": "only a lead sales has seen (mql, sql, prospect or disqualified) can be recycled",
 }
+#: "This lead is already …", per stage.
+ALREADY = {"lead": "a lead", "mql": "an MQL", "sql": "an SQL", "prospect": "a prospect",
+           "customer": "a customer", "disqualified": "disqualified", "recycled": "recycled"}
 FROM_CUSTOMER = "a customer stays a customer: record a new deal rather than moving it back"
 CHANNELS = ("email", "call", "meeting", "linkedin")
+#: The staff roles that move leads; marketing sees everything and moves nothing.
+MOVER_ROLES = ("sales", "admin")
 ACTOR_KINDS = ("user", "token", "rules")
 RULES_ACTOR = "scoring rules"
 MAX_VALUE = Decimal("999999999999.99")
@@ -122,7 +129,7 @@ def check_move(current: str, move: Move, *, score: int, threshold: int,
     if to not in STAGES:
         raise MoveRefused(f"Unknown stage '{to[:40]}': use one of {', '.join(STAGES)}.")
     if to == current:
-        raise MoveRefused(f"This lead is already {LABELS[to] if to in ('mql', 'sql') else to}.")
+        raise MoveRefused(f"This lead is already {ALREADY[to]}.")
     if to not in MOVES[current]:
         why = FROM_CUSTOMER if current == "customer" else WHY_NOT.get(to, "")
         raise MoveRefused(f"A lead cannot move from {current} to {to}: {why}.")
@@ -151,6 +158,14 @@ def check_move(current: str, move: Move, *, score: int, threshold: int,
     if to == "customer" and move.value is not None:
         code = code or currency
     return Move(to, reason, channel, move.value, code)
+
+
+def refusal_for_role(role: str) -> str | None:
+    """Why an account of this role may not move leads; None when it may."""
+    if role in MOVER_ROLES:
+        return None
+    return (f"{role} sees everything and moves nothing: only sales and admin accounts move leads "
+            "between stages")
 
 
 def reached(lead: Any, to: str, at: datetime) -> dict[str, datetime]:
@@ -205,6 +220,12 @@ def move_stage(store: Store, lead_id: int, move: Move, actor: Actor, *, threshol
         change = StageChange(**change_row(lead.id, current, checked, actor, at))
         s.add(change)
     return change
+
+
+def lead_by_email(store: Store, email: str) -> Lead | None:
+    """The lead of an address as stored (normalized), in any case; None when there is none."""
+    with store.read() as s:
+        return s.scalars(select(Lead).where(Lead.email_key == email_key(email))).one_or_none()
 
 
 def stage_history(store: Store, lead_id: int) -> list[StageChange]:

@@ -241,7 +241,10 @@ class Refresher:
                 self._thread.start()
 
     def stop(self) -> None:
+        """End the thread, after the batch it is writing (if any) commits."""
         self._stop.set()
+        if self._thread is not None and self._thread.is_alive():
+            self._thread.join(timeout=10)
 
     def _run(self) -> None:
         from capture.db.store import get_store

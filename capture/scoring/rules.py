@@ -16,6 +16,7 @@ import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ class WordRule:
     words: tuple[str, ...]
     points: int
 
-    @property
+    @cached_property  # read on every post
     def pattern(self) -> re.Pattern[str]:
         return re.compile(r"\b(?:" + "|".join(re.escape(w) for w in self.words) + r")\b", re.I)
 
@@ -144,7 +145,7 @@ class _Reader:
     def mapping(self, node: yaml.Node, where: str, allowed: dict[str, bool]) -> dict[str, yaml.Node] | None:
         """The keys of a mapping node; unknown keys and missing required ones are problems."""
         if not isinstance(node, yaml.MappingNode):
-            self.fail(node, where, f"expected a mapping of {', '.join(allowed)}")
+            self.fail(node, where or "file", f"expected a mapping of {', '.join(allowed)}")
             return None
         found: dict[str, yaml.Node] = {}
         for key_node, value_node in node.value:

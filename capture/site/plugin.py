@@ -34,6 +34,8 @@ from capture.catalog import (
     load_catalog,
     notice_problems,
 )
+from capture.scoring.apply import load_scoring
+from capture.scoring.rules import RulesError
 from capture.site import render
 from capture.site.config import LeadgateConfig
 
@@ -63,8 +65,12 @@ def _page(meta: dict, body: str = "") -> str:
 
 
 def _problems(docs_dir: str, problems: list[tuple[str, str, str]]) -> str:
+    return _listed(docs_dir, [f"{path}: {field}: {message}" for path, field, message in problems])
+
+
+def _listed(docs_dir: str, problems: list[str]) -> str:
     lines = [f"Leadgate cannot publish '{docs_dir}'. Fix the following and build again:"]
-    lines += [f"  {path}: {field}: {message}" for path, field, message in problems]
+    lines += [f"  {problem}" for problem in problems]
     return "\n".join(lines)
 
 
@@ -92,6 +98,11 @@ class LeadgatePlugin(BasePlugin[LeadgateConfig]):
             self.catalog = load_catalog(config.docs_dir, self.resources_dir)
         except CatalogError as e:
             raise PluginError(_problems(config.docs_dir, e.problems)) from None
+        try:
+            # Not used by the build, but a site must not go live with rules the service refuses.
+            load_scoring(self.catalog)
+        except RulesError as e:
+            raise PluginError(_listed(config.docs_dir, e.problems)) from None
         self.pages = {r.src_uri: r for r in self.catalog}
         self.env = render.environment()
         # After the site's own custom_dir (its overrides win), before the theme's templates.

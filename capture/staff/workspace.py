@@ -1,9 +1,10 @@
-"""The sales workspace: sign-in, the list of leads and each lead's page, for staff only.
+"""The sales workspace: sign-in, the list of leads, each lead's page and its stage moves.
 
 Views parse the request, call the store and render; who may see what is in capture.staff.auth,
-which leads a filter selects in capture.leads.filters. Every page here answers ``no-store`` and a
-Content-Security-Policy without scripts: the pages show what visitors typed, and Jinja's
-escaping is the first guard, not the only one.
+which leads a filter selects in capture.leads.filters, which stage moves are allowed in
+capture.leads.stages. Every page here answers ``no-store`` and a Content-Security-Policy
+without scripts and without inline styles (the look is one stylesheet, ``static/workspace.css``):
+the pages show what visitors typed, and Jinja's escaping is the first guard, not the only one.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from flask import (
     Blueprint,
     Flask,
     Response,
+    flash,
     redirect,
     render_template,
     request,
@@ -27,13 +29,14 @@ from flask import (
 )
 
 from capture.catalog import get_catalog
-from capture.db.models import ConsentEvent, Download, Submission
+from capture.db.models import REASON_MAX, ConsentEvent, Download, Lead, Submission
 from capture.db.store import get_store
 from capture.errors import Problem
 from capture.leads.filters import ARGS, LeadFilter
 from capture.leads.queries import (
     DEFAULT_DIRECTION,
     LEAD_SORTS,
+    TimelineEntry,
     count_leads,
     get_lead,
     lead_consent_texts,
@@ -41,6 +44,22 @@ from capture.leads.queries import (
     list_leads,
     read_order,
 )
+from capture.leads.stages import (
+    CHANNELS,
+    LABELS,
+    MEANINGS,
+    MOVES,
+    STAGES,
+    Actor,
+    Move,
+    MoveRefused,
+    move_stage,
+    parse_value,
+    stage_history,
+)
+from capture.scoring.apply import get_scoring
+from capture.scoring.rules import Rules
+from capture.scoring.score import Reason, gap_to_mql, reasons_from_json
 from capture.staff import accounts, auth
 
 PAGE_SIZE = 50
@@ -48,9 +67,13 @@ SORT_LABELS = {"score": "Score", "last_seen": "Last seen", "first_seen": "First 
                "company": "Company"}
 DATE_SORTS = frozenset({"last_seen", "first_seen"})
 NUMBER_SORTS = frozenset({"score"})
+#: Filters kept under "More filters" (opened when one is set, or wrong).
+MORE_FILTERS = frozenset({"from", "to", "resource", "type", "utm_source", "utm_medium", "utm_campaign",
+                          "marketing", "fit_min", "fit_max", "engagement_min", "engagement_max",
+                          "mql_from", "mql_to"})
 SECURITY_HEADERS = {
     "Cache-Control": "private, no-store",
-    "Content-Security-Policy": ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; "
+    "Content-Security-Policy": ("default-src 'none'; style-src 'self'; img-src 'self'; "
                                 "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
     "Referrer-Policy": "same-origin",
     "X-Content-Type-Options": "nosniff",
@@ -58,7 +81,12 @@ SECURITY_HEADERS = {
     "X-Robots-Tag": "noindex",
 }
 
-bp = Blueprint(auth.WORKSPACE_BLUEPRINT, __name__, url_prefix="/workspace")
+#: The fields of the "Move to…" form, as posted.
+MOVE_FIELDS = ("stage", "reason", "disqualified_reason", "channel", "value", "currency")
+
+# The stylesheet is served to anyone: the sign-in page needs it before anyone is signed in.
+bp = Blueprint(auth.WORKSPACE_BLUEPRINT, __name__, url_prefix="/workspace",
+               static_folder="static", static_url_path="/static")
 
 
 class BadCursor(ValueError):
@@ -175,13 +203,64 @@ def leads() -> Any:
         sort=sort, direction=direction, order_label=order_label(sort, direction),
         sort_links=sort_links, sort_labels=SORT_LABELS, links=links,
         csv_url=url_for(".leads") + "leads.csv" + ("?" + csv_query if csv_query else ""),
-        clear_url=leads_url({}, **order), filtered=bool(params))
+        clear_url=leads_url({}, **order), filtered=bool(params),
+        more_open=bool(set(params) & MORE_FILTERS or set(errors) & MORE_FILTERS),
+        rules=get_scoring().rules)
     return body, 422 if errors else 200
 
 
 @bp.get("/leads/<int:lead_id>")
 @auth.login_required
 def lead(lead_id: int) -> Any:
+    return lead_page(lead_id)
+
+
+@bp.post("/leads/<int:lead_id>/stage")
+@auth.login_required(role="sales")
+def move(lead_id: int) -> Any:
+    """The "Move to…" form: a refused move comes back beside its field (422), a move done
+    goes back to the lead with a notice (303)."""
+    form = {name: request.form.get(name, "")[:REASON_MAX + 1] for name in MOVE_FIELDS}
+    try:
+        asked = move_asked(form)
+        move_stage(get_store(), lead_id, asked, Actor("user", auth.current_user().email),
+                   threshold=get_scoring().threshold, disqualify_reasons=disqualification_reasons(),
+                   currency=default_currency())
+    except MoveRefused as e:
+        return lead_page(lead_id, form=form, errors={e.field: [str(e)]}, status=422)
+    except LookupError:
+        raise Problem(404, "There is no lead with this number; it may have been erased.",
+                      title="Lead not found") from None
+    flash(f"Moved to {LABELS[asked.to]}.")
+    return redirect(url_for(".lead", lead_id=lead_id), 303)
+
+
+def move_asked(form: Mapping[str, str]) -> Move:
+    """The move a posted form asks for, from the fields of the stage chosen only: the form
+    shows every field where the browser cannot hide the others."""
+    to = form["stage"]
+    if not to:
+        raise MoveRefused("Choose the stage to move this lead to.")
+    reason = form["disqualified_reason"] if to == "disqualified" else form["reason"]
+    customer = to == "customer"
+    return Move(to, reason=reason, channel=form["channel"] if to == "prospect" else "",
+                value=parse_value(form["value"]) if customer else None,
+                currency=form["currency"] if customer and form["value"].strip() else "")
+
+
+def disqualification_reasons() -> tuple[str, ...]:
+    """The reasons a lead may be disqualified for, from leadgate.yml."""
+    return get_catalog().settings.disqualification_reasons
+
+
+def default_currency() -> str:
+    """The currency of a deal value typed without one, from leadgate.yml."""
+    return get_catalog().settings.currency
+
+
+def lead_page(lead_id: int, *, form: Mapping[str, str] | None = None,
+              errors: Mapping[str, list[str]] | None = None, status: int = 200) -> Any:
+    """A lead's page: who, the score and why, the way to MQL, the move form, the timeline."""
     store = get_store()
     person = get_lead(store, lead_id)
     if person is None:
@@ -193,13 +272,28 @@ def lead(lead_id: int) -> Any:
     for entry in timeline:
         if isinstance(entry.item, ConsentEvent):
             consent[entry.item.kind] = entry.item
-    return render_template(
-        "workspace/lead.html", lead=person, timeline=timeline, catalog=get_catalog(),
+    # A stage change comes after the post that caused it, both stored at the same moment
+    # (sorted() keeps that order for equal times).
+    changes = [TimelineEntry(change.created_at, "stage-change", change)
+               for change in stage_history(store, lead_id)]
+    events = sorted([*timeline, *changes], key=lambda entry: entry.at)
+    rules = get_scoring().rules
+    fit_reasons, engagement_reasons = reasons_from_json(person.score_reasons)
+    body = render_template(
+        "workspace/lead.html", lead=person, timeline=events, catalog=get_catalog(),
         first=submissions.get(person.first_submission_id),
         latest=submissions.get(person.last_submission_id),
         terms=consent.get("terms"), marketing=consent.get("marketing"),
         consent_texts=lead_consent_texts(store, lead_id),
-        downloads=sum(isinstance(e.item, Download) for e in timeline))
+        downloads=sum(isinstance(e.item, Download) for e in timeline),
+        rules=rules, scoring_on=rules.mql_threshold <= 100,
+        fit_reasons=fit_reasons, engagement_reasons=engagement_reasons,
+        gap=gap_to_mql(person.fit, person.engagement, person.score,
+                       [r.rule for r in fit_reasons + engagement_reasons], rules),
+        may_move=accounts.has_role(auth.current_user(), "sales"), moves=MOVES[person.stage],
+        reasons=disqualification_reasons(), channels=CHANNELS, currency=default_currency(),
+        form=form or {}, errors=errors or {}, reason_max=REASON_MAX)
+    return body, status
 
 
 def secure(response: Response) -> Response:
@@ -211,11 +305,22 @@ def secure(response: Response) -> Response:
     return response
 
 
+def signed(points: float) -> str:
+    """Points as a reason shows them: +25, −15, +7.5."""
+    return str(Reason("", points)).strip()
+
+
+def score_parts(lead: Lead | Any, rules: Rules) -> tuple[float, float]:
+    """How many of the score's points come from fit and from engagement: the bar's two parts."""
+    return lead.fit * rules.fit_weight / 100, lead.engagement * rules.engagement_weight / 100
+
+
 def page_helpers() -> dict[str, Any]:
     """What the workspace layout shows on every staff page, the exports' refusals included."""
     if not request.path.startswith(auth.WORKSPACE):
         return {}
-    return {"signed_in": auth.current_user(), "utc": utc}
+    return {"signed_in": auth.current_user(), "utc": utc, "stages": STAGES, "stage_labels": LABELS,
+            "stage_meanings": MEANINGS, "signed": signed, "score_parts": score_parts}
 
 
 def init_app(app: Flask) -> None:
