@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -105,12 +106,23 @@ class Config:
     #: workers share the counts through Redis: ``redis://127.0.0.1:6379`` (needs the ``redis``
     #: package: ``pip install 'leadgate[redis]'``).
     RATELIMIT_STORAGE_URI: str = "memory://"
+    #: How many exports (``/workspace/leads.csv``, ``/api/leads.csv``) may stream at once on this
+    #: host. gunicorn runs this many workers on top of the visitors' ($WEB_CONCURRENCY, else 2),
+    #: so however many exports run, the visitors' workers stay free; one more export is refused
+    #: with 503 and ``Retry-After``. 0 turns all this off (the design before slots): no worker
+    #: is added, exports may take every worker and stream at the visitors' priority, and
+    #: visitors then wait behind them. See docs/deployment.md.
+    EXPORT_SLOTS: int = 2
+    #: How much lower than the visitors' the CPU priority of an export's rows is, 0 to 19:
+    #: added to the nice value of the thread that makes them (Linux; elsewhere ignored), so
+    #: visitors' requests get the cores first while exports stream. 0: the same priority.
+    EXPORT_NICENESS: int = 10
 
 
 BOOLEANS = ("CHECK_DELIVERABILITY", "DEMO", "TESTING", "DEBUG", "AUTO_UPGRADE", "SESSION_COOKIE_SECURE",
             "SESSION_COOKIE_HTTPONLY")
 INTEGERS = ("DOWNLOAD_MAX_AGE", "PROXY_FIX_X_FOR", "PROXY_FIX_X_PROTO", "PROXY_FIX_X_HOST",
-            "MAX_CONTENT_LENGTH", "PERMANENT_SESSION_LIFETIME")
+            "MAX_CONTENT_LENGTH", "PERMANENT_SESSION_LIFETIME", "EXPORT_SLOTS", "EXPORT_NICENESS")
 TEXTS = ("SECRET_KEY", "DATABASE_URL", "CONTENT_DIR", "SITE_DIR", "SITE_URL", "SESSION_COOKIE_SAMESITE",
          "RATELIMIT_STORAGE_URI")
 
@@ -161,6 +173,26 @@ def as_origins(value: Any) -> list[str]:
             )
         origins.append(origin)
     return origins
+
+
+#: Most exports one host may stream at once: each holds a gunicorn worker of its own.
+EXPORT_SLOTS_MAX = 16
+
+
+def check_export_limits(slots: int, niceness: int) -> None:
+    """EXPORT_SLOTS and EXPORT_NICENESS within what they can mean (gunicorn's settings read it too)."""
+    if not 0 <= slots <= EXPORT_SLOTS_MAX:
+        raise ConfigError(f"LEADGATE_EXPORT_SLOTS must be 0 (no limit) to {EXPORT_SLOTS_MAX} exports "
+                          f"at once, not {slots}.")
+    if not 0 <= niceness <= 19:
+        raise ConfigError(f"LEADGATE_EXPORT_NICENESS must be 0 (the visitors' priority) to 19, not {niceness}.")
+
+
+def export_slots(environ: Mapping[str, str]) -> int:
+    """LEADGATE_EXPORT_SLOTS from the environment, for gunicorn's settings (read before any app)."""
+    slots = as_int("EXPORT_SLOTS", environ.get("LEADGATE_EXPORT_SLOTS", Config.EXPORT_SLOTS))
+    check_export_limits(slots, 0)
+    return slots
 
 
 def resolve_secret_key(configured: str | None, instance_path: Path, demo: bool) -> str:
@@ -230,6 +262,7 @@ def finalize(app: Flask) -> None:
         if config.get(name) is not None:
             config[name] = str(config[name])
     config["ALLOWED_ORIGINS"] = as_origins(config["ALLOWED_ORIGINS"])
+    check_export_limits(config["EXPORT_SLOTS"], config["EXPORT_NICENESS"])
     if config["DOWNLOAD_MAX_AGE"] <= 0:
         raise ConfigError("LEADGATE_DOWNLOAD_MAX_AGE must be a positive number of seconds.")
     config["CONTENT_DIR"] = str(Path(config["CONTENT_DIR"]).resolve())

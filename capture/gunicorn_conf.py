@@ -4,7 +4,8 @@ Operators can use it directly, adding or overriding any setting on the command l
 
     gunicorn -c python:capture.gunicorn_conf --bind 0.0.0.0:8000 'capture:create_app()'
 
-Measured on 2-core machines (docs/performance.md): two ``sync`` workers were the best choice;
+Measured on 2-core machines (docs/performance.md): two ``sync`` workers were the best choice
+for visitors (and one more per export slot keeps staff exports off them);
 four spent more CPU per request, and the ``gthread`` worker tripled the p99. A ``sync``
 worker serves one request at a time and closes the connection after each answer (keep-alive
 is ignored), so in production it belongs behind a proxy that buffers slow clients, such as
@@ -16,10 +17,15 @@ import re
 
 from gunicorn.glogging import Logger
 
+from capture.config import export_slots
+
 wsgi_app = "capture:create_app()"
 # No bind here: gunicorn listens on 127.0.0.1:8000 (or 0.0.0.0:$PORT) unless told --bind.
-# gunicorn's own convention for the worker count, set by many hosting platforms.
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+# The visitors' workers ($WEB_CONCURRENCY, gunicorn's own convention, set by many hosting
+# platforms), plus one per export that may stream at once (LEADGATE_EXPORT_SLOTS): exports
+# never hold more workers than that, so the visitors' stay free (capture/staff/slots.py).
+# A --workers on the command line replaces this sum: count the export slots in.
+workers = int(os.environ.get("WEB_CONCURRENCY", "2")) + export_slots(os.environ)
 worker_class = "sync"
 # Never load the app before forking: each worker opens its own database connections
 # (a SQLite connection must not cross a fork). create_app() connects lazily anyway.
@@ -68,7 +74,12 @@ logger_class = AccessLogger
 
 
 def post_worker_init(worker) -> None:
-    """Each worker keeps scores at today's decay in a thread of its own (capture.scoring.apply)."""
+    """Each worker keeps scores at today's decay in a thread of its own (capture.scoring.apply),
+    and an export it streams tells gunicorn it is alive (capture.staff.slots)."""
     from capture.scoring.apply import start_refresher
+    from capture.staff.slots import set_heartbeat
 
+    if getattr(worker.wsgi, "import_name", None) != "capture":
+        return  # another app under these settings (benchmarks/baseline_app.py): none of ours
     start_refresher(worker.wsgi)
+    set_heartbeat(worker.wsgi, worker.notify)

@@ -40,7 +40,8 @@ def _build(config_file: str, site_dir: str | None) -> Path:
 @option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(1, 65535),
         help="Port to listen on.")
 @option("--workers", type=click.IntRange(1, 64),
-        help="gunicorn worker processes (default: $WEB_CONCURRENCY, else 2).")
+        help="gunicorn workers for visitors (default: $WEB_CONCURRENCY, else 2), plus one per "
+             "export slot ($LEADGATE_EXPORT_SLOTS, else 2).")
 @option("--demo", is_flag=True,
         help="Local demo: use (or create) instance/secret_key instead of LEADGATE_SECRET_KEY.")
 @option("--dev", is_flag=True, help="Flask's development server with the reloader.")
@@ -102,7 +103,8 @@ def serve(host: str, port: int, workers: int | None, demo: bool, dev: bool, buil
     argv = [sys.executable, "-m", "gunicorn", "-c", "python:capture.gunicorn_conf",
             "--bind", f"{host}:{port}"]
     if workers is not None:
-        argv += ["--workers", str(workers)]
+        # The visitors' workers: gunicorn_conf adds one per export slot (LEADGATE_EXPORT_SLOTS).
+        os.environ["WEB_CONCURRENCY"] = str(workers)
     os.execv(sys.executable, [*argv, "capture:create_app()"])
 
 

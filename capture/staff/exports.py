@@ -4,13 +4,17 @@ Both read the parameters of ``leadgate export`` (capture.leads.filters, capture.
 ones before anything is streamed, and stream the rows from a generator: the status and
 headers leave at once with the CSV header line, then a block per 1,000 leads, so memory stays
 flat and the first bytes do not wait for the query. Meanings and columns: docs/export.md.
+
+An export streams only with one of the host's export slots, its rows made at a lower CPU
+priority (capture.staff.slots), so staff exports never take the visitors' workers or cores;
+when every slot is busy the export is refused with 503 and ``Retry-After``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from flask import Blueprint, Flask, Response, request, stream_with_context
+from flask import Blueprint, Flask, Response, current_app, request, stream_with_context
 
 from capture.catalog import Catalog, get_catalog
 from capture.db.models import utcnow
@@ -20,6 +24,7 @@ from capture.leads.export import ExportOptions, iter_export
 from capture.leads.filters import LeadFilter
 from capture.leads.queries import read_order
 from capture.staff import auth
+from capture.staff.slots import RETRY_AFTER_SECONDS, SlotStream, take_slot
 
 bp = Blueprint("export", __name__)
 
@@ -37,12 +42,30 @@ def streamed(lead_filter: LeadFilter, options: ExportOptions, catalog: Catalog |
              order: tuple[str, str] | None) -> Response:
     """The export as an attachment, headers first, rows as the database gives them."""
     blocks = iter_export(get_store(), options, lead_filter, catalog, order)
-    response = Response(stream_with_context(blocks), content_type=options.content_type)
+    config = current_app.config
+    if config["EXPORT_SLOTS"]:
+        slot = take_slot(current_app.instance_path, config["EXPORT_SLOTS"])
+        if slot is None:
+            raise busy(config["EXPORT_SLOTS"])
+        body = SlotStream(current_app._get_current_object(), blocks, slot, config["EXPORT_NICENESS"])
+        response = Response(body, content_type=options.content_type)
+    else:
+        # No limit (EXPORT_SLOTS=0): streamed by this worker's own thread, as it comes.
+        response = Response(stream_with_context(blocks), content_type=options.content_type)
     response.headers["Content-Disposition"] = f'attachment; filename="{options.filename(utcnow())}"'
     # Personal data: never kept by a browser or a proxy.
     response.headers["Cache-Control"] = "private, no-store"
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+def busy(slots: int) -> Problem:
+    """The refusal when every export slot is taken: nothing started, try again shortly."""
+    running = "An export is" if slots == 1 else f"{slots} exports are"
+    return Problem(503, f"{running} already being downloaded, the most this service streams at once "
+                        "so that visitors are never kept waiting. Nothing was exported; try again in "
+                        f"{RETRY_AFTER_SECONDS} seconds.",
+                   title="Too many exports at once", headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
 @bp.get("/api/leads.csv")
