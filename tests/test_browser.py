@@ -1,16 +1,17 @@
 """A visitor in a real browser: headless Debian Chromium driven by Playwright, against `leadgate serve`.
 
-The workspace tests save screenshots of the lead list and a lead's page, at a laptop's width and
-a phone's; they land in a temporary folder, or in $LEADGATE_SCREENSHOT_DIR when set
+The workspace tests save screenshots of the lead list, a lead's page and the dashboard, at a
+laptop's width and a phone's; they land in a temporary folder, or in $LEADGATE_SCREENSHOT_DIR when set
 (``LEADGATE_SCREENSHOT_DIR=docs/screenshots`` refreshes the ones the docs show).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -455,10 +456,82 @@ def test_rep_moves_the_top_lead_to_sql_and_the_timeline_shows_who_and_why(
         pytest.fail("broken mid-word:\n" + "\n".join(broken), pytrace=False)
 
 
+def run_leadgate(server: LiveServer, *args: str, stdin: str | None = None) -> str:
+    """A `leadgate` command on the server's database, as a person types it; its output."""
+    done = subprocess.run([server.leadgate, *args], input=stdin, env=server.env, cwd=server.cwd,
+                          text=True, capture_output=True, timeout=120)
+    assert done.returncode == 0, f"leadgate {' '.join(args)}:\n{done.stdout}{done.stderr}"
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def dashboard_server(tmp_path_factory):
+    """`leadgate serve` on a database a new user fills for a demo: `leadgate sample`, then a
+    sales account added from a script."""
+    workdir = tmp_path_factory.mktemp("dashboard")
+    (workdir / "site").mkdir()
+    (workdir / "site" / "index.html").write_text("<!doctype html><title>Leadgate</title>\n")
+    with LiveServer(workdir, build=False) as server:
+        run_leadgate(server, "sample", "--leads", "300")
+        run_leadgate(server, "user", "add", STAFF_EMAIL, "--role", "sales", "--password-stdin",
+                     stdin=STAFF_PASSWORD + "\n")
+        yield server
+
+
+def test_dashboard_shows_the_reports_funnel_on_a_laptop_and_a_phone(dashboard_server, browser, tmp_path):
+    """Sign in, open the dashboard from the header: its funnel counts the leads and MQLs that
+    `leadgate report` counts for the same days (the last 90), and at a laptop's width and a
+    phone's the page never scrolls sideways, no chart is wider than its card and no word is
+    broken."""
+    server = dashboard_server
+    context = browser.new_context(viewport=LAPTOP)
+    page = context.new_page()
+    fits, broken = {}, []
+    try:
+        sign_in_as_rep(page, server.url)
+        page.locator(".ws-header").get_by_role("link", name="Dashboard").click()
+        page.wait_for_url("**/workspace/dashboard")
+        current = page.locator(".ws-header a[aria-current=page]").inner_text()
+        start = page.get_by_label("From", exact=True).input_value()
+        end = page.get_by_label("To", exact=True).input_value()
+        table = {row.get_attribute("data-stage"): int(row.locator("td").first.inner_text())
+                 for row in page.locator(".dash-funnel tbody tr").all()}
+        bars = page.locator(".dash-section--funnel svg .chart-value").all_text_contents()
+        headline = page.locator(".dash-range").inner_text()
+        for name, viewport in (("laptop", LAPTOP), ("phone", PHONE)):
+            page.set_viewport_size(viewport)
+            fits[name] = page.evaluate("""() => ({
+                page: document.scrollingElement.scrollWidth, window: window.innerWidth,
+                charts: [...document.querySelectorAll("svg.chart")].map((svg) =>
+                    [Math.round(svg.getBoundingClientRect().width), svg.closest(".dash-section").clientWidth])})""")
+            broken += [f"{name}: {b}" for b in broken_words([("header bar", page.locator(".ws-header"), False),
+                                                             ("dashboard", page.locator("main"), True)])]
+            suffix = "-phone" if viewport is PHONE else ""
+            page.screenshot(path=screenshots(tmp_path) / f"workspace-dashboard{suffix}.png", full_page=True)
+    finally:
+        context.close()
+
+    report = json.loads(run_leadgate(server, "report", "--from", start, "--to", end, "--format", "json"))
+    assert current == "Dashboard"
+    assert date.fromisoformat(end) - date.fromisoformat(start) == timedelta(days=89)
+    assert (report["from"], report["to"]) == (start, end)
+    assert report["total"]["leads"] == 300   # the sample's leads are all of the last 90 days
+    assert (table["lead"], table["mql"]) == (report["total"]["leads"], report["total"]["mql"])
+    assert 0 < table["mql"] < table["lead"]
+    assert bars[:2] == [f"{table['lead']:,}", f"{table['mql']:,} ({report['total']['lead_to_mql']:.1%})"]
+    assert headline.endswith(f": {table['lead']:,} leads.")
+    for name, sizes in fits.items():
+        assert sizes["page"] <= sizes["window"], (name, sizes)
+        assert all(width <= card for width, card in sizes["charts"]), (name, sizes)
+    if broken:
+        pytest.fail("broken mid-word:\n" + "\n".join(broken), pytrace=False)
+
+
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_workspace_text_meets_wcag_aa_contrast(workspace_server, browser, leads_to_list, scheme):
     """The header, filters, legend, badges, scores and table of the list, the lead page with its
-    reasons, form and timeline, and a form's message: in the light and the dark scheme."""
+    reasons, form and timeline, a form's message, and the dashboard with its charts, tables and
+    a refused range: in the light and the dark scheme."""
     context = browser.new_context(viewport=LAPTOP, color_scheme=scheme)
     page = context.new_page()
     failures = []
@@ -480,6 +553,15 @@ def test_workspace_text_meets_wcag_aa_contrast(workspace_server, browser, leads_
         page.get_by_role("button", name="Move", exact=True).click()   # no reason: refused
         page.locator("#move-reason-error").wait_for()
         failures += low_contrast(f"{scheme}, lead page with a refused move", page.locator("main"))
+
+        page.locator(".ws-header").get_by_role("link", name="Dashboard").click()
+        page.get_by_text("The numbers per week").click()
+        failures += low_contrast(f"{scheme}, dashboard", page.locator(".ws-header"), page.locator("main"))
+        page.locator(".dash-section tbody tr").first.hover()
+        failures += low_contrast(f"{scheme}, dashboard row under the pointer", page.locator(".dash-section tbody tr").first)
+        page.goto(f"{workspace_server.url}/workspace/dashboard?from=2026-11-31")
+        page.locator("#d-from-error").wait_for()
+        failures += low_contrast(f"{scheme}, dashboard with a refused range", page.locator("main"))
     finally:
         context.close()
     if failures:
