@@ -27,7 +27,7 @@ def check() -> None:
     and exits 1 when there is any."""
     from flask import current_app
 
-    from capture.catalog import check_content
+    from capture.checks import check_content
 
     content_dir = Path(current_app.config["CONTENT_DIR"])
     checked = check_content(content_dir)

@@ -71,7 +71,7 @@ def serve(host: str, port: int, workers: int | None, demo: bool, dev: bool, buil
     if first_run:
         # Content and scoring rules are checked here, once: a bad rules file stops the start, not
         # every form post of every worker later.
-        from capture.catalog import check_content
+        from capture.checks import check_content
 
         problems = check_content(Path(app.config["CONTENT_DIR"])).problems
         for problem in problems[:-1]:
