@@ -14,11 +14,10 @@ from capture.catalog import (
     PRIVACY_PAGE,
     Catalog,
     CatalogError,
-    fill_privacy_notice,
     load_catalog,
     load_settings,
-    notice_problems,
 )
+from capture.privacy_notice import fill_privacy_notice, notice_problems
 from capture.scoring.apply import Scoring, load_scoring
 from capture.scoring.rules import RulesError, load_rules
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from capture.catalog import Controller, CatalogError, fill_privacy_notice, load_catalog, notice_problems
+from capture.catalog import Controller, CatalogError, load_catalog
+from capture.privacy_notice import fill_privacy_notice, notice_problems
 from conftest import TINY_PDF, write_resource
 
 BASE = {"id": "bad", "title": "A bad page", "type": "ebook", "summary": "Short.", "file": "bad.pdf"}

@@ -13,6 +13,7 @@ is not stale any more, so a second run carries on where the first stopped.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
@@ -26,7 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from capture.catalog import Catalog, get_catalog
 from capture.db.models import Lead, RulesVersion, StageChange, Submission, utcnow
-from capture.db.store import Store
+from capture.db.store import Store, get_store
 from capture.fields import PROFILE_FIELDS
 from capture.leads import stages
 from capture.scoring.rules import NO_RULES, Rules, RulesError, load_rules
@@ -40,7 +41,6 @@ log = logging.getLogger(__name__)
 #: What scoring reads of a lead row.
 LEAD_COLUMNS = (Lead.id, Lead.email, *(getattr(Lead, f) for f in PROFILE_FIELDS), Lead.stage,
                 Lead.score, Lead.mql_at)
-SCORE_COLUMNS = ("fit", "engagement", "score", "score_reasons", "rules_version", "scored_at")
 
 
 @dataclass
@@ -257,8 +257,6 @@ class Refresher:
         self._pid: int | None = None
 
     def start(self) -> None:
-        import os
-
         if self.every <= 0 or (self._thread is not None and self._pid == os.getpid()):
             return
         with self._lock:
@@ -275,8 +273,6 @@ class Refresher:
             self._thread.join(timeout=10)
 
     def _run(self) -> None:
-        from capture.db.store import get_store
-
         while not self._stop.is_set():
             try:
                 with self.app.app_context():

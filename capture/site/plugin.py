@@ -30,10 +30,9 @@ from capture.catalog import (
     Catalog,
     CatalogError,
     Resource,
-    fill_privacy_notice,
     load_catalog,
-    notice_problems,
 )
+from capture.privacy_notice import fill_privacy_notice, notice_problems
 from capture.scoring.apply import load_scoring
 from capture.scoring.rules import RulesError
 from capture.site import render
