@@ -11,8 +11,8 @@ from capture.leads.filters import LeadFilter
 from capture.leads.submission import NewSubmission
 from capture.leads.submission import record_submission
 from capture.leads.queries import count_leads, iter_export_rows, list_leads
-from capture.scoring.apply import get_scoring
-from test_export import RULES
+# Leads scored by test_export.RULES as their posts arrive.
+from test_export import scored  # noqa: F401 (a fixture)
 
 TERMS = ConsentText("terms", "terms-2026-11", "I agree that my details are stored.")
 MARKETING = ConsentText("marketing", "marketing-2026-11", "Send me news.")
@@ -180,20 +180,6 @@ def test_marketing_latest_by_time_not_by_storing_order(store):
     rows = list(iter_export_rows(store, columns=["email", "marketing_opt_in", "marketing_opt_in_at"]))
     assert [tuple(r) for r in rows] == [("ann@example.com", False, None),
                                         ("bob@example.com", True, "2026-11-03T08:30:00Z")]
-
-
-@pytest.fixture
-def scored(app, content_dir, store):
-    """Leads scored by test_export.RULES as their posts arrive."""
-    (content_dir / "scoring.yml").write_text(RULES, encoding="utf-8")
-    scoring = get_scoring(app)
-
-    def post(email: str, **fields) -> None:
-        fields.setdefault("resource_id", "leads-vs-prospects")
-        record_submission(store, NewSubmission(email=email, terms=TERMS, marketing=MARKETING,
-                                               marketing_opt_in=False, **fields), scoring)
-
-    return post
 
 
 def test_stage_and_score_ranges_both_ends_included(store, scored):
