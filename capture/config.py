@@ -87,6 +87,42 @@ class Config:
     PROXY_FIX_X_HOST: int = 0
     #: Largest request body accepted, in bytes; larger posts are answered with 413.
     MAX_CONTENT_LENGTH: int = 64 * 1024
+    #: The service's public address, e.g. ``https://leads.example.com/``: every link it builds
+    #: (thank-you pages, download links, links in emails) starts here, never with the Host a
+    #: request names. Required outside demo and test mode; ``leadgate serve --demo`` sets it to
+    #: the address it listens on.
+    BASE_URL: str = ""
+    #: Comma-separated host names the service answers for (Flask's TRUSTED_HOSTS); a request
+    #: naming another Host gets 400. Empty means the host of BASE_URL, plus 127.0.0.1 and
+    #: localhost in demo and test mode.
+    TRUSTED_HOSTS: str | list[str] = ""
+    #: Comma-separated exact origins that may show the landing pages in a frame (CSP
+    #: ``frame-ancestors``); the workspace may never be framed. Empty: only the site itself.
+    FRAME_ANCESTORS: str | list[str] = ""
+    #: Form posts allowed per client address, as Flask-Limiter limit strings separated by ``;``
+    #: (``20/minute;200/hour``); ``off`` turns every limit on the form off (load tests). Counts
+    #: are shared by every worker and host when RATELIMIT_STORAGE_URI is Redis.
+    RATE_LIMIT: str = "20/minute;200/hour"
+    #: Form posts allowed per network: the /24 of an IPv4 address, the /48 of an IPv6 one.
+    RATE_LIMIT_NETWORK: str = "60/minute;600/hour"
+    #: Form posts allowed per email address (normalised, so spellings of one address count together).
+    RATE_LIMIT_EMAIL: str = "5/minute;30/day"
+    #: A post sent sooner than this many seconds after its form was shown is held as spam.
+    FORM_MIN_SECONDS: float = 3
+    #: Seconds a form token (fetched by the page script when the form is shown) stays fresh.
+    FORM_TOKEN_MAX_AGE: int = 4 * 3600
+    #: ``refuse`` (the visitor is asked for another address) or ``suspect`` (the post is held
+    #: in the spam folder) for addresses at throw-away email domains.
+    DISPOSABLE_EMAILS: str = "refuse"
+    #: Days a post held as spam stays in the spam folder before it is purged.
+    SPAM_KEEP_DAYS: int = 30
+    #: Seconds a workspace session may go unused before it ends (PERMANENT_SESSION_LIFETIME
+    #: ends it in any case).
+    SESSION_IDLE_SECONDS: int = 3600
+    #: Whether marketing accounts may export leads' contact details (CSV); admins decide.
+    MARKETING_CAN_EXPORT: bool = True
+    #: Requests to ``/api/leads.csv`` allowed per API token (Flask-Limiter limit strings).
+    API_EXPORT_RATE_LIMIT: str = "10/minute;100/hour"
     #: Demo mode (``leadgate serve --demo``): without LEADGATE_SECRET_KEY, the demo's key in
     #: ``instance/secret_key`` signs links (created when missing).
     DEMO: bool = False
@@ -120,11 +156,13 @@ class Config:
 
 
 BOOLEANS = ("CHECK_DELIVERABILITY", "DEMO", "TESTING", "DEBUG", "AUTO_UPGRADE", "SESSION_COOKIE_SECURE",
-            "SESSION_COOKIE_HTTPONLY")
+            "SESSION_COOKIE_HTTPONLY", "MARKETING_CAN_EXPORT")
 INTEGERS = ("DOWNLOAD_MAX_AGE", "PROXY_FIX_X_FOR", "PROXY_FIX_X_PROTO", "PROXY_FIX_X_HOST",
-            "MAX_CONTENT_LENGTH", "PERMANENT_SESSION_LIFETIME", "EXPORT_SLOTS", "EXPORT_NICENESS")
+            "MAX_CONTENT_LENGTH", "PERMANENT_SESSION_LIFETIME", "EXPORT_SLOTS", "EXPORT_NICENESS",
+            "FORM_TOKEN_MAX_AGE", "SPAM_KEEP_DAYS", "SESSION_IDLE_SECONDS")
 TEXTS = ("SECRET_KEY", "DATABASE_URL", "CONTENT_DIR", "SITE_DIR", "SITE_URL", "SESSION_COOKIE_SAMESITE",
-         "RATELIMIT_STORAGE_URI")
+         "RATELIMIT_STORAGE_URI", "BASE_URL", "RATE_LIMIT", "RATE_LIMIT_NETWORK", "RATE_LIMIT_EMAIL",
+         "DISPOSABLE_EMAILS", "API_EXPORT_RATE_LIMIT")
 
 
 def as_bool(name: str, value: Any) -> bool:
@@ -279,6 +317,9 @@ def finalize(app: Flask) -> None:
     config["SPOOL_PATH"] = str(Path(config.get("SPOOL_PATH") or Path(app.instance_path) / SPOOL_FILE).resolve())
     config["SPOOL_RETRY_SECONDS"] = as_seconds("SPOOL_RETRY_SECONDS", config["SPOOL_RETRY_SECONDS"])
     config["SCORE_REFRESH_SECONDS"] = as_seconds("SCORE_REFRESH_SECONDS", config["SCORE_REFRESH_SECONDS"])
+    config["FORM_MIN_SECONDS"] = as_seconds("FORM_MIN_SECONDS", config["FORM_MIN_SECONDS"])
+    if config["DISPOSABLE_EMAILS"] not in ("refuse", "suspect"):
+        raise ConfigError(f"LEADGATE_DISPOSABLE_EMAILS must be refuse or suspect, not {config['DISPOSABLE_EMAILS']!r}.")
     config["SECRET_KEY"] = resolve_secret_key(
         config.get("SECRET_KEY"),
         Path(app.instance_path),

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 #: Kinds of field, as the template renders them and the docs describe them.
 EMAIL, TEXT, CHOICE, CHECKBOX, HIDDEN = "email", "text", "choice", "checkbox", "hidden"
+#: A field people never see nor reach (capture.spam): filled, it holds the post as spam.
+HONEYPOT = "honeypot"
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,10 @@ FIELDS: tuple[Field, ...] = (
     Field("utm_content", "Campaign content", HIDDEN, 200, "filled by the page script"),
     Field("referrer", "Referrer", HIDDEN, 2000, "filled by the page script"),
     Field("landing_page", "Landing page", HIDDEN, 2000, "filled by the page script"),
+    Field("form_token", "Form token", HIDDEN, 200,
+          "signed and timestamped by the service when the form is shown; fetched by the page script"),
+    Field("website", "Website", HONEYPOT, 200,
+          "hidden from people; a post that fills it is held as spam (never refused: a bot learns nothing)"),
 )
 BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
 
@@ -69,6 +75,8 @@ PROFILE_FIELDS = ("first_name", "last_name", "company", "job_title", "company_si
 UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 #: Where a submission came from.
 SOURCE_FIELDS = (*UTM_FIELDS, "referrer", "landing_page")
+#: What the spam checks read and nothing stores (capture.spam).
+SPAM_FIELDS = ("form_token", "website")
 
 
 def limit(name: str) -> int:

@@ -52,6 +52,8 @@ FIELDS = {  # name: (type, maxlength, required), as in docs/architecture.md
     **{f"utm_{k}": ("hidden", "200", False) for k in ("source", "medium", "campaign", "term", "content")},
     "referrer": ("hidden", "2000", False),
     "landing_page": ("hidden", "2000", False),
+    "form_token": ("hidden", "200", False),
+    "website": ("text", "200", False),  # the honeypot, off screen
 }
 CONTROLLER = """\
 controller:
@@ -247,6 +249,9 @@ def test_each_resource_has_a_landing_page_with_the_form(site: Path, built_catalo
     assert inputs["terms"]["value"] == "accepted"
     assert inputs["marketing_opt_in"]["value"] == "yes"
     assert "checked" not in inputs["marketing_opt_in"] and "checked" not in inputs["terms"]
+    trap = inputs["website"]
+    assert trap["tabindex"] == "-1" and trap["autocomplete"] == "off" and trap["value"] == ""
+    assert 'class="leadgate-form__trap" aria-hidden="true"' in form_region(html)
 
 
 def test_form_labels_errors_and_choices(site: Path, built_catalog) -> None:

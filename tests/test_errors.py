@@ -118,6 +118,7 @@ def test_the_workspace_says_the_database_is_down_even_when_sign_in_cannot_be_rea
     signed_in(client, runner)
     with get_store(app).engine.begin() as conn:
         conn.execute(text("DROP TABLE api_tokens"))
+        conn.execute(text("DROP TABLE staff_sessions"))
         conn.execute(text("DROP TABLE users"))
     app.config["PROPAGATE_EXCEPTIONS"] = False
     page = client.get("/workspace/")

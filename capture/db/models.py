@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import (
     DDL,
     Boolean,
+    Float,
     Date,
     Integer,
     Numeric,
@@ -27,6 +28,7 @@ from sqlalchemy import (
     Uuid,
     event,
 )
+from sqlalchemy import false as sa_false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from capture.fields import EMAIL_MAX, RESOURCE_ID_MAX, limit
@@ -262,6 +264,76 @@ class Submission(Profile, Base):
     marketing_opt_in: Mapped[bool] = mapped_column(Boolean)
     marketing_version: Mapped[str] = mapped_column(String(CONSENT_VERSION_MAX))
     marketing_sha256: Mapped[str] = mapped_column(ForeignKey("consent_texts.sha256"))
+    # The post's spam verdict (capture.spam.verdict): below the threshold, or it would be held.
+    spam_score: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    spam_reasons: Mapped[str] = mapped_column(Text, default="", server_default="")
+
+
+class HeldPost(Base):
+    """The spam folder: a post held back from the leads, with its verdict and all it sent."""
+
+    __tablename__ = "held_posts"
+    __table_args__ = (Index("ix_held_posts_created_at", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: The submission's uid: its download link works, and a release stores it under this uid.
+    uid: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True)
+    created_at: Mapped[datetime]
+    email: Mapped[str] = mapped_column(String(EMAIL_MAX))
+    resource_id: Mapped[str] = mapped_column(String(RESOURCE_ID_MAX))
+    ip_prefix: Mapped[str | None] = mapped_column(String(64))
+    score: Mapped[float] = mapped_column(Float)
+    #: JSON list of the verdict's reasons: signal, weight, detail.
+    reasons: Mapped[str] = mapped_column(Text)
+    #: The whole post as a spool line (capture.spool.lines), what a release stores.
+    payload: Mapped[str] = mapped_column(Text)
+    released_at: Mapped[datetime | None]
+    released_by: Mapped[str] = _text(ACTOR_MAX)
+
+
+class StaffSession(Base):
+    """A workspace sign-in; the cookie holds its key, the row says whether it still stands."""
+
+    __tablename__ = "staff_sessions"
+
+    #: SHA-256 of the random key in the session cookie: a copied table opens no session.
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    user_agent: Mapped[str] = _text(USER_AGENT_MAX)
+    ip_prefix: Mapped[str | None] = mapped_column(String(64))
+
+
+class RateCount(Base):
+    """A fixed-window counter of the rate limits kept in the database (sign-in failures when
+    no Redis is configured): one row per limit and key, reset when its window ends."""
+
+    __tablename__ = "rate_counts"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[datetime]
+
+
+class ExportRecord(Base):
+    """The export audit log: who exported which leads, when, how and how many rows."""
+
+    __tablename__ = "export_audit"
+    __table_args__ = (Index("ix_export_audit_created_at", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime]
+    #: ``cli``, ``workspace`` or ``api``.
+    channel: Mapped[str] = mapped_column(String(20))
+    actor: Mapped[str] = _text(ACTOR_MAX)
+    #: The filter as the person gave it (query string or CLI options).
+    filters: Mapped[str] = mapped_column(Text, default="", server_default="")
+    rows: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: False while streaming, or when the export stopped before its last row.
+    completed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
 
 
 class ConsentEvent(Base):

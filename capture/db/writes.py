@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Delete, Engine, Insert, Select, Update
+from sqlalchemy import Connection, Delete, Engine, Float, Insert, Select, Update
 from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.sql import Executable
 from sqlalchemy.util import LRUCache
@@ -107,8 +107,7 @@ class _Compiled:
             sql=compiled.string, names=names, positional=compiled.positional, pick=pick,
             to_driver=tuple((i, convert) for i, convert in converters if convert is not None),
             defaults=defaults, returns=tuple(column.key for column in returning),
-            from_driver=tuple(column.type.dialect_impl(dialect).result_processor(dialect, None)
-                              for column in returning))
+            from_driver=tuple(_result_processor(column.type, dialect) for column in returning))
 
     def parameters(self, values: Mapping[str, Any]) -> list[Any] | dict[str, Any]:
         picked = list(self.pick({**self.defaults, **values} if self.defaults else values))
@@ -119,6 +118,15 @@ class _Compiled:
     def row(self, values: Sequence[Any]) -> dict[str, Any]:
         return {name: value if convert is None else convert(value)
                 for name, convert, value in zip(self.returns, self.from_driver, values)}
+
+
+def _result_processor(type_: Any, dialect: Any) -> Callable[[Any], Any] | None:
+    """A column type's conversion of what the driver returns. A float column (Float, double
+    precision) needs none: the drivers return Python floats, and SQLAlchemy's PostgreSQL
+    dialect would ask for the column's type code, which is not known before the query runs."""
+    if isinstance(type_, Float):
+        return None
+    return type_.dialect_impl(dialect).result_processor(dialect, None)
 
 
 def compiled_cache() -> LRUCache:

@@ -32,6 +32,7 @@ from capture.db.store import Store
 from capture.fields import PROFILE_FIELDS, SOURCE_FIELDS
 from capture.leads.merge import MERGED_FIELDS, email_key, merged_lead
 from capture.scoring.apply import Scoring, remember_rules
+from capture.spam.verdict import CLEAN, Verdict
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,8 @@ class NewSubmission:
     landing_page: str = ""
     user_agent: str = ""
     ip_prefix: str | None = None
+    #: The spam verdict (capture.spam.verdict): a held post goes to the spam folder instead.
+    spam: Verdict = CLEAN
     uid: uuid.UUID = field(default_factory=uuid.uuid4)
     created_at: datetime = field(default_factory=utcnow)
 
@@ -126,6 +129,7 @@ def record_submission(store: Store, data: NewSubmission, scoring: Scoring | None
         "terms_accepted": True, "terms_version": data.terms.version,
         "terms_sha256": data.terms.sha256, "marketing_opt_in": data.marketing_opt_in,
         "marketing_version": data.marketing.version, "marketing_sha256": data.marketing.sha256,
+        "spam_score": data.spam.score, "spam_reasons": data.spam.reasons_json(),
     }
     sql = _statements(store.dialect)
     with store.writes(direct=direct) as tx:

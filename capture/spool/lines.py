@@ -16,6 +16,7 @@ from typing import Any
 
 from capture.catalog import ConsentText
 from capture.leads.submission import NewSubmission
+from capture.spam.verdict import Verdict
 
 FORMAT = 1
 SUBMISSION = "submission"
@@ -35,7 +36,7 @@ def _encode(record: dict[str, Any]) -> bytes:
 def submission_line(data: NewSubmission) -> bytes:
     """A submission as one spool line: every field record_submission needs."""
     record = dataclasses.asdict(data)
-    record.update(uid=str(data.uid), created_at=data.created_at.isoformat())
+    record.update(uid=str(data.uid), created_at=data.created_at.isoformat(), spam=data.spam.reasons_json())
     return _encode({"kind": SUBMISSION, **record})
 
 
@@ -75,7 +76,8 @@ def decode(raw: bytes) -> NewSubmission | SpooledDownload:
         if kind == SUBMISSION:
             return NewSubmission(**{
                 **record, "uid": uuid.UUID(record["uid"]), "terms": ConsentText(**record["terms"]),
-                "marketing": ConsentText(**record["marketing"])})
+                "marketing": ConsentText(**record["marketing"]),
+                "spam": Verdict.from_json(record.get("spam", ""))})
         if kind == DOWNLOAD:
             uid = uuid.UUID(record.pop("submission_uid"))
             return SpooledDownload(submission_uid=uid, **record)
