@@ -13,6 +13,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Defaults from config.Config, then ``LEADGATE_*`` variables, then test_config."""
     from capture import cli, config, errors, spool
     from capture.db import store
+    from capture.spam import limits
     from capture.staff import api, auth, dashboard, exports, workspace
     from capture.web import health, site, views
 
@@ -31,6 +32,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     store.init_app(app)
     spool.init_app(app)
     errors.init_app(app)
+    limits.init_app(app)
     views.init_app(app)
     health.init_app(app)
     auth.init_app(app)

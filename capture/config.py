@@ -289,6 +289,17 @@ def check_database_driver(url: str) -> None:
                           "pip install 'leadgate[postgres]' (psycopg 3).")
 
 
+def check_form_limits(config: Mapping[str, Any]) -> None:
+    """RATE_LIMIT, RATE_LIMIT_NETWORK and RATE_LIMIT_EMAIL: limit strings, or off."""
+    from capture.spam.limits import SETTINGS, parse_limits
+
+    for name in SETTINGS:
+        try:
+            parse_limits(name, config[name])
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+
+
 def finalize(app: Flask) -> None:
     """Coerce values that came from the environment and fill the derived defaults."""
     config = app.config
@@ -318,6 +329,7 @@ def finalize(app: Flask) -> None:
     config["SPOOL_RETRY_SECONDS"] = as_seconds("SPOOL_RETRY_SECONDS", config["SPOOL_RETRY_SECONDS"])
     config["SCORE_REFRESH_SECONDS"] = as_seconds("SCORE_REFRESH_SECONDS", config["SCORE_REFRESH_SECONDS"])
     config["FORM_MIN_SECONDS"] = as_seconds("FORM_MIN_SECONDS", config["FORM_MIN_SECONDS"])
+    check_form_limits(config)
     if config["DISPOSABLE_EMAILS"] not in ("refuse", "suspect"):
         raise ConfigError(f"LEADGATE_DISPOSABLE_EMAILS must be refuse or suspect, not {config['DISPOSABLE_EMAILS']!r}.")
     config["SECRET_KEY"] = resolve_secret_key(

@@ -23,12 +23,14 @@ from wtforms.validators import InputRequired, StopValidation, ValidationError
 
 from capture.catalog import Catalog, ConsentText, Resource
 from capture.errors import VISITOR
+from capture.scoring.domains import DISPOSABLE, domain_of, kind_of_domain
 from capture.fields import (
     CHECKBOX,
     FIELDS,
     MARKETING_VALUE,
     PROFILE_FIELDS,
     SOURCE_FIELDS,
+    SPAM_FIELDS,
     TERMS_VALUE,
     Field,
     limit,
@@ -39,6 +41,7 @@ TERMS_REQUIRED = "You must accept the terms to get the download."
 STALE_PAGE = VISITOR[409][1]
 EMAIL_REQUIRED = "Enter your email address."
 UNKNOWN_RESOURCE = "This resource is not available any more."
+THROW_AWAY = "{domain} gives out throw-away addresses; use your work address to get the download."
 
 
 def max_length(limit: int) -> Callable[[Form, StringField], None]:
@@ -90,10 +93,13 @@ class LeadForm(Form):
     """One download request, validated against a catalog; its fields are the contract's,
     added below the class."""
 
-    def __init__(self, formdata: MultiDict, catalog: Catalog, check_deliverability: bool = False):
+    def __init__(self, formdata: MultiDict, catalog: Catalog, check_deliverability: bool = False,
+                 refuse_disposable: bool = True):
         super().__init__(formdata)
         self.catalog = catalog
         self.check_deliverability = check_deliverability
+        #: DISPOSABLE_EMAILS=refuse; with suspect the post is judged by capture.spam instead.
+        self.refuse_disposable = refuse_disposable
         self.normalized_email: str | None = None
 
     def load(self, formdata: MultiDict) -> None:
@@ -109,6 +115,8 @@ class LeadForm(Form):
                 field.data, check_deliverability=self.check_deliverability)
         except email_validator.EmailNotValidError as e:
             raise ValidationError(str(e)) from None
+        if self.refuse_disposable and kind_of_domain(result.ascii_domain) == DISPOSABLE:
+            raise ValidationError(THROW_AWAY.format(domain=domain_of(result.normalized)))
         self.normalized_email = result.normalized
 
     def validate_company_size(self, field: StringField) -> None:
@@ -136,8 +144,11 @@ class LeadForm(Form):
         return self.marketing_opt_in.data == MARKETING_VALUE
 
 
-for _spec in FIELDS:  # WTForms' FormMeta takes fields set on the class like declared ones
-    setattr(LeadForm, _spec.name, contract_field(_spec))
+# WTForms' FormMeta takes fields set on the class like declared ones. The spam fields are read
+# by capture.spam alone: a filled honeypot or a bad token never earns a message a bot could read.
+for _spec in FIELDS:
+    if _spec.name not in SPAM_FIELDS:
+        setattr(LeadForm, _spec.name, contract_field(_spec))
 
 
 @dataclass
@@ -177,7 +188,7 @@ def shown_text(posted: str, current: tuple[ConsentText, ...], kind: str,
 _bound = threading.local()
 
 
-def bound_form(catalog: Catalog, check_deliverability: bool) -> LeadForm:
+def bound_form(catalog: Catalog, check_deliverability: bool, refuse_disposable: bool = True) -> LeadForm:
     """This thread's LeadForm, its fields bound once and reloaded for each post.
 
     Binding the fields (a Field object each, its label, its validators checked) costs WTForms
@@ -185,16 +196,17 @@ def bound_form(catalog: Catalog, check_deliverability: bool) -> LeadForm:
     every field's data and errors.
     """
     form = getattr(_bound, "form", None)
-    if form is None or form.catalog is not catalog or form.check_deliverability != check_deliverability:
-        form = _bound.form = LeadForm(None, catalog, check_deliverability)
+    if (form is None or form.catalog is not catalog or form.check_deliverability != check_deliverability
+            or form.refuse_disposable != refuse_disposable):
+        form = _bound.form = LeadForm(None, catalog, check_deliverability, refuse_disposable)
     return form
 
 
 def check_submission(formdata: MultiDict, catalog: Catalog, *,
                      known_text: Callable[[str], ConsentText | None] = lambda sha256: None,
-                     check_deliverability: bool = False) -> Checked:
+                     check_deliverability: bool = False, refuse_disposable: bool = True) -> Checked:
     """Validate a post against the catalog; the fields of a NewSubmission when it is valid."""
-    form = bound_form(catalog, check_deliverability)
+    form = bound_form(catalog, check_deliverability, refuse_disposable)
     form.load(formdata)
     valid = form.validate()
     checked = Checked(

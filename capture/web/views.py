@@ -9,6 +9,7 @@ capture.leads and capture.spool.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 from flask import (
     Blueprint,
@@ -33,6 +34,9 @@ from capture.leads.attribution import ip_prefix, is_site_page, origin_of, source
 from capture.leads.queries import known_consent_text
 from capture.leads.submission import NewSubmission
 from capture.shells import MESSAGE_PAGE, MESSAGE_REGION, in_site_shell, site_link
+from capture.spam import limits, signals
+from capture.spam.token import get_tokens
+from capture.spam.verdict import judge
 from capture.spool import SpoolError, get_spool
 from capture.web.forms import Checked, check_submission
 from capture.web.links import (
@@ -45,6 +49,8 @@ from capture.web.links import (
 )
 
 SUBMIT = "/submit"
+#: Where the page script gets a form token when it shows the form (capture.spam.token).
+FORM_TOKEN = "/form-token"
 #: The privacy notice's page on the site (content/privacy.md).
 PRIVACY_URL = "privacy/"
 
@@ -98,9 +104,7 @@ def invalid_answer(checked: Checked) -> Response:
 
 def visit_source(posted: Mapping[str, str]) -> dict[str, str]:
     """The source fields of this visit: as posted, or recovered from a Referer of the site."""
-    config = current_app.config
-    return source_fields(posted, request.referrer, lambda referer: is_site_page(
-        referer, own_origin(), config["ALLOWED_ORIGINS"], config["SITE_URL"]))
+    return source_fields(posted, request.referrer, site_page)
 
 
 def from_request(checked: Checked) -> NewSubmission:
@@ -113,17 +117,36 @@ def from_request(checked: Checked) -> NewSubmission:
     })
 
 
+def site_page(url: str) -> bool:
+    config = current_app.config
+    return is_site_page(url, own_origin(), config["ALLOWED_ORIGINS"], config["SITE_URL"])
+
+
+def judged(data: NewSubmission, address: limits.AddressUse) -> NewSubmission:
+    """The post with its spam verdict; its email counted and its token spent (429 when the
+    address was sent too often)."""
+    token = get_tokens().check(request.form.get("form_token"))
+    reasons = signals.post_reasons(token, address, data.email, site_page)
+    if limits.get_limits().consume(data.email, token.nonce if token.usable else None):
+        reasons.append(signals.replayed())
+    return replace(data, spam=judge(reasons))
+
+
 @bp.post(SUBMIT, provide_automatic_options=False)
 def submit() -> Response:
+    address = limits.get_limits().check_client()  # before anything is read: a flood costs little
     origin = request.headers.get("Origin")
     if origin is not None and not allowed_origin(origin):
         raise Problem(403)
+    config = current_app.config
     checked = check_submission(
         request.form, get_catalog(), known_text=lambda sha256: known_consent_text(get_store(), sha256),
-        check_deliverability=current_app.config["CHECK_DELIVERABILITY"])
+        check_deliverability=config["CHECK_DELIVERABILITY"],
+        refuse_disposable=config["DISPOSABLE_EMAILS"] == "refuse")
     if not checked.ok:
         return invalid_answer(checked)
-    data = from_request(checked)
+    # A post held as spam is answered exactly as a clean one: a bot learns nothing.
+    data = judged(from_request(checked), address)
     try:
         get_spool().save(data)
     except SpoolError:
@@ -153,10 +176,19 @@ def preflight() -> Response:
     return response
 
 
+@bp.get(FORM_TOKEN)
+def form_token() -> Response:
+    """A new form token for the form the page script is showing."""
+    response = jsonify(token=get_tokens().issue(), min_seconds=current_app.config["FORM_MIN_SECONDS"])
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 @bp.after_request
 def add_cors_headers(response: Response) -> Response:
-    """Let allowed pages on other origins read the answers of /submit, errors included."""
-    if request.path == SUBMIT:
+    """Let allowed pages on other origins read the answers of /submit (errors included) and
+    their form tokens."""
+    if request.path in (SUBMIT, FORM_TOKEN):
         response.vary.add("Origin")
         origin = request.headers.get("Origin")
         if origin and origin.strip().lower() in current_app.config["ALLOWED_ORIGINS"]:
