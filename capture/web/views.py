@@ -72,10 +72,13 @@ def form_page(checked: Checked) -> Response:
 
     Its hidden source fields carry what the post brought, or what the Referer recovers when
     the page script did not run: the corrected post comes from this page, at /submit, whose
-    own address says nothing of the campaign.
+    own address says nothing of the campaign. Its form token is a new one: the visitor filled
+    the form in once already, so it counts as shown a minimum ago, and correcting one field
+    is never too fast.
     """
     resource = checked.resource
-    values = {**checked.values, **visit_source(checked.values)}
+    values = {**checked.values, **visit_source(checked.values),
+              "form_token": get_tokens().issue(shown_before=current_app.config["FORM_MIN_SECONDS"])}
     catalog = get_catalog()
     content = render_template(
         "leadgate/form.html", resource=resource, settings=catalog.settings, fields=BY_NAME,
@@ -102,6 +105,12 @@ def invalid_answer(checked: Checked) -> Response:
     return form_page(checked)
 
 
+def site_page(url: str) -> bool:
+    """A page of the site: this origin, an allowed one, or under SITE_URL."""
+    config = current_app.config
+    return is_site_page(url, own_origin(), config["ALLOWED_ORIGINS"], config["SITE_URL"])
+
+
 def visit_source(posted: Mapping[str, str]) -> dict[str, str]:
     """The source fields of this visit: as posted, or recovered from a Referer of the site."""
     return source_fields(posted, request.referrer, site_page)
@@ -115,11 +124,6 @@ def from_request(checked: Checked) -> NewSubmission:
         "user_agent": request.user_agent.string,
         "ip_prefix": ip_prefix(request.remote_addr),
     })
-
-
-def site_page(url: str) -> bool:
-    config = current_app.config
-    return is_site_page(url, own_origin(), config["ALLOWED_ORIGINS"], config["SITE_URL"])
 
 
 def judged(data: NewSubmission, address: limits.AddressUse) -> NewSubmission:

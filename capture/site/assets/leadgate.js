@@ -3,9 +3,12 @@
  *
  * 1. Remembers where the visit came from (utm_* parameters, the first page and its referrer)
  *    in sessionStorage, so the form can send them even when the visitor arrived elsewhere.
- * 2. Sends the download form with fetch and shows the answer in place. It shows success only
+ * 2. Asks the capture service for a form token when a form is shown (its time trap: a post
+ *    sent faster than a person fills the form in is held as spam). Without one the form is
+ *    still sent.
+ * 3. Sends the download form with fetch and shows the answer in place. It shows success only
  *    when the capture service answers {"ok": true}; anything else keeps the form and says why.
- * 3. Filters the catalog by tag in place (the tag links still work without JavaScript).
+ * 4. Filters the catalog by tag in place (the tag links still work without JavaScript).
  *
  * Plain ES2017, no build step. Without JavaScript the form posts normally and the service
  * answers with its own pages.
@@ -94,6 +97,45 @@
         input.value = input.maxLength > 0 ? data[name].slice(0, input.maxLength) : data[name];
       }
     });
+  }
+
+  /* -- form token ------------------------------------------------------------------ */
+
+  /* The token's address beside the form's: https://leads.example.com/submit -> …/form-token. */
+  function tokenUrl(form) {
+    try {
+      var url = new URL(form.action, window.location.href);
+      if (!/\/submit$/.test(url.pathname)) {
+        return null;
+      }
+      url.pathname = url.pathname.replace(/\/submit$/, "/form-token");
+      url.search = "";
+      url.hash = "";
+      return url.href;
+    } catch (e) {
+      return null;
+    }
+  }
+
+  /* Fill form_token once, unless the service rendered one already; any failure leaves it
+     empty and the form is sent without it. */
+  async function fetchToken(form) {
+    var input = form.elements.namedItem("form_token");
+    var url = tokenUrl(form);
+    if (!input || input.value || !url) {
+      return;
+    }
+    try {
+      var response = await fetch(url, {
+        credentials: "omit", cache: "no-store", headers: { Accept: "application/json" }
+      });
+      var data = response.ok ? await response.json() : null;
+      if (data && typeof data.token === "string" && !input.value) {
+        input.value = data.token;
+      }
+    } catch (e) {
+      /* unreachable service, blocked request: the post goes without a token */
+    }
   }
 
   /* -- messages -------------------------------------------------------------------- */
@@ -261,6 +303,7 @@
   function enhanceForms(store) {
     Array.prototype.forEach.call(document.querySelectorAll("form[data-leadgate-form]"), function (form) {
       var sending = false;
+      fetchToken(form);
       form.addEventListener("submit", function (event) {
         event.preventDefault();
         if (sending) {
