@@ -13,9 +13,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Defaults from config.Config, then ``LEADGATE_*`` variables, then test_config."""
     from capture import cli, config, errors, spool
     from capture.db import store
-    from capture.spam import limits
     from capture.staff import api, auth, dashboard, exports, workspace
     from capture.web import health, site, views
+    from capture.spam import limits
 
     # The instance folder holds the SQLite file, the demo secret and the spool: a deployment
     # may put it elsewhere (an absolute path), e.g. /var/lib/leadgate.

@@ -312,6 +312,7 @@ def finalize(app: Flask) -> None:
             config[name] = str(config[name])
     config["ALLOWED_ORIGINS"] = as_origins(config["ALLOWED_ORIGINS"])
     check_export_limits(config["EXPORT_SLOTS"], config["EXPORT_NICENESS"])
+    check_form_limits(config)
     if config["DOWNLOAD_MAX_AGE"] <= 0:
         raise ConfigError("LEADGATE_DOWNLOAD_MAX_AGE must be a positive number of seconds.")
     config["CONTENT_DIR"] = str(Path(config["CONTENT_DIR"]).resolve())
@@ -329,7 +330,6 @@ def finalize(app: Flask) -> None:
     config["SPOOL_RETRY_SECONDS"] = as_seconds("SPOOL_RETRY_SECONDS", config["SPOOL_RETRY_SECONDS"])
     config["SCORE_REFRESH_SECONDS"] = as_seconds("SCORE_REFRESH_SECONDS", config["SCORE_REFRESH_SECONDS"])
     config["FORM_MIN_SECONDS"] = as_seconds("FORM_MIN_SECONDS", config["FORM_MIN_SECONDS"])
-    check_form_limits(config)
     if config["DISPOSABLE_EMAILS"] not in ("refuse", "suspect"):
         raise ConfigError(f"LEADGATE_DISPOSABLE_EMAILS must be refuse or suspect, not {config['DISPOSABLE_EMAILS']!r}.")
     config["SECRET_KEY"] = resolve_secret_key(
