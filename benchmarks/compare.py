@@ -93,7 +93,9 @@ def main() -> None:
                     url = stack.enter_context(postgres_database("leadgate_compare", args.postgres_url))
                 except PostgresUnavailable as e:
                     raise SystemExit(str(e)) from None
-            servers[name] = stack.enter_context(LiveServer(workdir, url, code=code))
+            # Older revisions ignore the setting; newer ones would refuse wrk's flood of posts.
+            servers[name] = stack.enter_context(LiveServer(workdir, url, code=code,
+                                                           settings={"LEADGATE_RATE_LIMIT": "off"}))
             print(f"{name} is {revision}, served from {code}", file=sys.stderr)
         for server in servers.values():
             wrk(server, catalog, 2, args.connections)  # warm-up
