@@ -209,3 +209,15 @@ def test_two_service_processes_share_the_limit_through_redis(tmp_path, redis_pre
         exported = len(a.export_rows()) + len(b.export_rows())
     assert answers == [201] * 4 + [429] * 4  # with memory:// each would have allowed 4
     assert exported == 4
+
+
+def test_an_address_near_its_limit_makes_its_posts_a_little_suspect(make_app, store, form_post):
+    client = make_app(RATE_LIMIT="4/minute;100/hour", FORM_MIN_SECONDS=0).test_client()
+    for n in range(3):
+        token = client.get("/form-token").get_json()["token"]
+        assert post(client, form_post, email=f"p{n}@example.com", form_token=token).status_code == 303
+    with store.read() as s:
+        reasons = s.scalars(select(Submission.spam_reasons).order_by(Submission.id)).all()
+    assert reasons[:2] == ["", ""]
+    assert json.loads(reasons[2]) == [["rate", 0.5, "Post 3 of the 4 allowed per minute from this "
+                                                    "network address."]]

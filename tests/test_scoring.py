@@ -230,8 +230,9 @@ def test_serve_refuses_bad_rules_before_starting(tmp_path, content_dir):
 
 # --- The starter rules, driven by form posts -------------------------------------------------
 
-def post(client, form_post, resource_id: str, **fields: str) -> None:
-    response = client.post("/submit", data=form_post(resource_id, **fields))
+def post(client, form_post, resource_id: str, address: str = "127.0.0.1", **fields: str) -> None:
+    response = client.post("/submit", data=form_post(resource_id, **fields),
+                           environ_base={"REMOTE_ADDR": address})
     assert response.status_code == 303, response.get_data(as_text=True)
 
 
@@ -327,9 +328,9 @@ PEOPLE = [
 
 
 def posted_people(client, form_post) -> None:
-    for n, person in enumerate(PEOPLE):
+    for n, person in enumerate(PEOPLE):  # each from a network of their own (the form's rate limits)
         for resource_id in SHIPPED[: n % 3 + 1]:
-            post(client, form_post, resource_id, **person)
+            post(client, form_post, resource_id, f"10.{n}.0.1", **person)
 
 
 def looser_rules(content_dir: Path) -> None:
