@@ -27,15 +27,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import math
 import time
 import unicodedata
 from dataclasses import dataclass
 
-from flask import Flask, current_app, request
+from flask import Flask, Response, current_app, request
 from limits import RateLimitItem, parse_many
 from limits.storage import RedisClusterStorage, RedisStorage, Storage, storage_from_string
 
-from capture.errors import Problem
+from capture.errors import Problem, answer, wants_json
 from capture.leads.attribution import ip_prefix
 
 EXTENSION = "leadgate.form_limits"
@@ -92,13 +93,17 @@ def parse_limits(name: str, value: str) -> list[RateLimitItem]:
 
 
 def in_words(seconds: float) -> str:
-    seconds = max(1, round(seconds))
-    if seconds < 90:
-        return f"{seconds} second{'s' if seconds != 1 else ''}"
-    minutes = round(seconds / 60)
+    """A wait in words, rounded up to whole minutes or hours (a few messages, each rendered once)."""
+    minutes = math.ceil(seconds / 60)
+    if minutes <= 1:
+        return "a minute"
     if minutes < 90:
         return f"{minutes} minutes"
-    return f"{round(minutes / 60)} hours"
+    return f"{math.ceil(seconds / 3600)} hours"
+
+
+class TooManyPosts(Problem):
+    """A post over a form limit: 429, answered by :func:`refused`."""
 
 
 @dataclass(frozen=True)
@@ -142,6 +147,8 @@ class FormLimits:
         if isinstance(storage, RedisStorage) and not isinstance(storage, RedisClusterStorage):
             self.script = storage.get_connection().register_script(COUNT)
         self._warned = 0.0
+        #: Refusal pages by (message, JSON or not): see refused().
+        self.pages: dict[tuple[str | None, bool], tuple[bytes, list[tuple[str, str]]]] = {}
 
     def key(self, item: RateLimitItem | None, scope: str, who: str) -> str:
         if item is None:
@@ -222,7 +229,28 @@ def refuse(uses: list[Use], message: str) -> None:
     if not over:
         return
     wait = max(1, int(max(over) + 0.999))
-    raise Problem(429, message.format(wait=in_words(wait)), headers={"Retry-After": str(wait)})
+    raise TooManyPosts(429, message.format(wait=in_words(wait)), headers={"Retry-After": str(wait)})
+
+
+#: Refusal pages kept per app, at most.
+PAGES_KEPT = 64
+
+
+def refused(problem: TooManyPosts) -> Response:
+    """The refusal, as capture.errors answers it, rendered once per message and format: a
+    flood's posts cost no page rendering (the site's shell is read from disk for each page)."""
+    pages = get_limits().pages
+    key = (problem.message, wants_json())
+    page = pages.get(key)
+    if page is None:
+        rendered = answer(problem)
+        if len(pages) >= PAGES_KEPT:
+            pages.clear()
+        page = pages[key] = (rendered.get_data(), [(k, v) for k, v in rendered.headers.items()
+                                                   if k not in ("Content-Length", "Retry-After")])
+    response = current_app.response_class(page[0], problem.status, headers=page[1])
+    response.headers.update(problem.headers)
+    return response
 
 
 def get_limits() -> FormLimits:

@@ -55,6 +55,8 @@ FORM_TOKEN = "/form-token"
 PRIVACY_URL = "privacy/"
 
 bp = Blueprint("capture", __name__)
+# The form's own 429 (capture.spam.limits), whatever the app answers for other refusals.
+bp.register_error_handler(limits.TooManyPosts, limits.refused)
 
 
 def own_origin() -> str:
