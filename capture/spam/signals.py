@@ -8,14 +8,16 @@ Nothing here refuses a post: a held post is answered as any other, so a bot lear
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from flask import current_app, request
 
 from capture.fields import BY_NAME
+from capture.leads.submission import NewSubmission
 from capture.scoring.domains import DISPOSABLE, domain_of, kind_of_domain
-from capture.spam.limits import AddressUse
-from capture.spam.token import INVALID, MISSING, STALE, TOO_FAST, TokenCheck
-from capture.spam.verdict import Reason, reason
+from capture.spam.limits import AddressUse, get_limits
+from capture.spam.token import INVALID, MISSING, STALE, TOO_FAST, TokenCheck, get_tokens
+from capture.spam.verdict import Reason, judge, reason
 
 HONEYPOT = "website"
 #: A share of the address's posts used beyond which the post is a little suspect.
@@ -101,3 +103,13 @@ def post_reasons(token: TokenCheck, address: AddressUse, email: str,
     if current_app.config["DISPOSABLE_EMAILS"] == "suspect" and kind_of_domain(domain_of(email)) == DISPOSABLE:
         reasons.append(reason("disposable", f"{domain_of(email)} gives out throw-away addresses."))
     return reasons
+
+
+def judged(data: NewSubmission, address: AddressUse, is_site_page: Callable[[str], bool]) -> NewSubmission:
+    """A valid post with its verdict, about to be stored: its email address counted and its
+    token spent (capture.spam.limits; a TooManyPosts when the address was sent too often)."""
+    token = get_tokens().check(request.form.get("form_token"))
+    reasons = post_reasons(token, address, data.email, is_site_page)
+    if get_limits().consume(data.email, token.nonce if token.usable else None):
+        reasons.append(replayed())
+    return replace(data, spam=judge(reasons))

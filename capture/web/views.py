@@ -9,7 +9,6 @@ capture.leads and capture.spool.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 
 from flask import (
     Blueprint,
@@ -36,7 +35,6 @@ from capture.leads.submission import NewSubmission
 from capture.shells import MESSAGE_PAGE, MESSAGE_REGION, in_site_shell, site_link
 from capture.spam import limits, signals
 from capture.spam.token import get_tokens
-from capture.spam.verdict import judge
 from capture.spool import SpoolError, get_spool
 from capture.web.forms import Checked, check_submission
 from capture.web.links import (
@@ -128,16 +126,6 @@ def from_request(checked: Checked) -> NewSubmission:
     })
 
 
-def judged(data: NewSubmission, address: limits.AddressUse) -> NewSubmission:
-    """The post with its spam verdict; its email counted and its token spent (429 when the
-    address was sent too often)."""
-    token = get_tokens().check(request.form.get("form_token"))
-    reasons = signals.post_reasons(token, address, data.email, site_page)
-    if limits.get_limits().consume(data.email, token.nonce if token.usable else None):
-        reasons.append(signals.replayed())
-    return replace(data, spam=judge(reasons))
-
-
 @bp.post(SUBMIT, provide_automatic_options=False)
 def submit() -> Response:
     address = limits.get_limits().check_client()  # before anything is read: a flood costs little
@@ -152,7 +140,7 @@ def submit() -> Response:
     if not checked.ok:
         return invalid_answer(checked)
     # A post held as spam is answered exactly as a clean one: a bot learns nothing.
-    data = judged(from_request(checked), address)
+    data = signals.judged(from_request(checked), address, site_page)
     try:
         get_spool().save(data)
     except SpoolError:
