@@ -124,6 +124,27 @@ def test_visitor_downloads_ebook_and_sales_sees_the_source(live_server, page):
     assert [e.granted for e in events if e.kind == "marketing"] == [False]
 
 
+def test_a_form_token_that_cannot_be_fetched_does_not_stop_the_form(live_server, page):
+    """A blocker or a network fault eats the token request: the form is sent without one."""
+    page.route("**/form-token", lambda route: route.abort())
+    page.goto(f"{live_server.url}/resources/lead-scoring-sales-trusts/")
+    page.get_by_label("Work email").fill("blocked.token@example.org")
+    page.locator("input[name=terms]").check()
+    page.wait_for_timeout(FORM_MIN_SECONDS * 1000 + 200)
+    assert page.locator("input[name=form_token]").input_value() == ""
+    page.locator("form[data-leadgate-form] button[type=submit]").click()
+    page.locator("a[href*='/download/']").wait_for(timeout=15_000)
+
+    store = Store(live_server.database_url)
+    try:
+        lead = find_lead(store, "blocked.token@example.org")
+        with store.read() as s:
+            [reasons] = s.scalars(select(Submission.spam_reasons).where(Submission.lead_id == lead.id)).all()
+    finally:
+        store.dispose()
+    assert [signal for signal, _, _ in json.loads(reasons)] == ["token_missing"]
+
+
 def test_without_javascript_the_plain_form_still_delivers(live_server, browser):
     context = browser.new_context(java_script_enabled=False, accept_downloads=True)
     try:
