@@ -74,11 +74,16 @@ def test_an_address_over_its_limit_gets_429_with_retry_after_and_nothing_is_stor
     assert elsewhere.status_code == 303  # another address still gets through
 
 
-def test_a_refused_post_is_refused_before_its_form_is_read(make_app, store, form_post):
-    """Even a post that would be invalid gets 429: no parsing, no 422 page for a flood."""
-    client = make_app(RATE_LIMIT="1/minute").test_client()
+def test_posts_to_fix_count_and_a_flood_is_refused_before_its_body_is_read(make_app, form_post):
+    client = make_app(RATE_LIMIT="2/minute").test_client()
     assert post(client, form_post, email="").status_code == 422
-    assert post(client, form_post, email="").status_code == 429
+    assert post(client, form_post, email="").status_code == 422
+    assert post(client, form_post, email="").status_code == 429  # posts to fix count too
+    # From now on nothing of this address's posts is read: one too large to read is refused alike.
+    huge = {"email": "x" * 100_000}
+    flood = client.post("/submit", data=huge, environ_base={"REMOTE_ADDR": "203.0.113.5"})
+    assert flood.status_code == 429 and int(flood.headers["Retry-After"]) >= 1
+    assert client.post("/submit", data=huge, environ_base={"REMOTE_ADDR": "198.51.100.1"}).status_code == 413
 
 
 @pytest.mark.parametrize("first, second, other", [

@@ -3,23 +3,24 @@ form tokens already used.
 
 Counted in the rate-limit storage Flask-Limiter is configured with (``RATELIMIT_STORAGE_URI``:
 each process's memory, or Redis, shared by every worker and host), in fixed windows, with the
-keys of Flask-Limiter's own limits (``LIMITER/<RATELIMIT_KEY_PREFIX>/<scope>/<who>/…``):
-
-- before the form is read, per client address (``RATE_LIMIT``) and per /24 or /48 network
-  (``RATE_LIMIT_NETWORK``);
-- once the post is valid and about to be stored, per email address (``RATE_LIMIT_EMAIL``,
-  keyed by a keyed hash of the address in NFKC, case-folded, so no spelling counts apart and
-  no address is kept in the storage) and, in the same step, the form token's nonce is spent
-  (a second stored post with it is a replay). A post refused there spends nothing: the
-  visitor can send it again later with the same token.
+keys of Flask-Limiter's own limits (``LIMITER/<RATELIMIT_KEY_PREFIX>/<scope>/<who>/…``): per
+client address (``RATE_LIMIT``) and per /24 or /48 network (``RATE_LIMIT_NETWORK``) for every
+post, and for a post about to be stored per email address too (``RATE_LIMIT_EMAIL``, keyed by a
+keyed hash of the address in NFKC, case-folded, so no spelling counts apart and no address is
+kept in the storage). In the same call the form token's nonce is spent (a second stored post
+with it is a replay), unless a limit was gone over: the visitor can send the post again later
+with the same token, and a post that needs fixing (422) spends nothing.
 
 A refused post is a :class:`TooManyPosts` (429 with ``Retry-After``), answered by the capture
-blueprint's own handler from a page rendered once; nothing of it is stored. Why not
-``@limiter.limit`` on the view: there each of the six limits is a round trip to Redis plus
-Flask-Limiter's bookkeeping, and ``remaining`` for the ``rate`` signal two more; measured with
-Redis on the 2-core machine, ~0.8 ms of CPU a post, about half of what storing the post costs.
-Here each step is one Lua call to Redis (one ``incr`` per key with the memory storage) that
-answers with the counts and the windows' remaining seconds: ~50 µs of CPU each.
+blueprint's own handler from a page rendered once; nothing of it is stored. A process that saw
+an address or network go over a limit refuses its next posts at once until the window ends,
+before anything is read: a flood costs a dictionary lookup.
+
+Why not ``@limiter.limit`` on the view: there each of the six limits is a round trip to Redis
+plus Flask-Limiter's bookkeeping, and ``remaining`` for the ``rate`` signal two more; measured
+with Redis on the 2-core machine, ~0.8 ms of CPU a post, about half of what storing the post
+costs. Here a post makes one Lua call to Redis (one ``incr`` per key with the memory storage)
+that answers with the counts and the windows' remaining seconds.
 """
 
 from __future__ import annotations
@@ -147,6 +148,8 @@ class FormLimits:
         if isinstance(storage, RedisStorage) and not isinstance(storage, RedisClusterStorage):
             self.script = storage.get_connection().register_script(COUNT)
         self._warned = 0.0
+        #: Addresses and networks this process saw go over a limit, until their window ends.
+        self.refused_until: dict[str, float] = {}
         #: Refusal pages by (message, JSON or not): see refused().
         self.pages: dict[tuple[str | None, bool], tuple[bytes, list[tuple[str, str]]]] = {}
 
@@ -191,17 +194,31 @@ class FormLimits:
                 log.exception("the rate-limit storage failed: form posts are not limited now")
             return [], None
 
-    def check_client(self) -> AddressUse:
-        """Count this post for its client address and network; 429 when one is over its limit."""
-        if not (self.address or self.network):
-            return AddressUse()
+    def _client(self) -> tuple[str, str]:
         address = request.remote_addr or "unknown"
-        network = ip_prefix(address) or address
-        limited = [(item, self.key(item, ADDRESS, address)) for item in self.address]
-        limited += [(item, self.key(item, NETWORK, network)) for item in self.network]
-        uses, _ = self._safely(limited)
-        refuse(uses, TOO_MANY)
-        return AddressUse(tuple(uses[:len(self.address)]))
+        return address, ip_prefix(address) or address
+
+    def check_known_refusal(self) -> None:
+        """429 at once, with no storage call and nothing read, for an address or network this
+        process saw go over a limit whose window is not over yet: a fixed window's count cannot
+        go down before it ends, so a flood is refused for the price of a dictionary lookup."""
+        if not self.refused_until:
+            return
+        now = time.time()
+        for who in self._client():
+            until = self.refused_until.get(who)
+            if until is not None and until > now:
+                raise too_many(until - now, TOO_MANY)
+
+    def _remember(self, uses: list[Use], whos: list[str]) -> None:
+        now = time.time()
+        if len(self.refused_until) >= REFUSALS_KEPT:
+            self.refused_until = {w: t for w, t in self.refused_until.items() if t > now}
+            if len(self.refused_until) >= REFUSALS_KEPT:
+                self.refused_until.clear()
+        for use, who in zip(uses, whos):
+            if use.over:
+                self.refused_until[who] = max(self.refused_until.get(who, 0.0), now + use.reset_in)
 
     def email_key(self, email: str) -> str:
         """One key for every spelling of an address: NFKC, case-folded, hashed with the secret."""
@@ -209,31 +226,40 @@ class FormLimits:
         return hmac.new(self.email_hash_key, folded.encode("utf-8", "surrogatepass"),
                         hashlib.sha256).hexdigest()[:32]
 
-    def consume(self, email: str, nonce: str | None) -> bool:
-        """Count a post about to be stored for its email address, and spend its token's nonce;
-        429 when the address is over its limit (the nonce then unspent). True when the nonce
-        had been spent before: the token is replayed."""
-        who = self.email_key(email)
-        limited = [(item, self.key(item, EMAIL, who)) for item in self.email]
+    def count(self, email: str | None = None, nonce: str | None = None) -> tuple[AddressUse, bool]:
+        """Count this post for its address and network and, when it is about to be stored, its
+        email address, and spend its token's nonce, all in one storage call; 429 when one is
+        over its limit (the nonce then unspent). The address's limits as this post left them,
+        and whether the nonce had been spent before (the token is replayed)."""
+        address, network = self._client()
+        limited = [(item, self.key(item, ADDRESS, address)) for item in self.address]
+        limited += [(item, self.key(item, NETWORK, network)) for item in self.network]
+        whos = [address] * len(self.address) + [network] * len(self.network)
+        if email is not None:
+            who = self.email_key(email)
+            limited += [(item, self.key(item, EMAIL, who)) for item in self.email]
         spend = self.key(None, TOKENS, nonce) if nonce else None
         if not limited and spend is None:
-            return False
+            return AddressUse(), False
         uses, spent = self._safely(limited, spend)
-        refuse(uses, TOO_MANY_EMAIL)
-        return spent is not None and spent > 1
+        if any(u.over for u in uses):
+            self._remember(uses, whos)
+            client = [u.reset_in for u in uses[:len(whos)] if u.over]
+            raise too_many(max(client), TOO_MANY) if client else too_many(
+                max(u.reset_in for u in uses if u.over), TOO_MANY_EMAIL)
+        return AddressUse(tuple(uses[:len(self.address)])), spent is not None and spent > 1
 
 
-def refuse(uses: list[Use], message: str) -> None:
-    """429 with Retry-After (the longest wait among the limits gone over) when one is over."""
-    over = [u.reset_in for u in uses if u.over]
-    if not over:
-        return
-    wait = max(1, int(max(over) + 0.999))
-    raise TooManyPosts(429, message.format(wait=in_words(wait)), headers={"Retry-After": str(wait)})
+def too_many(reset_in: float, message: str) -> TooManyPosts:
+    """429 with Retry-After: the seconds until the window gone over starts again."""
+    wait = max(1, math.ceil(reset_in))
+    return TooManyPosts(429, message.format(wait=in_words(wait)), headers={"Retry-After": str(wait)})
 
 
 #: Refusal pages kept per app, at most.
 PAGES_KEPT = 64
+#: Addresses and networks remembered as over their limit, at most (expired ones go first).
+REFUSALS_KEPT = 10_000
 
 
 def refused(problem: TooManyPosts) -> Response:

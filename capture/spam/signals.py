@@ -105,11 +105,12 @@ def post_reasons(token: TokenCheck, address: AddressUse, email: str,
     return reasons
 
 
-def judged(data: NewSubmission, address: AddressUse, is_site_page: Callable[[str], bool]) -> NewSubmission:
-    """A valid post with its verdict, about to be stored: its email address counted and its
-    token spent (capture.spam.limits; a TooManyPosts when the address was sent too often)."""
+def judged(data: NewSubmission, is_site_page: Callable[[str], bool]) -> NewSubmission:
+    """A valid post with its verdict, about to be stored: counted for its address, network and
+    email address, its token spent (capture.spam.limits; TooManyPosts over a limit)."""
     token = get_tokens().check(request.form.get("form_token"))
+    address, replay = get_limits().count(data.email, token.nonce if token.usable else None)
     reasons = post_reasons(token, address, data.email, is_site_page)
-    if get_limits().consume(data.email, token.nonce if token.usable else None):
+    if replay:
         reasons.append(replayed())
     return replace(data, spam=judge(reasons))

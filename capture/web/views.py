@@ -128,7 +128,7 @@ def from_request(checked: Checked) -> NewSubmission:
 
 @bp.post(SUBMIT, provide_automatic_options=False)
 def submit() -> Response:
-    address = limits.get_limits().check_client()  # before anything is read: a flood costs little
+    limits.get_limits().check_known_refusal()  # before anything is read: a flood costs little
     origin = request.headers.get("Origin")
     if origin is not None and not allowed_origin(origin):
         raise Problem(403)
@@ -138,9 +138,10 @@ def submit() -> Response:
         check_deliverability=config["CHECK_DELIVERABILITY"],
         refuse_disposable=config["DISPOSABLE_EMAILS"] == "refuse")
     if not checked.ok:
+        limits.get_limits().count()  # a post to fix counts for its address too
         return invalid_answer(checked)
     # A post held as spam is answered exactly as a clean one: a bot learns nothing.
-    data = signals.judged(from_request(checked), address, site_page)
+    data = signals.judged(from_request(checked), site_page)
     try:
         get_spool().save(data)
     except SpoolError:
