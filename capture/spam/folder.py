@@ -44,8 +44,7 @@ class AlreadyReleased(Exception):
     """The post was released before (by someone, at some time): nothing was added."""
 
     def __init__(self, post: HeldPost):
-        super().__init__(f"post {post.id} was already released by {post.released_by or 'someone'} "
-                         f"at {post.released_at:%Y-%m-%d %H:%M} UTC")
+        super().__init__(f"post {post.id} was already released by {post.released_by or 'someone'}")
         self.post = post
 
 
@@ -214,8 +213,11 @@ def release(store: Store, uid_or_id: uuid.UUID | int | str, actor: str, scoring:
         marked = s.execute(update(HeldPost).where(HeldPost.id == post.id, HeldPost.released_at.is_(None))
                            .values(released_at=utcnow(), released_by=actor)).rowcount
     if not marked:
-        again = find(store, post.id)
-        if again.released_at is not None:
+        try:
+            again: HeldPost | None = find(store, post.id)
+        except NotHeld:
+            again = None  # deleted while this release stored it: the lead stands
+        if again is not None and again.released_at is not None:
             raise AlreadyReleased(again)
     return Released(post.id, lead.id, submission.id, data.email, actor)
 
