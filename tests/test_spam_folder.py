@@ -492,6 +492,11 @@ def test_spam_is_absent_from_the_list_the_exports_the_reports_and_the_scores(sal
     assert "spam.example" not in text_of(page(sales, "/workspace/"))
     with sales.get("/workspace/leads.csv") as export:
         assert "spam.example" not in export.get_data(as_text=True)
+    made = runner.invoke(args=["token", "create", "sam.sales@example.com", "--name", "CRM sync"])
+    token = re.search(r"lg_\S+", made.output).group(0)
+    with app.test_client().get("/api/leads.csv", headers={"Authorization": f"Bearer {token}"}) as api:
+        assert api.status_code == 200 and "ann@example.com" in api.get_data(as_text=True)
+        assert "spam.example" not in api.get_data(as_text=True)
     exported = runner.invoke(args=["export"])
     assert exported.exit_code == 0 and "ann@example.com" in exported.output and "spam.example" not in exported.output
     report = json.loads(runner.invoke(args=["report", "--format", "json"]).output)
