@@ -60,7 +60,7 @@ from capture.leads.stages import (
 from capture.scoring.apply import get_scoring
 from capture.scoring.rules import Rules
 from capture.scoring.score import Reason, gap_to_mql, reasons_from_json
-from capture.staff import accounts, auth
+from capture.staff import accounts, auth, roles
 
 PAGE_SIZE = 50
 SORT_LABELS = {"score": "Score", "last_seen": "Last seen", "first_seen": "First seen", "email": "Email",
@@ -166,6 +166,7 @@ def logout() -> Response:
 
 @bp.get("/")
 @auth.login_required
+@roles.needs(roles.READ)
 def leads() -> Any:
     catalog = get_catalog()
     lead_filter, errors = LeadFilter.from_args(request.args, *catalog.choices())
@@ -211,12 +212,14 @@ def leads() -> Any:
 
 @bp.get("/leads/<int:lead_id>")
 @auth.login_required
+@roles.needs(roles.READ)
 def lead(lead_id: int) -> Any:
     return lead_page(lead_id)
 
 
 @bp.post("/leads/<int:lead_id>/stage")
-@auth.login_required(role="sales")
+@auth.login_required
+@roles.needs(roles.MOVE)
 def move(lead_id: int) -> Any:
     """The "Move to…" form: a refused move comes back beside its field (422), a move done
     goes back to the lead with a notice (303)."""
@@ -290,7 +293,7 @@ def lead_page(lead_id: int, *, form: Mapping[str, str] | None = None,
         fit_reasons=fit_reasons, engagement_reasons=engagement_reasons,
         gap=gap_to_mql(person.fit, person.engagement, person.score,
                        [r.rule for r in fit_reasons + engagement_reasons], rules),
-        may_move=accounts.has_role(auth.current_user(), "sales"), moves=MOVES[person.stage],
+        may_move=roles.may(auth.current_user(), roles.MOVE), moves=MOVES[person.stage],
         reasons=disqualification_reasons(), channels=CHANNELS, currency=default_currency(),
         form=form or {}, errors=errors or {}, reason_max=REASON_MAX)
     return body, status
