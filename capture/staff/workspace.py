@@ -144,7 +144,7 @@ def utc(moment: datetime | None) -> str:
 @auth.limit_failed_sign_ins
 def login() -> Any:
     next_url = auth.safe_next(request.values.get("next"))
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):  # HEAD is a GET without the body, not a sign-in
         if auth.current_user() is not None:
             return redirect(next_url or url_for(".leads"))
         return render_template("workspace/login.html", email="", error=None, next_url=next_url)
