@@ -21,6 +21,7 @@ under the token's hash), answered with 429 and ``Retry-After``.
 from __future__ import annotations
 
 import functools
+import math
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -168,7 +169,7 @@ def limited_per_token(view: V) -> V:
             return limited(*args, **kwargs)
         except RateLimitExceeded as e:
             breached = auth.limiter.current_limit
-            wait = max(1, breached.reset_at - int(time.time())) if breached else 60
+            wait = max(1, math.ceil(breached.window.reset_time - time.time())) if breached else 60
             raise Problem(429, f"This token has made too many exports ({e.limit.limit}). Nothing was "
                                f"exported; try again in {wait} seconds.", title="Too many exports",
                           headers={"Retry-After": str(wait)}) from None
