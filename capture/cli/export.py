@@ -96,7 +96,7 @@ def given_options(args: dict[str, str | None]) -> str:
     for name, value in args.items():
         if name == "excel":
             given += ["--excel"] if value else []
-        elif value:
+        elif value and not (name == "format" and value == "csv"):  # the default, not a choice
             given += [EXPORT_OPTIONS[name], value]
     return shlex.join(given)
 
