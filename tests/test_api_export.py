@@ -412,3 +412,15 @@ def test_counts_live_in_redis_under_the_tokens_hash(make_app, many_leads):
     finally:
         if keys:
             server.delete(*keys)
+
+
+def test_refused_requests_do_not_count_against_the_limit(make_app, many_leads):
+    app = make_app(API_EXPORT_RATE_LIMIT="2/minute", MARKETING_CAN_EXPORT=False)
+    client, runner = app.test_client(), app.test_cli_runner()
+    assert add_user(runner, "mia@example.com", "marketing").exit_code == 0
+    mia = TOKEN.search(runner.invoke(args=["token", "create", "mia@example.com"]).output).group(0)
+    assert {get(client, mia).status_code for _ in range(4)} == {403}  # her role, not the limit
+    sam = create_token(runner)
+    assert get(client, sam, "?limit=0").status_code == 400
+    assert get(client, sam, "?columns=email").status_code == 200
+    assert get(client, sam, "?columns=email").status_code == 429  # the bad request counted: 2 of 2

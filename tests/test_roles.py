@@ -325,3 +325,23 @@ def test_the_pages_show_only_what_the_role_may_use(walk):
         assert ('href="/workspace/audit"' in leads, "Download CSV" in leads) == (export_log, download), role
         lead = client.get(f"/workspace/leads/{it.new_lead()}").get_data(as_text=True)
         assert ("Move to…" in lead) == move, role
+
+
+def test_every_test_the_threats_table_names_exists():
+    """A row of the threats table points at its proof: ``tests/x.py::name``, or ``::name`` for
+    another test of the file named just before."""
+    text = SECURITY.read_text(encoding="utf-8")
+    assert "## Threats" in text
+    rows = [line for line in text.split("## Threats", 1)[1].splitlines() if line.startswith("|")]
+    assert [cell.strip() for cell in rows[0].strip("|").split("|")] == ["threat", "defence", "test that proves it"]
+    missing, named = [], 0
+    for row in rows[2:]:
+        module = None
+        for path, name in re.findall(r"`(tests/[\w/]+\.py)?::(\w+)`", row.strip("|").split("|")[-1]):
+            module = path or module
+            assert module, f"{name} names no file: {row}"
+            named += 1
+            if not re.search(rf"^def {name}\(", (ROOT / module).read_text(encoding="utf-8"), re.M):
+                missing.append(f"{module}::{name}")
+    assert named >= len(rows) - 2
+    assert not missing, "docs/security.md's threats table names tests that do not exist: " + ", ".join(missing)
