@@ -17,8 +17,10 @@ from test_api_export import T0, create_token, csv_rows, get, record
 @pytest.fixture
 def leads(store) -> None:
     record(store, "ann@acme.example", company="Acme", utm_source="linkedin", marketing_opt_in=True)
-    record(store, "bob@acme.example", company="Acme", utm_source="linkedin", created_at=T0 + timedelta(days=1))
-    record(store, "cy@initech.example", company="Initech", utm_source="newsletter", created_at=T0 + timedelta(days=2))
+    record(store, "bob@acme.example", company="Acme", utm_source="linkedin",
+           created_at=T0 + timedelta(days=1))
+    record(store, "cy@initech.example", company="Initech", utm_source="newsletter",
+           created_at=T0 + timedelta(days=2))
 
 
 def log_rows(client) -> list[list[str]]:
@@ -26,7 +28,8 @@ def log_rows(client) -> list[list[str]]:
     page = client.get("/workspace/audit")
     assert page.status_code == 200
     body = page.get_data(as_text=True).split("<tbody>", 1)[1].split("</tbody>", 1)[0]
-    return [[html.unescape(re.sub(r"<[^>]+>", "", cell)).strip() for cell in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+    return [[html.unescape(re.sub(r"<[^>]+>", "", cell)).strip()
+             for cell in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
             for row in re.findall(r"<tr>(.*?)</tr>", body, re.S)]
 
 
@@ -58,7 +61,8 @@ def test_every_channel_is_recorded_with_actor_filter_and_rows(app, client, runne
     assert len(lines) == 3
     assert re.fullmatch(r"\S+Z  api        crm@example\.com \(token lg_\S+…\)  1 lead  finished  "
                         r"marketing=yes&columns=email,company", lines[0])
-    assert "  cli        " in lines[2] and lines[2].endswith("2 leads  finished  --utm-source linkedin --columns email")
+    assert "  cli        " in lines[2]
+    assert lines[2].endswith("2 leads  finished  --utm-source linkedin --columns email")
     only = runner.invoke(args=["export-log", "--channel", "workspace", "--limit", "5"]).output.splitlines()
     assert len(only) == 1 and "sam@example.com" in only[0]
 

@@ -258,7 +258,8 @@ def test_every_row_of_the_roles_table_is_a_route(make_app, site_dir):
 
 
 @sqlite_only
-@pytest.mark.parametrize("variant", variants(roles_table()), ids=lambda v: "defaults" if v is None else "=".join(v))
+@pytest.mark.parametrize("variant", variants(roles_table()),
+                         ids=lambda v: "defaults" if v is None else "=".join(v))
 def test_every_route_answers_as_the_roles_table_says(walk, variant):
     table = roles_table()
     it = walk(**({variant[0]: variant[1]} if variant else {}))

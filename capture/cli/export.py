@@ -145,5 +145,6 @@ def export_log(count: int, channel: str | None) -> None:
         click.echo("No exports recorded yet.", err=True)
     for record in page.records:
         state = "finished" if record.completed else "not finished"
+        leads = f"{record.rows} lead{'' if record.rows == 1 else 's'}"
         click.echo(f"{record.created_at:%Y-%m-%dT%H:%M:%SZ}  {record.channel:<9}  {record.actor}  "
-                   f"{record.rows} lead{'' if record.rows == 1 else 's'}  {state}  {record.filters or '(every lead)'}")
+                   f"{leads}  {state}  {record.filters or '(every lead)'}")
