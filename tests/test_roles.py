@@ -168,7 +168,9 @@ class Walk:
         }
         if name in samples:
             return samples[name]()
-        return 1 if "int:" + name in rule.rule else "sample"
+        if f"<int:{name}>" in rule.rule:
+            return 1
+        return "00000000-0000-4000-8000-000000000001" if f"<uuid:{name}>" in rule.rule else "sample"
 
     def url(self, rule: Rule) -> str:
         values = {name: self.sample(rule, name) for name in rule.arguments if name not in (rule.defaults or {})}
