@@ -180,3 +180,14 @@ def test_export_log_mistakes_are_one_error_line(runner, args, message):
 def test_an_empty_log_says_so(runner):
     result = runner.invoke(args=["export-log"])
     assert (result.exit_code, result.stdout, result.stderr) == (0, "", "No exports recorded yet.\n")
+
+
+def test_head_exports_nothing_and_is_not_recorded(client, runner, leads):
+    token = create_token(runner)
+    head = client.head("/api/leads.csv?limit=2", headers={"Authorization": f"Bearer {token}"})
+    assert head.status_code == 200 and head.data == b""
+    assert head.headers["Content-Disposition"].startswith("attachment;") and "Link" in head.headers
+    assert "Content-Length" not in head.headers  # as for the GET, which streams
+    signed_in(client, runner, "sam@example.com", "sales")
+    assert client.head("/workspace/leads.csv").status_code == 200
+    assert runner.invoke(args=["export-log"]).stderr == "No exports recorded yet.\n"

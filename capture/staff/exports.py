@@ -112,6 +112,9 @@ def streamed(lead_filter: LeadFilter, options: ExportOptions, catalog: Catalog |
     store = get_store()
     rendering = iter_export(store, options, lead_filter, catalog, order, after=after, through=through)
     config = current_app.config
+    if request.method == "HEAD":
+        # The headers a GET would get; no row leaves, so no slot, and nothing to record.
+        return _export_headers(Response(iter(()), content_type=options.content_type), options)
     slot = None
     if config["EXPORT_SLOTS"]:
         slot = take_slot(current_app.instance_path, config["EXPORT_SLOTS"])
@@ -131,7 +134,10 @@ def streamed(lead_filter: LeadFilter, options: ExportOptions, catalog: Catalog |
     # Blocks made elsewhere (a test's) have no count: recorded as 0 rows.
     count = getattr(rendering, "count", None) or RowCount()
     body = audit.recorded(blocks, store, record, lambda: count.rows)
-    response = Response(body, content_type=options.content_type)
+    return _export_headers(Response(body, content_type=options.content_type), options)
+
+
+def _export_headers(response: Response, options: ExportOptions) -> Response:
     response.headers["Content-Disposition"] = f'attachment; filename="{options.filename(utcnow())}"'
     # Personal data: never kept by a browser or a proxy.
     response.headers["Cache-Control"] = "private, no-store"
