@@ -7,7 +7,7 @@ with the number of rows, when its last byte has been handed over. An export cut 
 client hung up, the database failed) keeps ``completed`` false with the rows made until then,
 so a log that shows only completed exports would hide what left. Refused requests (bad
 parameters, a role without the right, a rate limit, no free slot) export nothing and are not
-recorded.
+recorded, nor is a HEAD request (its headers only).
 
 Admins read the log at ``/workspace/audit`` (capture.staff.roles: EXPORT_LOG) and with
 ``leadgate export-log``. Rows are kept; nothing here deletes them.
