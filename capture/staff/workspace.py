@@ -1,6 +1,6 @@
 """The sales workspace: sign-in, the list of leads, each lead's page and its stage moves.
 
-Views parse the request, call the store and render; who may see what is in capture.staff.auth,
+Views parse the request, call the store and render; who may see what is in capture.staff.roles,
 which leads a filter selects in capture.leads.filters, which stage moves are allowed in
 capture.leads.stages. Every page here answers ``no-store`` and a Content-Security-Policy
 without scripts and without inline styles (the look is one stylesheet, ``static/workspace.css``):
