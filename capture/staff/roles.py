@@ -5,9 +5,9 @@
   data only while ``MARKETING_CAN_EXPORT`` is true (an admin's decision, default true).
 - ``admin`` do all of that and read the export log (capture.staff.audit).
 
-Managing accounts and tokens, and erasing leads, happen on the command line only
-(``leadgate user``, ``leadgate token``): whoever can run those on the host holds the database
-and is an admin in fact. docs/security.md shows these decisions route by route, and
+Accounts and tokens are managed on the command line only (``leadgate user``, ``leadgate
+token``), and no route erases a lead: whoever can run those on the host holds the database and
+is an admin in fact. docs/security.md shows these decisions route by route, and
 tests/test_roles.py checks every route against that table.
 
 A view names the permission it needs under its sign-in guard::
