@@ -121,7 +121,8 @@ class Config:
     SESSION_IDLE_SECONDS: int = 3600
     #: Whether marketing accounts may export leads' contact details (CSV); admins decide.
     MARKETING_CAN_EXPORT: bool = True
-    #: Requests to ``/api/leads.csv`` allowed per API token (Flask-Limiter limit strings).
+    #: Requests to ``/api/leads.csv`` allowed per API token (Flask-Limiter limit strings separated
+    #: by ``;``; ``off`` turns the limit off). Checked at start by capture.staff.exports.
     API_EXPORT_RATE_LIMIT: str = "10/minute;100/hour"
     #: Demo mode (``leadgate serve --demo``): without LEADGATE_SECRET_KEY, the demo's key in
     #: ``instance/secret_key`` signs links (created when missing).

@@ -18,7 +18,7 @@ def main() -> None:
     """Leadgate: gated content on a MkDocs site, a capture service, and exports for sales."""
 
 
-for _command in (site.build, site.serve, export.export, db.db, staff.user, staff.token, spool.spool,
+for _command in (site.build, site.serve, export.export, export.export_log, db.db, staff.user, staff.token, spool.spool,
                  qualify.check, qualify.rescore, qualify.stage, report.report, report.spend,
                  report.sample, spam.spam):
     main.add_command(_command)

@@ -2,8 +2,8 @@
 how many were held each day, and the buttons that release a post as a lead or delete it.
 
 Every signed-in role may look (marketing watches what the form attracts); releasing and
-deleting change what becomes a lead, which is sales' call, so they need a sales account (or
-admin), as moving a lead between stages does. The rules are in capture.spam.folder.
+deleting change what becomes a lead, which is sales' call (the SPAM permission of
+capture.staff.roles, as moving a lead between stages is). The rules are in capture.spam.folder.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from capture.db.store import get_store
 from capture.scoring.apply import get_scoring
 from capture.spam import folder
 from capture.spam.verdict import THRESHOLD
-from capture.staff import accounts, auth
+from capture.staff import auth, roles
 
 bp = Blueprint("spam", __name__, url_prefix="/workspace")
 
@@ -43,6 +43,7 @@ def page_link(key: tuple[datetime, int]) -> str:
 
 @bp.get("/spam", endpoint="folder")
 @auth.login_required
+@roles.needs(roles.READ)
 def folder_page() -> Any:
     store = get_store()
     days = current_app.config["SPAM_KEEP_DAYS"]
@@ -55,12 +56,13 @@ def folder_page() -> Any:
         held_in_range=sum(c.held for c in counts), released_in_range=sum(c.released for c in counts),
         top=max([c.held for c in counts] + [1]), next_url=page_link(next_key) if next_key else None,
         first_url=url_for(".folder") if after else None, catalog=get_catalog(),
-        may_act=accounts.has_role(auth.current_user(), "sales"), threshold=THRESHOLD,
+        may_act=roles.may(auth.current_user(), roles.SPAM), threshold=THRESHOLD,
         words=folder.signal_words, meaning=folder.signal_meaning)
 
 
 @bp.post("/spam/<int:post_id>/release")
-@auth.login_required(role="sales")
+@auth.login_required
+@roles.needs(roles.SPAM)
 def release(post_id: int) -> Any:
     """Make a held post a lead, as if it had never been held: scored, consent recorded."""
     staff = auth.current_user()
@@ -77,7 +79,8 @@ def release(post_id: int) -> Any:
 
 
 @bp.post("/spam/<int:post_id>/delete")
-@auth.login_required(role="sales")
+@auth.login_required
+@roles.needs(roles.SPAM)
 def delete(post_id: int) -> Any:
     try:
         gone = folder.delete_held(get_store(), post_id)
