@@ -238,7 +238,8 @@ class Browser:
 def two_servers(tmp_path: Path, database_url: str | None, settings: dict[str, str]):
     """Two `leadgate serve` processes, two workers each, on one database and one count store."""
     site = tmp_path / "site"
-    site.mkdir(exist_ok=True)
+    for folder in (site, tmp_path / "a", tmp_path / "b"):
+        folder.mkdir()
     (site / "index.html").write_text("<!doctype html><title>Home</title>", encoding="utf-8")
     env = {"LEADGATE_SCORE_REFRESH_SECONDS": "0", "LEADGATE_SPOOL_RETRY_SECONDS": "0",
            **{f"LEADGATE_{k}": v for k, v in settings.items()}}
