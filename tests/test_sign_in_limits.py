@@ -25,6 +25,7 @@ from live import ROOT, LiveServer, PostgresUnavailable, postgres_database
 from sqlalchemy import select
 from staff import EMAIL, PASSWORD, add_user, sign_in
 
+from capture.config import ConfigError
 from capture.db.models import RateCount
 
 REDIS = "redis://127.0.0.1:6379"
@@ -199,6 +200,11 @@ def test_counts_that_cannot_be_reached_refuse_sign_in(make_app):
     assert "Sign-in is not possible just now" in page(refused)
     api = app.test_client().get("/api/leads.csv", headers={"Authorization": "Bearer lg_x"})
     assert api.status_code == 503
+
+
+def test_a_count_store_that_cannot_work_stops_the_service_at_start(make_app):
+    with pytest.raises(ConfigError, match="LEADGATE_RATELIMIT_STORAGE_URI 'redis-ish://x' cannot be used"):
+        make_app(RATELIMIT_STORAGE_URI="redis-ish://x")
 
 
 # --- Two real service processes ----------------------------------------------------------------------

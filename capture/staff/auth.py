@@ -54,8 +54,9 @@ TOO_MANY = ("Too many failed sign-ins from your network address. Wait a minute, 
             "If you have forgotten your password, ask an admin to set a new one.")
 TOO_MANY_TOKENS = ("Too many requests with API tokens that are not valid came from your network "
                    "address. Wait a minute, then try again with a valid token.")
-COUNTS_DOWN = ("Sign-in is not possible just now: the store of failed attempts is not answering. "
-               "Try again in a minute.")
+COUNTS_DOWN = ("Sign-in is not possible just now: the service cannot reach where it counts failed "
+               "sign-ins (Redis or the database). Try again in a minute; if it keeps failing, whoever "
+               "runs Leadgate will find why in the service's log.")
 
 V = TypeVar("V", bound=Callable[..., Any])
 
@@ -168,15 +169,17 @@ def _token_refusal(role: str | None) -> Response | None:
         get_counts().check_tokens(client)
     except LimitReached as e:
         return answer(Problem(429, TOO_MANY_TOKENS, headers={"Retry-After": str(e.retry_after)}))
-    except CountsUnavailable:
+    except CountsUnavailable as e:
+        current_app.logger.error("API token refused: the failed token counts cannot be reached: %s", e)
         return answer(Problem(503, "The API cannot check tokens just now. Try again in a minute.",
                               headers={"Retry-After": "60"}))
     user = user_for_token(get_store(), token.strip())
     if user is None:
         try:
             get_counts().token_failed(client)
-        except CountsUnavailable:
-            pass  # the 401 stands; the next request's check refuses while the counts are down
+        except CountsUnavailable as e:
+            # The 401 stands; the next request's check refuses while the counts are down.
+            current_app.logger.error("a failed API token was not counted: %s", e)
         return answer(Problem(401, "This API token is not valid, or has been revoked.", headers={
             "WWW-Authenticate": 'Bearer realm="leadgate", error="invalid_token"'}))
     if not has_role(user, role):
@@ -205,7 +208,8 @@ def limit_failed_sign_ins(view: V) -> V:
             attempt = get_counts().sign_in(request.form.get("email", ""), client_key(request.remote_addr))
         except LimitReached as e:
             return _too_many(e.retry_after)
-        except CountsUnavailable:
+        except CountsUnavailable as e:
+            current_app.logger.error("sign-in refused: the failed sign-in counts cannot be reached: %s", e)
             return answer(Problem(503, COUNTS_DOWN, title="Sign-in unavailable",
                                   headers={"Retry-After": "60"}))
         response = make_response(view(*args, **kwargs))

@@ -29,13 +29,14 @@ from typing import Any
 
 from flask import Flask, current_app
 from limits import RateLimitItem, parse
-from limits.errors import StorageError
+from limits.errors import ConfigurationError, StorageError
 from limits.storage import Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 from sqlalchemy import case, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
+from capture.config import ConfigError
 from capture.db.models import RateCount
 from capture.db.store import Store, get_store
 from capture.staff.accounts import AuthError, normalize_email
@@ -244,6 +245,16 @@ def get_counts(app: Flask | None = None) -> Counts:
 
 
 def init_app(app: Flask) -> None:
-    """The app's counts: Redis (or another limits storage) when configured, else the database."""
-    app.extensions[EXTENSION] = Counts(app.config["RATELIMIT_STORAGE_URI"], get_store(app),
-                                       str(app.config.get("RATELIMIT_KEY_PREFIX") or ""))
+    """The app's counts: Redis (or another limits storage) when configured, else the database.
+
+    A storage URI that cannot work (an unknown scheme, Redis without the ``redis`` package)
+    stops the service at start, not at the first sign-in; nothing connects yet.
+    """
+    uri = app.config["RATELIMIT_STORAGE_URI"]
+    if uri != MEMORY:
+        try:
+            storage_from_string(uri)
+        except ConfigurationError as e:
+            raise ConfigError(f"LEADGATE_RATELIMIT_STORAGE_URI {uri!r} cannot be used: {e} "
+                              "(for Redis: redis://host:6379 and pip install 'leadgate[redis]').") from None
+    app.extensions[EXTENSION] = Counts(uri, get_store(app), str(app.config.get("RATELIMIT_KEY_PREFIX") or ""))
