@@ -23,7 +23,8 @@ bp = Blueprint("sessions", __name__, url_prefix="/workspace/sessions")
 @auth.login_required
 def list_sessions() -> Any:
     user, this = auth.current_user(), auth.current_session()
-    rows = sessions.standing(get_store(), user.id, auth.lifetime())
+    # This session first, then the others, the most recently used first.
+    rows = sorted(sessions.standing(get_store(), user.id, auth.lifetime()), key=lambda row: row.id != this.id)
     lifetime = auth.lifetime()
     return render_template("workspace/sessions.html", title="Where you are signed in", this=this,
                            rows=rows, describe=sessions.describe_browser,
