@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select, update
-from staff import EMAIL, add_user, csrf_token, sign_in, signed_in
+from staff import EMAIL, PASSWORD, add_user, csrf_token, sign_in, signed_in
 
 from capture.config import ConfigError
 from capture.db.models import StaffSession
@@ -103,6 +103,33 @@ def test_each_sign_in_is_a_session_of_its_own(app, client, runner, store):
     assert second.ip_prefix == "203.0.113.0/24"  # the network, never the address
     sign_out(laptop)
     assert client.get("/workspace/").status_code == 200  # signing out one leaves the other
+
+
+def test_signing_in_again_ends_the_browsers_previous_session(app, client, runner, store):
+    signed_in(client, runner)
+    copy = cookie_of(client)
+    token = csrf_token(client, "/workspace/")
+    again = client.post("/workspace/login", data={"email": EMAIL, "password": PASSWORD, "csrf_token": token})
+    assert again.status_code == 303
+    assert refused(browser_with(app, copy).get("/workspace/"))
+    assert client.get("/workspace/").status_code == 200
+    assert [row.ended_at is None for row in rows(store)] == [False, True]
+
+
+def test_sessions_over_for_a_month_are_deleted_at_the_next_sign_in(app, client, runner, store):
+    signed_in(client, runner)
+    sign_out(client)
+    assert sign_in(client).status_code == 303
+    sign_out(client)
+    move_clock(store, created_at=timedelta(days=31), last_seen_at=timedelta(days=31),
+               expires_at=timedelta(days=31), ended_at=timedelta(days=31))
+    month_ago = datetime.now(UTC) - timedelta(days=29)
+    with store.write() as s:  # one of them was used and ended only 29 days ago: it stays
+        s.execute(update(StaffSession).where(StaffSession.id == rows(store)[1].id)
+                  .values(created_at=month_ago - timedelta(hours=1), last_seen_at=month_ago,
+                          expires_at=month_ago + timedelta(hours=11), ended_at=month_ago))
+    assert sign_in(client).status_code == 303
+    assert [row.ended_at is None for row in rows(store)] == [False, True]
 
 
 # --- A new password or a disabled account ends every session ------------------------------------

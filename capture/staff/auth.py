@@ -68,7 +68,11 @@ def lifetime() -> sessions.Lifetime:
 
 
 def sign_in(user: User) -> None:
-    """Start a fresh session for the user (nothing carried over from before signing in)."""
+    """Start a fresh session for the user (nothing carried over from before signing in; a
+    session this browser had is ended)."""
+    previous = session.get(SESSION_KEY)
+    if isinstance(previous, str):
+        sessions.end(get_store(), sessions.session_id(previous))
     session.clear()
     session[SESSION_KEY] = sessions.start(get_store(), user, lifetime(), request.user_agent.string,
                                           ip_prefix(request.remote_addr))

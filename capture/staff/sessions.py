@@ -17,7 +17,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import false, select, update
+from sqlalchemy import delete, false, or_, select, update
 from sqlalchemy.orm import Session
 
 from capture.db.models import USER_AGENT_MAX, StaffSession, User
@@ -25,6 +25,9 @@ from capture.db.store import Store
 
 #: How stale ``last_seen_at`` may get before a request writes it again.
 RENEW_SECONDS = 60
+#: Days an ended or expired session stays listed in the table (then the account's next sign-in
+#: deletes it): long enough to look into a sign-in that should not have happened.
+KEEP_DAYS = 30
 
 
 @dataclass(frozen=True)
@@ -45,10 +48,16 @@ def session_id(key: str) -> str:
 
 
 def start(store: Store, user: User, lifetime: Lifetime, user_agent: str, ip_prefix: str | None) -> str:
-    """A new session for the user; returns the key for the cookie (never stored)."""
+    """A new session for the user; returns the key for the cookie (never stored). The
+    account's sessions over for more than :data:`KEEP_DAYS` are deleted on the way."""
     key = secrets.token_urlsafe(32)
     now = datetime.now(UTC)
+    long_ago = now - timedelta(days=KEEP_DAYS)
     with store.write() as s:
+        s.execute(delete(StaffSession).where(
+            StaffSession.user_id == user.id,
+            or_(StaffSession.expires_at < long_ago, StaffSession.ended_at < long_ago,
+                StaffSession.last_seen_at < long_ago)))
         s.add(StaffSession(id=session_id(key), user_id=user.id, created_at=now, last_seen_at=now,
                            expires_at=now + timedelta(seconds=lifetime.absolute), ended_at=None,
                            user_agent=user_agent[:USER_AGENT_MAX], ip_prefix=ip_prefix))
