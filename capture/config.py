@@ -116,8 +116,8 @@ class Config:
     DISPOSABLE_EMAILS: str = "refuse"
     #: Days a post held as spam stays in the spam folder before it is purged.
     SPAM_KEEP_DAYS: int = 30
-    #: Seconds a workspace session may go unused before it ends (PERMANENT_SESSION_LIFETIME
-    #: ends it in any case).
+    #: Seconds a workspace session may go unused before it ends on the server
+    #: (PERMANENT_SESSION_LIFETIME ends it in any case). See /workspace/sessions.
     SESSION_IDLE_SECONDS: int = 3600
     #: Whether marketing accounts may export leads' contact details (CSV); admins decide.
     MARKETING_CAN_EXPORT: bool = True
@@ -136,12 +136,14 @@ class Config:
     #: Browsers send the sign-in cookie when following a link from another site, but not with
     #: another site's form posts or embedded requests (a second guard beside the CSRF tokens).
     SESSION_COOKIE_SAMESITE: str = "Lax"
-    #: Seconds a workspace sign-in lasts without being used; every page viewed renews it.
+    #: Seconds a workspace sign-in lasts in all, however much it is used: then its session ends
+    #: on the server and the person signs in again (SESSION_IDLE_SECONDS ends it sooner).
     PERMANENT_SESSION_LIFETIME: int = 12 * 3600
-    #: Where failed workspace sign-ins are counted (a Flask-Limiter storage URI). ``memory://``
-    #: counts in each worker process, so N workers allow about N times the limit; with several
-    #: workers share the counts through Redis: ``redis://127.0.0.1:6379`` (needs the ``redis``
-    #: package: ``pip install 'leadgate[redis]'``).
+    #: Where rate-limit counts are kept, shared by every worker and host (a Flask-Limiter storage
+    #: URI): Redis, ``redis://127.0.0.1:6379`` (needs the ``redis`` package: ``pip install
+    #: 'leadgate[redis]'``). With the default ``memory://`` the failed sign-ins and API tokens
+    #: are counted in the database (table ``rate_counts``) instead, never per process.
+    #: ``RATELIMIT_KEY_PREFIX`` starts every key (several services on one Redis).
     RATELIMIT_STORAGE_URI: str = "memory://"
     #: How many exports (``/workspace/leads.csv``, ``/api/leads.csv``) may stream at once on this
     #: host. gunicorn runs this many workers on top of the visitors' ($WEB_CONCURRENCY, else 2),
@@ -302,6 +304,9 @@ def finalize(app: Flask) -> None:
             config[name] = str(config[name])
     config["ALLOWED_ORIGINS"] = as_origins(config["ALLOWED_ORIGINS"])
     check_export_limits(config["EXPORT_SLOTS"], config["EXPORT_NICENESS"])
+    for name in ("PERMANENT_SESSION_LIFETIME", "SESSION_IDLE_SECONDS"):
+        if config[name] <= 0:
+            raise ConfigError(f"LEADGATE_{name} must be a positive number of seconds.")
     if config["DOWNLOAD_MAX_AGE"] <= 0:
         raise ConfigError("LEADGATE_DOWNLOAD_MAX_AGE must be a positive number of seconds.")
     config["CONTENT_DIR"] = str(Path(config["CONTENT_DIR"]).resolve())

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from werkzeug.routing import Rule
 
 from capture.catalog import get_catalog
-from capture.db.models import Lead
+from capture.db.models import Lead, StaffSession, User
 from capture.leads.submission import NewSubmission
 from capture.spam import folder
 from capture.spam.verdict import judge, reason
@@ -165,6 +165,13 @@ class Walk:
         with store.read() as s:
             return s.scalars(select(Lead.id).where(Lead.email == email)).one()
 
+    def other_session(self, role: str) -> str:
+        """The id of another session of this role's account: signed in elsewhere just now."""
+        assert sign_in(self.visitor(), f"{role}@example.com").status_code == 303
+        with get_store(self.app).read() as s:
+            return s.scalars(select(StaffSession.id).join(User).where(User.email == f"{role}@example.com")
+                             .order_by(StaffSession.created_at.desc())).first()
+
     def held_post(self) -> int:
         """A post held in the spam folder (the honeypot filled), by its number."""
         with self.app.app_context():
@@ -215,11 +222,15 @@ class Walk:
                 data.update(email=f"nobody-{role}@example.com", password="not the password at all")
             elif rule.endpoint == "workspace.move":
                 data["stage"] = "sql"
+            elif rule.endpoint == "sessions.end_one" and role != "anonymous":
+                data["session"] = self.other_session(role)
             kwargs["data"] = data
         else:
             client = self.staff(role)
         response = client.open(url, **kwargs)
         response.close()
+        if rule.endpoint == "sessions.end_others":
+            self.signed_in.pop(role, None)  # its session was one of the others
         location = response.headers.get("Location")
         return response.status_code, urlsplit(location).path if location else None
 

@@ -14,21 +14,18 @@ capture.staff.roles.
 The API pages through large exports: ``limit`` leads at most (up to :data:`LIMIT_MAX`), and
 the answer's ``Link: <…>; rel="next"`` (and ``Leadgate-Next-Cursor``) says where the next page
 starts, as an opaque ``cursor`` signed with the secret key, so an edited one is refused. Each
-token has its own rate limit (``API_EXPORT_RATE_LIMIT``, counted in ``RATELIMIT_STORAGE_URI``
-under the token's hash), answered with 429 and ``Retry-After``.
+token has its own rate limit (``API_EXPORT_RATE_LIMIT``, counted with the sign-in limits in
+Redis or the database, capture.staff.limits, under the token's hash), answered with 429 and ``Retry-After``.
 """
 
 from __future__ import annotations
 
 import functools
-import math
-import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from flask import Blueprint, Flask, Response, current_app, g, request, stream_with_context, url_for
-from flask_limiter.errors import RateLimitExceeded
 from itsdangerous import BadSignature, URLSafeSerializer
 from limits import parse_many
 
@@ -42,6 +39,7 @@ from capture.leads.filters import LeadFilter
 from capture.leads.queries import ExportKey, export_page_end, read_order
 from capture.staff import audit, auth, roles
 from capture.staff.accounts import TOKEN_DISPLAY, hash_token
+from capture.staff.limits import CountsUnavailable, LimitReached, get_counts
 from capture.staff.slots import RETRY_AFTER_SECONDS, SlotStream, take_slot
 
 bp = Blueprint("export", __name__)
@@ -165,21 +163,22 @@ def _token_key() -> str:
 
 def limited_per_token(view: V) -> V:
     """``API_EXPORT_RATE_LIMIT`` per token (after the token was accepted), else 429 JSON."""
-    limited = auth.limiter.limit(lambda: current_app.config["API_EXPORT_RATE_LIMIT"], key_func=_token_key,
-                                 scope="api-export",
-                                 exempt_when=lambda: current_app.config["API_EXPORT_RATE_LIMIT"] == "off")(view)
-
     @functools.wraps(view)
-    def answered(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return limited(*args, **kwargs)
-        except RateLimitExceeded as e:
-            breached = auth.limiter.current_limit
-            wait = max(1, math.ceil(breached.window.reset_time - time.time())) if breached else 60
-            raise Problem(429, f"This token has made too many exports ({e.limit.limit}). Nothing was "
-                               f"exported; try again in {wait} seconds.", title="Too many exports",
-                          headers={"Retry-After": str(wait)}) from None
-    return answered  # type: ignore[return-value]
+    def limited(*args: Any, **kwargs: Any) -> Any:
+        setting = current_app.config["API_EXPORT_RATE_LIMIT"]
+        if setting != "off":
+            try:
+                get_counts().api_export(_token_key(), parse_many(setting))
+            except LimitReached as e:
+                raise Problem(429, f"This token has made too many exports ({setting}). Nothing was "
+                                   f"exported; try again in {e.retry_after} seconds.", title="Too many exports",
+                              headers={"Retry-After": str(e.retry_after)}) from None
+            except CountsUnavailable as e:
+                current_app.logger.error("API export refused: its counts cannot be reached: %s", e)
+                raise Problem(503, "The API cannot count exports just now. Try again in a minute.",
+                              headers={"Retry-After": "60"}) from None
+        return view(*args, **kwargs)
+    return limited  # type: ignore[return-value]
 
 
 @bp.get("/api/leads.csv")

@@ -60,7 +60,7 @@ from capture.leads.stages import (
 from capture.scoring.apply import get_scoring
 from capture.scoring.rules import Rules
 from capture.scoring.score import Reason, gap_to_mql, reasons_from_json
-from capture.staff import accounts, auth, roles
+from capture.staff import accounts, auth, roles, session_pages
 
 PAGE_SIZE = 50
 SORT_LABELS = {"score": "Score", "last_seen": "Last seen", "first_seen": "First seen", "email": "Email",
@@ -328,5 +328,6 @@ def page_helpers() -> dict[str, Any]:
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
+    app.register_blueprint(session_pages.bp)
     app.context_processor(page_helpers)
     app.after_request(secure)
