@@ -13,7 +13,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Defaults from config.Config, then ``LEADGATE_*`` variables, then test_config."""
     from capture import cli, config, errors, spool
     from capture.db import store
-    from capture.staff import api, auth, dashboard, exports, workspace
+    from capture.staff import api, audit, auth, dashboard, exports, roles, spam, workspace
     from capture.web import health, site, views
     from capture.spam import limits
 
@@ -40,6 +40,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     exports.init_app(app)
     api.init_app(app)
     dashboard.init_app(app)
+    spam.init_app(app)
+    roles.init_app(app)
+    audit.init_app(app)
     site.init_app(app)
     cli.init_app(app)
 

@@ -116,12 +116,13 @@ class Config:
     DISPOSABLE_EMAILS: str = "refuse"
     #: Days a post held as spam stays in the spam folder before it is purged.
     SPAM_KEEP_DAYS: int = 30
-    #: Seconds a workspace session may go unused before it ends (PERMANENT_SESSION_LIFETIME
-    #: ends it in any case).
+    #: Seconds a workspace session may go unused before it ends on the server
+    #: (PERMANENT_SESSION_LIFETIME ends it in any case). See /workspace/sessions.
     SESSION_IDLE_SECONDS: int = 3600
     #: Whether marketing accounts may export leads' contact details (CSV); admins decide.
     MARKETING_CAN_EXPORT: bool = True
-    #: Requests to ``/api/leads.csv`` allowed per API token (Flask-Limiter limit strings).
+    #: Requests to ``/api/leads.csv`` allowed per API token (Flask-Limiter limit strings separated
+    #: by ``;``; ``off`` turns the limit off). Checked at start by capture.staff.exports.
     API_EXPORT_RATE_LIMIT: str = "10/minute;100/hour"
     #: Demo mode (``leadgate serve --demo``): without LEADGATE_SECRET_KEY, the demo's key in
     #: ``instance/secret_key`` signs links (created when missing).
@@ -135,12 +136,14 @@ class Config:
     #: Browsers send the sign-in cookie when following a link from another site, but not with
     #: another site's form posts or embedded requests (a second guard beside the CSRF tokens).
     SESSION_COOKIE_SAMESITE: str = "Lax"
-    #: Seconds a workspace sign-in lasts without being used; every page viewed renews it.
+    #: Seconds a workspace sign-in lasts in all, however much it is used: then its session ends
+    #: on the server and the person signs in again (SESSION_IDLE_SECONDS ends it sooner).
     PERMANENT_SESSION_LIFETIME: int = 12 * 3600
-    #: Where failed workspace sign-ins are counted (a Flask-Limiter storage URI). ``memory://``
-    #: counts in each worker process, so N workers allow about N times the limit; with several
-    #: workers share the counts through Redis: ``redis://127.0.0.1:6379`` (needs the ``redis``
-    #: package: ``pip install 'leadgate[redis]'``).
+    #: Where rate-limit counts are kept, shared by every worker and host (a Flask-Limiter storage
+    #: URI): Redis, ``redis://127.0.0.1:6379`` (needs the ``redis`` package: ``pip install
+    #: 'leadgate[redis]'``). With the default ``memory://`` the failed sign-ins and API tokens
+    #: are counted in the database (table ``rate_counts``) instead, never per process.
+    #: ``RATELIMIT_KEY_PREFIX`` starts every key (several services on one Redis).
     RATELIMIT_STORAGE_URI: str = "memory://"
     #: How many exports (``/workspace/leads.csv``, ``/api/leads.csv``) may stream at once on this
     #: host. gunicorn runs this many workers on top of the visitors' ($WEB_CONCURRENCY, else 2),
@@ -313,6 +316,9 @@ def finalize(app: Flask) -> None:
     config["ALLOWED_ORIGINS"] = as_origins(config["ALLOWED_ORIGINS"])
     check_export_limits(config["EXPORT_SLOTS"], config["EXPORT_NICENESS"])
     check_form_limits(config)
+    for name in ("PERMANENT_SESSION_LIFETIME", "SESSION_IDLE_SECONDS"):
+        if config[name] <= 0:
+            raise ConfigError(f"LEADGATE_{name} must be a positive number of seconds.")
     if config["DOWNLOAD_MAX_AGE"] <= 0:
         raise ConfigError("LEADGATE_DOWNLOAD_MAX_AGE must be a positive number of seconds.")
     config["CONTENT_DIR"] = str(Path(config["CONTENT_DIR"]).resolve())
@@ -330,6 +336,8 @@ def finalize(app: Flask) -> None:
     config["SPOOL_RETRY_SECONDS"] = as_seconds("SPOOL_RETRY_SECONDS", config["SPOOL_RETRY_SECONDS"])
     config["SCORE_REFRESH_SECONDS"] = as_seconds("SCORE_REFRESH_SECONDS", config["SCORE_REFRESH_SECONDS"])
     config["FORM_MIN_SECONDS"] = as_seconds("FORM_MIN_SECONDS", config["FORM_MIN_SECONDS"])
+    if config["SPAM_KEEP_DAYS"] < 1:
+        raise ConfigError("LEADGATE_SPAM_KEEP_DAYS must be 1 or more days.")
     if config["DISPOSABLE_EMAILS"] not in ("refuse", "suspect"):
         raise ConfigError(f"LEADGATE_DISPOSABLE_EMAILS must be refuse or suspect, not {config['DISPOSABLE_EMAILS']!r}.")
     config["SECRET_KEY"] = resolve_secret_key(

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
+import os
 import re
+import socket
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import event
 
 from capture.catalog import ConsentText
+from capture.config import ConfigError
 from capture.leads.submission import NewSubmission
 from capture.leads.submission import record_submission
 from capture.scoring.apply import get_scoring
@@ -235,3 +240,187 @@ def test_workspace_download_by_stage_sorted_by_score(client, runner, scored_lead
         ("bob@acme.example", "lead", "30"), ("cy@initech.example", "lead", "20")]
     response = download_link(client, "?score_min=25")
     assert [r["email"] for r in csv_rows(response)] == ["ann@acme.example", "bob@acme.example"]
+
+
+# --- Pages: limit and cursor -----------------------------------------------------------------
+
+@pytest.fixture
+def many_leads(store) -> list[str]:
+    """Eight leads with ties in every order: two posts at each moment, companies shared."""
+    emails = []
+    for n in range(8):
+        email = f"lead{n}@example.com"
+        record(store, email, company=("Acme", "Globex", "Initech")[n % 3],
+               created_at=T0 + timedelta(days=n // 2))
+        emails.append(email)
+    return emails
+
+
+def pages(client, token: str, query: str) -> list[list[str]]:
+    """Follow the Link headers from the first page to the last; each page's emails."""
+    seen, url = [], f"/api/leads.csv{query}"
+    while url:
+        response = client.get(url, headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 200, response.get_data(as_text=True)
+        seen.append([row["email"] for row in csv_rows(response)])
+        link = response.headers.get("Link")
+        if link is None:
+            assert "Leadgate-Next-Cursor" not in response.headers
+            break
+        match = re.fullmatch(r'<(/api/leads\.csv\?[^>]+)>; rel="next"', link)
+        assert match, link
+        url = match.group(1)
+        assert f"cursor={response.headers['Leadgate-Next-Cursor']}" in url
+        assert len(seen) < 20, "the pages never end"
+    return seen
+
+
+@pytest.mark.parametrize("order", ["", "&sort=last_seen&dir=desc", "&sort=company&dir=asc",
+                                   "&sort=email&dir=desc", "&sort=score&dir=desc", "&sort=first_seen&dir=asc"])
+def test_limit_and_cursor_page_through_every_lead_once(client, token, many_leads, order):
+    everything = [row["email"] for row in csv_rows(get(client, token, f"?columns=email{order}"))]
+    assert sorted(everything) == sorted(many_leads)
+    seen = pages(client, token, f"?columns=email&limit=3{order}")
+    assert [len(page) for page in seen] == [3, 3, 2]
+    assert [email for page in seen for email in page] == everything
+
+
+def test_the_last_full_page_has_no_next_link(client, token, many_leads):
+    assert [len(page) for page in pages(client, token, "?limit=4&columns=email")] == [4, 4]
+    assert [len(page) for page in pages(client, token, "?limit=100000&columns=email")] == [8]
+
+
+def test_pages_keep_the_filter_and_format(client, token, many_leads):
+    response = get(client, token, "?q=example&limit=2&format=jsonl&columns=id,company&company=x")
+    link = response.headers["Link"]
+    assert "format=jsonl" in link and "q=example" in link and "columns=id,company" in link
+    assert [json.loads(line)["id"] for line in response.get_data(as_text=True).splitlines()] == [1, 2]
+
+
+def test_a_lead_added_between_pages_is_not_lost(client, token, store, many_leads):
+    first = get(client, token, "?columns=email&limit=5")
+    record(store, "late@example.com", created_at=T0)
+    rest = client.get(re.search(r"<([^>]+)>", first.headers["Link"]).group(1),
+                      headers={"Authorization": f"Bearer {token}"})
+    assert [r["email"] for r in csv_rows(first) + csv_rows(rest)] == [*many_leads, "late@example.com"]
+
+
+@pytest.mark.parametrize("limit", ["0", "-1", "abc", "1.5", "100001", "１０", " 5", "99999999999"])
+def test_bad_limit_is_refused_naming_it(client, token, many_leads, limit):
+    response = get(client, token, "", query_string={"limit": limit})
+    assert response.status_code == 400
+    assert "Content-Disposition" not in response.headers
+    assert response.get_json()["errors"] == {
+        "limit": [f"'{limit[:20]}' is not a whole number from 1 to 100,000."]}
+
+
+def test_a_cursor_that_was_changed_is_refused(client, token, many_leads):
+    first = get(client, token, "?columns=email&limit=3&sort=last_seen&dir=desc")
+    cursor = first.headers["Leadgate-Next-Cursor"]
+    flipped = cursor[:-3] + ("A" if cursor[-3] != "A" else "B") + cursor[-2:]
+    for query, problem in (
+            ({"cursor": flipped}, "was not made by this service, or was changed"),
+            ({"cursor": "eyJpZCI6IDV9"}, "was not made by this service, or was changed"),
+            ({"cursor": cursor.split(".")[0] + ".forged"}, "was not made by this service, or was changed"),
+            ({"cursor": cursor, "sort": "company"}, "was made for another order"),
+            ({"cursor": cursor, "sort": "last_seen", "dir": "asc"}, "was made for another order")):
+        response = get(client, token, "", query_string={"columns": "email", "limit": "3", "sort": "last_seen",
+                                                        "dir": "desc", **query})
+        assert response.status_code == 400, query
+        [message] = response.get_json()["errors"]["cursor"]
+        assert problem in message, query
+    # Another service (another secret key) cannot hand out cursors for this one.
+    good = get(client, token, "", query_string={"columns": "email", "limit": "3", "sort": "last_seen",
+                                                "dir": "desc", "cursor": cursor})
+    assert good.status_code == 200 and len(csv_rows(good)) == 3
+
+
+def test_a_cursor_without_limit_streams_the_rest(client, token, many_leads):
+    first = get(client, token, "?limit=6")
+    cursor = first.headers["Leadgate-Next-Cursor"]
+    first.close()
+    rest = get(client, token, "", query_string={"cursor": cursor, "columns": "email"})
+    assert [r["email"] for r in csv_rows(rest)] == many_leads[6:]
+    assert "Link" not in rest.headers
+
+
+# --- Rate limit per token --------------------------------------------------------------------
+
+def test_each_token_has_its_own_rate_limit(make_app, many_leads):
+    app = make_app(API_EXPORT_RATE_LIMIT="2/minute;50/hour", RATELIMIT_KEY_PREFIX=f"test-{uuid.uuid4().hex}")
+    client, runner = app.test_client(), app.test_cli_runner()
+    sam, ann = create_token(runner, "sam@example.com"), create_token(runner, "ann@example.com")
+    assert [get(client, sam).status_code for _ in range(2)] == [200, 200]
+    refused = get(client, sam, "?columns=email")
+    assert refused.status_code == 429
+    assert refused.headers["Content-Type"] == "application/json"
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    body = refused.get_json()
+    assert body["ok"] is False and body["title"] == "Too many exports"
+    assert "(2/minute;50/hour)" in body["error"] and "Nothing was exported" in body["error"]
+    assert "Content-Disposition" not in refused.headers
+    # Another token (another script) is not held back by the first one's count.
+    other = get(client, ann)
+    assert other.status_code == 200 and len(csv_rows(other)) == 8
+    # A refused request is not an export: the log has the three that ran.
+    log = app.test_cli_runner().invoke(args=["export-log", "--channel", "api"]).output.splitlines()
+    assert [line.split()[2] for line in log] == ["ann@example.com", "sam@example.com", "sam@example.com"]
+
+
+def test_a_bad_rate_limit_setting_names_the_variable(make_app):
+    with pytest.raises(ConfigError, match="LEADGATE_API_EXPORT_RATE_LIMIT must be limits such as "
+                                          "10/minute;100/hour, or off, not 'ten a minute'"):
+        make_app(API_EXPORT_RATE_LIMIT="ten a minute")
+
+
+def test_the_rate_limit_can_be_turned_off(make_app, many_leads):
+    app = make_app(API_EXPORT_RATE_LIMIT="off")
+    client = app.test_client()
+    sam = create_token(app.test_cli_runner())
+    assert {get(client, sam, "?columns=email").status_code for _ in range(12)} == {200}
+
+
+def redis_reachable() -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", 6379), timeout=1).close()
+    except OSError:
+        if os.environ.get("CI") == "true":
+            pytest.fail("Redis at 127.0.0.1:6379 cannot be reached; CI=true needs it")
+        return False
+    return True
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)
+def test_counts_live_in_redis_under_a_digest_of_the_token(make_app, many_leads):
+    if not redis_reachable():
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    import redis
+
+    prefix = f"test-{uuid.uuid4().hex}"
+    app = make_app(RATELIMIT_STORAGE_URI="redis://127.0.0.1:6379", RATELIMIT_KEY_PREFIX=prefix,
+                   API_EXPORT_RATE_LIMIT="1/minute")
+    client = app.test_client()
+    sam = create_token(app.test_cli_runner())
+    assert get(client, sam).status_code == 200
+    assert get(client, sam).status_code == 429
+    server = redis.Redis(host="127.0.0.1", port=6379)
+    # The prefix is this test's own: no other test's keys can match it.
+    keys = [key.decode() for key in server.scan_iter(f"*{prefix}*")]
+    try:
+        assert len(keys) == 1
+        assert sam not in keys[0] and hashlib.sha256(sam.encode()).hexdigest() not in keys[0]
+    finally:
+        if keys:
+            server.delete(*keys)
+
+
+def test_refused_requests_do_not_count_against_the_limit(make_app, many_leads):
+    app = make_app(API_EXPORT_RATE_LIMIT="2/minute", MARKETING_CAN_EXPORT=False)
+    client, runner = app.test_client(), app.test_cli_runner()
+    assert add_user(runner, "mia@example.com", "marketing").exit_code == 0
+    mia = TOKEN.search(runner.invoke(args=["token", "create", "mia@example.com"]).output).group(0)
+    assert {get(client, mia).status_code for _ in range(4)} == {403}  # her role, not the limit
+    sam = create_token(runner)
+    assert get(client, sam, "?limit=0").status_code == 400
+    assert get(client, sam, "?columns=email").status_code == 200
+    assert get(client, sam, "?columns=email").status_code == 429  # the bad request counted: 2 of 2

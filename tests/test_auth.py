@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import os
 import pty
-import socket
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from select import select as readable
 
@@ -293,27 +291,6 @@ def test_twenty_failures_from_one_network_address_stop_it(runner, client):
         assert sign_in(client, f"guess{n}@example.com", "wrong password!").status_code == 422
     assert sign_in(client).status_code == 429
     assert sign_in(client, environ_base=OTHER_NETWORK).status_code == 303
-
-
-def redis_reachable() -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", 6379), timeout=1).close()
-    except OSError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not redis_reachable(), reason="no Redis on 127.0.0.1:6379")
-def test_workers_share_the_count_through_redis(make_app):
-    """Two apps stand for two gunicorn workers: failures on either count against both."""
-    workers = [make_app(RATELIMIT_STORAGE_URI="redis://127.0.0.1:6379") for _ in range(2)]
-    add_user(workers[0].test_cli_runner())
-    # A network address of this test alone, so counts left in Redis by other runs do not matter.
-    network = {"REMOTE_ADDR": f"2001:db8::{uuid.uuid4().hex[:4]}"}
-    clients = [worker.test_client() for worker in workers]
-    for n in range(5):
-        assert sign_in(clients[n % 2], password="wrong password!", environ_base=network).status_code == 422
-    assert sign_in(clients[1], environ_base=network).status_code == 429
 
 
 # --- Every workspace and API route is closed to anonymous visitors ---------------------------

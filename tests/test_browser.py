@@ -602,6 +602,61 @@ def test_workspace_text_meets_wcag_aa_contrast(workspace_server, browser, leads_
         pytest.fail("text below WCAG AA contrast:\n" + "\n".join(failures), pytrace=False)
 
 
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_a_rep_ends_a_forgotten_session_from_the_sessions_page(workspace_server, browser, scheme, tmp_path):
+    """Signed in at the office and on a phone, the rep opens "Your sessions" on the laptop,
+    sees both (this one marked) and ends the phone's: the phone's next page is the sign-in.
+    The page reads at AA contrast in both schemes and never scrolls sideways on the phone."""
+    email = f"{scheme}.sessions@example.com"
+    subprocess.run([workspace_server.leadgate, "user", "add", email, "--role", "sales", "--password-stdin"],
+                   input=STAFF_PASSWORD + "\n", env=workspace_server.env, cwd=workspace_server.cwd,
+                   text=True, capture_output=True, check=True, timeout=60)
+    laptop = browser.new_context(viewport=LAPTOP, color_scheme=scheme)
+    phone = browser.new_context(viewport=PHONE, color_scheme=scheme)
+    try:
+        pages = {}
+        for name, context in (("laptop", laptop), ("phone", phone)):
+            page = pages[name] = context.new_page()
+            page.goto(f"{workspace_server.url}/workspace/login")
+            page.get_by_label("Email").fill(email)
+            page.get_by_label("Password").fill(STAFF_PASSWORD)
+            page.get_by_role("button", name="Sign in").click()
+            page.wait_for_url("**/workspace/")
+        phone_page = pages["phone"]
+        phone_page.locator(".ws-header").get_by_role("link", name="Your sessions").click()
+        phone_page.wait_for_url("**/workspace/sessions/")
+        sideways = phone_page.evaluate("() => document.scrollingElement.scrollWidth > window.innerWidth")
+        phone_page.screenshot(path=screenshots(tmp_path) / f"workspace-sessions-phone-{scheme}.png", full_page=True)
+
+        page = pages["laptop"]
+        page.locator(".ws-header").get_by_role("link", name="Your sessions").click()
+        page.wait_for_url("**/workspace/sessions/")
+        rows = page.locator("tbody tr")
+        listed = rows.count()
+        marked = page.locator(".ws-sessions__this").count()
+        failures = low_contrast(f"{scheme}, sessions", page.locator(".ws-header"), page.locator("main"))
+        page.screenshot(path=screenshots(tmp_path) / f"workspace-sessions-{scheme}.png", full_page=True)
+        page.locator("tbody tr:not(.ws-sessions__this)").get_by_role("button", name="End").click()
+        page.wait_for_url("**/workspace/sessions/")
+        notice = page.locator(".ws-notice").inner_text()
+        left = rows.count()
+
+        phone_page.goto(f"{workspace_server.url}/workspace/")
+        phone_url = phone_page.url
+        page.goto(f"{workspace_server.url}/workspace/")
+        laptop_url = page.url
+    finally:
+        laptop.close()
+        phone.close()
+    assert (listed, marked, left) == (2, 1, 1)
+    assert notice == "Session ended: that browser has to sign in again."
+    assert "/workspace/login" in phone_url
+    assert laptop_url == f"{workspace_server.url}/workspace/"
+    assert not sideways
+    if failures:
+        pytest.fail("text below WCAG AA contrast:\n" + "\n".join(failures), pytrace=False)
+
+
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory):
     with LiveServer(tmp_path_factory.mktemp("live"),

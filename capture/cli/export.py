@@ -1,6 +1,14 @@
-"""`leadgate export`: leads as CSV or JSON Lines, with the filters of the workspace and the API."""
+"""`leadgate export`: leads as CSV or JSON Lines, with the filters of the workspace and the API;
+`leadgate export-log`: every export, recorded (capture.staff.audit)."""
 
 from __future__ import annotations
+
+import getpass
+import os
+import shlex
+import socket
+from contextlib import closing
+from typing import Any, BinaryIO
 
 import click
 
@@ -60,7 +68,7 @@ def export(output, q, seen_from, seen_to, resource, resource_type, utm_source, u
     """
     from capture.catalog import get_catalog
     from capture.db.store import get_store
-    from capture.leads.export import ExportOptions, write_export
+    from capture.leads.export import ExportOptions
     from capture.leads.filters import LeadFilter
 
     args = {"q": q, "from": seen_from, "to": seen_to, "resource": resource, "type": resource_type,
@@ -77,6 +85,66 @@ def export(output, q, seen_from, seen_to, resource, resource_type, utm_source, u
         raise click.UsageError("\n".join(
             f"{EXPORT_OPTIONS[name]}: {message}" for name, messages in errors.items() for message in messages))
     require_tables(get_store().engine)
-    count = write_export(get_store(), output, options, lead_filter, catalog)
+    count = audited_export(output, options, lead_filter, catalog, given_options(args))
     if output.name != "-":
         click.echo(f"{count} lead{'' if count == 1 else 's'} written to {output.name}", err=True)
+
+
+def given_options(args: dict[str, str | None]) -> str:
+    """The filter and column options as typed, for the export log: ``--stage mql --excel``."""
+    given = []
+    for name, value in args.items():
+        if name == "excel":
+            given += ["--excel"] if value else []
+        elif value and not (name == "format" and value == "csv"):  # the default, not a choice
+            given += [EXPORT_OPTIONS[name], value]
+    return shlex.join(given)
+
+
+def who_runs_this() -> str:
+    """The account on this host that runs the command: the log's "who" for the command line."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for the uid (a container)
+        user = f"uid {os.getuid()}"
+    return f"{user}@{socket.gethostname()} (command line)"
+
+
+def audited_export(output: BinaryIO, options: Any, lead_filter: Any, catalog: Any, filters: str) -> int:
+    """Write the export, recorded in the export log from start to end; the leads written."""
+    from capture.db.store import get_store
+    from capture.leads.export import iter_export
+    from capture.staff import audit
+
+    store = get_store()
+    record = audit.start(store, "cli", who_runs_this(), filters)
+    rendering = iter_export(store, options, lead_filter, catalog)
+    count = rendering.count
+    with closing(audit.recorded(rendering, store, record, lambda: count.rows)) as blocks:
+        for block in blocks:
+            output.write(block)
+    return rendering.rows
+
+
+@command(name="export-log")
+@option("--limit", "count", type=click.IntRange(1, 10_000), default=50, show_default=True, metavar="N",
+        help="How many exports to show, newest first.")
+@option("--channel", type=click.Choice(["cli", "workspace", "api"]), default=None,
+        help="Only exports made this way.")
+def export_log(count: int, channel: str | None) -> None:
+    """Every export of leads, newest first: when, how, who, the filter given, leads, finished.
+
+    "not finished" is an export still running, or one cut off before its end.
+    """
+    from capture.db.store import get_store
+    from capture.staff import audit
+
+    require_tables(get_store().engine)
+    page = audit.recent(get_store(), limit=count, channel=channel)
+    if not page.records:
+        click.echo("No exports recorded yet.", err=True)
+    for record in page.records:
+        state = "finished" if record.completed else "not finished"
+        leads = f"{record.rows} lead{'' if record.rows == 1 else 's'}"
+        click.echo(f"{record.created_at:%Y-%m-%dT%H:%M:%SZ}  {record.channel:<9}  {record.actor}  "
+                   f"{leads}  {state}  {record.filters or '(every lead)'}")

@@ -77,7 +77,7 @@ def user_list() -> None:
 @user.command("disable")
 @click.argument("email")
 def user_disable(email: str) -> None:
-    """Stop the account of EMAIL signing in or using its tokens; its sessions end at their next page."""
+    """Stop the account of EMAIL signing in or using its tokens; its sessions end at once."""
     _set_disabled(email, True)
 
 

@@ -57,7 +57,7 @@ from capture.catalog import Catalog
 from capture.db.store import Store
 from capture.fields import BY_NAME, CHOICE, PROFILE_FIELDS
 from capture.leads.filters import LeadFilter
-from capture.leads.queries import EXPORT_SOURCE_FIELDS, iter_export_rows
+from capture.leads.queries import EXPORT_SOURCE_FIELDS, ExportKey, iter_export_rows
 from capture.leads.stages import STAGES
 from capture.scoring.score import readable_reasons, reasons_from_json
 
@@ -252,6 +252,14 @@ class _Encoded:
         return block
 
 
+@dataclass
+class RowCount:
+    """Rows made so far: kept apart from the Rendering, so that whoever reads the count at the
+    end (the export log) does not keep the rows' generator, and its connection, alive."""
+
+    rows: int = 0
+
+
 class Rendering:
     """Rows (of options.columns) as blocks of UTF-8, the CSV header first on its own; counts rows."""
 
@@ -259,7 +267,11 @@ class Rendering:
         self.source = iter(rows)
         self.options = options
         self.chunk_size = chunk_size
-        self.rows = 0
+        self.count = RowCount()
+
+    @property
+    def rows(self) -> int:
+        return self.count.rows
 
     def __iter__(self) -> Iterator[bytes]:
         kinds = [COLUMNS[name].kind for name in self.options.columns]
@@ -269,7 +281,7 @@ class Rendering:
 
     def _batches(self) -> Iterator[list[Sequence[Any]]]:
         while batch := list(islice(self.source, self.chunk_size)):
-            self.rows += len(batch)
+            self.count.rows += len(batch)
             yield batch
 
     def _csv(self, kinds: Sequence[str]) -> Iterator[bytes]:
@@ -326,10 +338,12 @@ def _csv_cells(kinds: Sequence[str]) -> Callable[[Sequence[Any]], Sequence[Any]]
 
 def iter_export(store: Store, options: ExportOptions = ExportOptions(), lead_filter: LeadFilter | None = None,
                 catalog: Catalog | None = None, order: tuple[str, str] | None = None,
-                chunk_size: int = 1000) -> Rendering:
-    """The export as blocks of UTF-8; nothing is queried until the header has been taken."""
+                chunk_size: int = 1000, *, after: ExportKey | None = None,
+                through: ExportKey | None = None) -> Rendering:
+    """The export as blocks of UTF-8; nothing is queried until the header has been taken.
+    ``after`` and ``through`` bound a page of it (capture.leads.queries.export_page_end)."""
     rows = iter_export_rows(store, lead_filter, columns=options.columns, catalog=catalog, order=order,
-                                  chunk_size=chunk_size)
+                            after=after, through=through, chunk_size=chunk_size)
     return Rendering(rows, options, chunk_size)
 
 

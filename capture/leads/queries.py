@@ -51,6 +51,8 @@ LEAD_SORTS: dict[str, Any] = {
 #: The first click on a column sorts dates newest first and text A to Z.
 DEFAULT_DIRECTION = {"score": "desc", "last_seen": "desc", "first_seen": "desc", "email": "asc",
                      "company": "asc"}
+#: Where a lead stands in an export's order: ``(id,)``, or ``(sort value, id)``.
+ExportKey = tuple[Any, ...]
 #: The list's order when none is asked for: the leads worth calling first.
 DEFAULT_SORT = "score"
 TIMELINE_ORDER = ("submission", "consent", "download")
@@ -239,12 +241,15 @@ def lead_timeline(store: Store, lead_id: int) -> list[TimelineEntry]:
 
 def iter_export_rows(store: Store, lead_filter: LeadFilter | None = None, *,
                      columns: Sequence[str] = EXPORT_COLUMNS, catalog: Catalog | None = None,
-                     order: tuple[str, str] | None = None,
+                     order: tuple[str, str] | None = None, after: ExportKey | None = None,
+                     through: ExportKey | None = None,
                      chunk_size: int = 1000) -> Iterator[Sequence[Any]]:
     """The leads a filter selects (all by default) as rows of ``columns``.
 
     Oldest lead first, or in ``order``: (a key of LEAD_SORTS, "asc" or "desc"), the order of
-    the workspace list, with the lead id breaking ties the same way.
+    the workspace list, with the lead id breaking ties the same way. A page of the export
+    (see :func:`export_page_end`) is the leads whose key in that order comes after ``after``
+    and up to ``through`` included.
 
     One statement (so one consistent snapshot), streamed: PostgreSQL reads it through a
     server-side cursor, SQLite steps through it; memory stays at one chunk. Only the joins
@@ -294,7 +299,8 @@ def iter_export_rows(store: Store, lead_filter: LeadFilter | None = None, *,
     if wanted & {"marketing_opt_in", "marketing_opt_in_at", "marketing_version", "marketing_sha256"}:
         stmt = stmt.outerjoin(marketing, marketing.id == latest_marketing(ConsentEvent.id))
     stmt = (
-        stmt.where(*(lead_conditions(lead_filter, catalog, store.dialect) if lead_filter else ()))
+        stmt.where(*(lead_conditions(lead_filter, catalog, store.dialect) if lead_filter else ()),
+                   *_key_bounds(order, after, through))
         .order_by(*_lead_order(order))
         .execution_options(yield_per=chunk_size)
     )
@@ -303,6 +309,57 @@ def iter_export_rows(store: Store, lead_filter: LeadFilter | None = None, *,
     with store.engine.connect() as connection:
         for chunk in connection.execute(stmt).partitions():
             yield from chunk
+
+
+def export_page_end(store: Store, lead_filter: LeadFilter | None, catalog: Catalog | None,
+                    order: tuple[str, str] | None, after: ExportKey | None,
+                    limit: int) -> tuple[ExportKey | None, bool]:
+    """Where a page of ``limit`` leads after ``after`` ends, and whether leads follow it.
+
+    The key is that of the page's last lead in the export's order: ``(id,)`` by default,
+    ``(sort value, id)`` in a workspace order. (None, False) when fewer than ``limit`` leads
+    are left: the page runs to the end. Read before the page streams, so that its answer's
+    headers can say where the next page starts; the page itself is bounded by the key, not
+    by a count, so a lead added meanwhile inside its range is exported rather than lost.
+    """
+    columns = _key_columns(order)
+    stmt = (
+        select(*columns).select_from(Lead)
+        .where(*(lead_conditions(lead_filter, catalog, store.dialect) if lead_filter else ()),
+               *_key_bounds(order, after, None))
+        .order_by(*_lead_order(order)).offset(limit - 1).limit(2)
+    )
+    with store.read() as s:
+        rows = list(s.execute(stmt))
+    if len(rows) < 2:
+        return None, False
+    return tuple(rows[0]), True
+
+
+def _key_columns(order: tuple[str, str] | None) -> tuple[Any, ...]:
+    """The columns that place a lead in the export's order, the id last."""
+    return (Lead.id,) if order is None else (LEAD_SORTS[order[0]], Lead.id)
+
+
+def _key_bounds(order: tuple[str, str] | None, after: ExportKey | None,
+                through: ExportKey | None) -> list[Any]:
+    """Conditions for the leads after ``after`` and up to ``through``, in the export's order."""
+    columns = _key_columns(order)
+    descending = order is not None and order[1] == "desc"
+    conditions = []
+    for key, beyond in ((after, True), (through, False)):
+        if key is None:
+            continue
+        if len(key) != len(columns):
+            raise ValueError(f"a key of {len(columns)} values is needed, not {key!r}")
+        row = tuple_(*columns) if len(columns) > 1 else columns[0]
+        bound = (tuple_(*(literal(v, c.type) for v, c in zip(key, columns))) if len(columns) > 1
+                 else literal(key[0], columns[0].type))
+        if beyond:
+            conditions.append(row < bound if descending else row > bound)
+        else:
+            conditions.append(row >= bound if descending else row <= bound)
+    return conditions
 
 
 def _lead_order(order: tuple[str, str] | None) -> tuple[Any, ...]:

@@ -20,6 +20,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from capture.db.models import ApiToken, User, utcnow
 from capture.db.store import AlreadyExists, Store
+from capture.staff.sessions import end_all
 
 ROLES = ("sales", "marketing", "admin")
 PASSWORD_MIN = 12
@@ -72,13 +73,14 @@ def account(store: Store, email: str) -> User:
 
 
 def set_password(store: Store, email: str, password: str) -> User:
-    """Give an account a new password; its sessions elsewhere end at their next page."""
+    """Give an account a new password; every session of the account ends with the old one."""
     check_password_rules(password)
     address = normalize_email(email)
     return _found(_update_user(store, address, password_hash=generate_password_hash(password)), address)
 
 
 def set_disabled(store: Store, email: str, disabled: bool) -> User:
+    """Disable (every session of the account ends) or enable an account."""
     address = normalize_email(email)
     return _found(_update_user(store, address, disabled=disabled), address)
 
@@ -170,13 +172,21 @@ def _user_by_email(store: Store, email: str) -> User | None:
 
 def _update_user(store: Store, email: str, *, disabled: bool | None = None,
                 password_hash: str | None = None) -> User | None:
-    """Disable or enable an account, or set its password; None when there is no account."""
+    """Disable or enable an account, or set its password; None when there is no account.
+
+    A new password or disabling ends the account's sessions in the same transaction: no
+    moment exists where the change is made and an old session still opens pages.
+    """
     with store.write() as s:
         user = s.scalars(select(User).where(User.email == email)).one_or_none()
-        if user is not None and disabled is not None:
+        if user is None:
+            return None
+        if disabled is not None:
             user.disabled = disabled
-        if user is not None and password_hash is not None:
+        if password_hash is not None:
             user.password_hash = password_hash
+        if disabled or password_hash is not None:
+            end_all(s, user.id)
     return user
 
 

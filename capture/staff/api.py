@@ -3,7 +3,8 @@
 The body is JSON or form fields: ``stage`` and, as the move needs them, ``reason``, ``value``,
 ``currency`` and ``channel``. The move is checked by the one table of moves
 (capture.leads.stages); a refusal is a 422 naming the rule, under the field it concerns. The
-history names the token's owner. Sales and admin tokens move leads; marketing tokens get 403.
+history names the token's owner. Sales and admin tokens move leads; marketing tokens get 403
+(capture.staff.roles).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from capture.errors import Problem
 from capture.leads import stages
 from capture.leads.queries import get_lead
 from capture.scoring.apply import get_scoring
-from capture.staff import auth
+from capture.staff import auth, roles
 
 bp = Blueprint("api", __name__)
 
@@ -67,12 +68,10 @@ def checked_fields(fields: Mapping[str, str]) -> dict[str, str]:
 
 @bp.post("/api/leads/<int:lead_id>/stage")
 @auth.api_token_required
+@roles.needs(roles.MOVE)
 def move_lead(lead_id: int) -> Response:
     """Move one lead; the answer holds the lead as it now is and the change recorded."""
     owner = g.user
-    refusal = stages.refusal_for_role(owner.role)
-    if refusal:
-        raise Problem(403, f"This token belongs to {owner.email}, a {owner.role} account: {refusal}.")
     fields = checked_fields(read_move_fields())
     settings = get_catalog().settings
     store = get_store()

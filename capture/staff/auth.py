@@ -1,22 +1,23 @@
 """Who may use the workspace and the API, in a request: sessions, guards, CSRF and sign-in limits.
 
-People sign in with email and password and get a session cookie (settings in
-capture.config); scripts send ``Authorization: Bearer <token>``. Guard a page with
+People sign in with email and password and get a session: a row on the server
+(capture.staff.sessions) whose key is in the signed cookie, checked on every workspace
+request, so signing out, a new password or a disabled account ends it for every copy of the
+cookie. Scripts send ``Authorization: Bearer <token>``. Guard a page with
 :func:`login_required` and an API route with :func:`api_token_required`. The accounts and
 their rules are in capture.staff.accounts.
 
-Failed sign-ins are counted by Flask-Limiter (storage ``RATELIMIT_STORAGE_URI``): after
-:data:`SIGN_IN_LIMIT_PER_ACCOUNT` failures for one address from one network address, or
-:data:`SIGN_IN_LIMIT_PER_CLIENT` from one network address, sign-in answers 429 until the
-minute is over, whether the next password is right or not. CSRF tokens (Flask-WTF) guard
-every form post under ``/workspace/``; the public ``/submit`` form lives on a static site on
-another origin where a session-bound token cannot work (see capture.web.views).
+Failed sign-ins and failed API tokens are counted per client in Redis or the database
+(capture.staff.limits), shared by every worker and host: past the limit, sign-in answers 429
+whether the next password is right or not, and so does the API for every token. CSRF tokens
+(Flask-WTF) guard every form post under ``/workspace/``; the public ``/submit`` form lives on
+a static site on another origin where a session-bound token cannot work (see
+capture.web.views).
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -25,54 +26,66 @@ from flask import (
     Flask,
     Request,
     Response,
+    current_app,
     g,
+    make_response,
     redirect,
     request,
     session,
     url_for,
 )
 from flask.sessions import SecureCookieSessionInterface, SessionMixin
-from flask_limiter import Limiter
-from flask_limiter.errors import RateLimitExceeded
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
-from capture.db.models import User
+from capture.db.models import StaffSession, User
 from capture.db.store import get_store
 from capture.errors import WORKSPACE, Problem, answer
-from capture.staff.accounts import ROLES, get_user, has_role, user_for_token
+from capture.leads.attribution import ip_prefix
+from capture.staff import limits, sessions
+from capture.staff.accounts import ROLES, has_role, user_for_token
+from capture.staff.limits import CountsUnavailable, LimitReached, client_key, get_counts
 
-#: The blueprint of the workspace pages (capture.staff.workspace), the only one with rate limits.
+#: The blueprint of the workspace pages (capture.staff.workspace).
 WORKSPACE_BLUEPRINT = "workspace"
-SESSION_USER = "user_id"
-SESSION_PASSWORD = "password_mark"
-
-SIGN_IN_LIMIT_PER_ACCOUNT = "5 per minute"
-SIGN_IN_LIMIT_PER_CLIENT = "20 per minute"
+#: The cookie's only sign-in value: the key of the session's row (capture.staff.sessions).
+SESSION_KEY = "session_key"
 
 TOO_MANY = ("Too many failed sign-ins from your network address. Wait a minute, then try again. "
             "If you have forgotten your password, ask an admin to set a new one.")
+TOO_MANY_TOKENS = ("Too many requests with API tokens that are not valid came from your network "
+                   "address. Wait a minute, then try again with a valid token.")
+COUNTS_DOWN = ("Sign-in is not possible just now: the service cannot reach where it counts failed "
+               "sign-ins (Redis or the database). Try again in a minute; if it keeps failing, whoever "
+               "runs Leadgate will find why in the service's log.")
 
 V = TypeVar("V", bound=Callable[..., Any])
 
-#: One per process, configured per app by init_app (Flask-Limiter's app factory pattern);
-#: only the sign-in view has limits.
-limiter = Limiter(key_func=lambda: request.remote_addr or "unknown", headers_enabled=True)
 
-
-def _password_mark(user: User) -> str:
-    """Ties a session to the password it was opened with: a new password ends old sessions."""
-    return hashlib.sha256(user.password_hash.encode("utf-8")).hexdigest()[:16]
+def lifetime() -> sessions.Lifetime:
+    """How long sessions last, from the settings."""
+    return sessions.Lifetime(absolute=current_app.config["PERMANENT_SESSION_LIFETIME"],
+                             idle=current_app.config["SESSION_IDLE_SECONDS"])
 
 
 def sign_in(user: User) -> None:
-    """Start a fresh session for the user (nothing carried over from before signing in)."""
+    """Start a fresh session for the user (nothing carried over from before signing in; a
+    session this browser had is ended)."""
+    previous = session.get(SESSION_KEY)
+    if isinstance(previous, str):
+        sessions.end(get_store(), sessions.session_id(previous))
     session.clear()
-    session[SESSION_USER] = user.id
-    session[SESSION_PASSWORD] = _password_mark(user)
+    session[SESSION_KEY] = sessions.start(get_store(), user, lifetime(), request.user_agent.string,
+                                          ip_prefix(request.remote_addr))
     session.permanent = True
+    g.pop("user", None)
+    g.pop("staff_session", None)
 
 
 def sign_out() -> None:
+    """End this session on the server (a copy of the cookie opens nothing after) and forget it."""
+    staff_session = current_session()
+    if staff_session is not None:
+        sessions.end(get_store(), staff_session.id)
     session.clear()
 
 
@@ -81,14 +94,20 @@ def current_user() -> User | None:
     if "user" not in g:
         # Nobody until the database says otherwise: a page that reports the database's
         # failure must not fail again asking who is signed in.
-        g.user = None
-        user_id = session.get(SESSION_USER)
-        user = get_user(get_store(), user_id) if isinstance(user_id, int) else None
-        if user is not None and (user.disabled or session.get(SESSION_PASSWORD) != _password_mark(user)):
+        g.user, g.staff_session = None, None
+        key = session.get(SESSION_KEY)
+        found = sessions.resume(get_store(), key, lifetime()) if isinstance(key, str) else None
+        if found is None and key is not None:
             session.clear()
-            user = None
-        g.user = user
+        if found is not None:
+            g.staff_session, g.user = found
     return g.user
+
+
+def current_session() -> StaffSession | None:
+    """The session row of this request's sign-in (None for API tokens and visitors)."""
+    current_user()
+    return g.get("staff_session")
 
 
 def safe_next(target: str | None) -> str | None:
@@ -149,8 +168,22 @@ def _token_refusal(role: str | None) -> Response | None:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return answer(Problem(401, headers={"WWW-Authenticate": 'Bearer realm="leadgate"'}))
+    client = client_key(request.remote_addr)
+    try:
+        get_counts().check_tokens(client)
+    except LimitReached as e:
+        return answer(Problem(429, TOO_MANY_TOKENS, headers={"Retry-After": str(e.retry_after)}))
+    except CountsUnavailable as e:
+        current_app.logger.error("API token refused: the failed token counts cannot be reached: %s", e)
+        return answer(Problem(503, "The API cannot check tokens just now. Try again in a minute.",
+                              headers={"Retry-After": "60"}))
     user = user_for_token(get_store(), token.strip())
     if user is None:
+        try:
+            get_counts().token_failed(client)
+        except CountsUnavailable as e:
+            # The 401 stands; the next request's check refuses while the counts are down.
+            current_app.logger.error("a failed API token was not counted: %s", e)
         return answer(Problem(401, "This API token is not valid, or has been revoked.", headers={
             "WWW-Authenticate": 'Bearer realm="leadgate", error="invalid_token"'}))
     if not has_role(user, role):
@@ -159,23 +192,35 @@ def _token_refusal(role: str | None) -> Response | None:
     return None
 
 
-def _account_key() -> str:
-    """Sign-in attempts are counted per network address and typed address together."""
-    return f"{request.remote_addr or 'unknown'}|{request.form.get('email', '').strip().lower()[:254]}"
-
-
 def _failed(response: Response) -> bool:
     """The sign-in page answers 422 when it refuses the credentials."""
     return response.status_code == 422
 
 
 def limit_failed_sign_ins(view: V) -> V:
-    """Refuse sign-in POSTs (429) from a client with too many recent failures."""
-    per_account = limiter.limit(SIGN_IN_LIMIT_PER_ACCOUNT, key_func=_account_key, methods=["POST"],
-                                deduct_when=_failed, scope="sign-in-account")
-    per_client = limiter.limit(SIGN_IN_LIMIT_PER_CLIENT, methods=["POST"], deduct_when=_failed,
-                               scope="sign-in-client")
-    return per_client(per_account(view))
+    """Refuse sign-in POSTs (429) from a client with too many recent failures.
+
+    The attempt is counted before the view checks the password, and given back when the view
+    signs the person in: a burst of requests on several workers cannot check more passwords
+    than the limit, and signing in successfully never uses it up.
+    """
+    @functools.wraps(view)
+    def limited(*args: Any, **kwargs: Any) -> Any:
+        if request.method != "POST":
+            return view(*args, **kwargs)
+        try:
+            attempt = get_counts().sign_in(request.form.get("email", ""), client_key(request.remote_addr))
+        except LimitReached as e:
+            return _too_many(e.retry_after)
+        except CountsUnavailable as e:
+            current_app.logger.error("sign-in refused: the failed sign-in counts cannot be reached: %s", e)
+            return answer(Problem(503, COUNTS_DOWN, title="Sign-in unavailable",
+                                  headers={"Retry-After": "60"}))
+        response = make_response(view(*args, **kwargs))
+        if not _failed(response):
+            attempt.succeeded()
+        return response
+    return limited  # type: ignore[return-value]
 
 
 def _csrf_refused(e: CSRFError) -> Response:
@@ -183,9 +228,10 @@ def _csrf_refused(e: CSRFError) -> Response:
                                "Reload the page and try again.", title="Form expired"))
 
 
-def _too_many(e: RateLimitExceeded) -> Response:
+def _too_many(retry_after: int) -> Response:
     return answer(Problem(429, TOO_MANY, title="Too many sign-in attempts",
-                          link=(url_for("workspace.login"), "Back to sign-in")))
+                          link=(url_for("workspace.login"), "Back to sign-in"),
+                          headers={"Retry-After": str(retry_after)}))
 
 
 class WorkspaceSessions(SecureCookieSessionInterface):
@@ -202,25 +248,9 @@ class WorkspaceSessions(SecureCookieSessionInterface):
         return super().open_session(app, request)
 
 
-def _limit_the_workspace_only(app: Flask) -> None:
-    """Flask-Limiter hooks every request of an app; run its hooks for the workspace alone.
-
-    The sign-in page is the only one with limits, yet the limiter's three hooks were a large
-    part of what the framework spent on each form post (docs/performance.md). They move from the app's scope to the workspace blueprint's in
-    Flask's hook registries. A limit on a route outside the workspace needs them back.
-    """
-    registries = (app.before_request_funcs, app.after_request_funcs, app.teardown_request_funcs)
-    had = [list(registry.get(None, ())) for registry in registries]
-    limiter.init_app(app)
-    for registry, before in zip(registries, had):
-        added = [hook for hook in registry.get(None, ()) if hook not in before]
-        registry[None] = before
-        registry.setdefault(WORKSPACE_BLUEPRINT, []).extend(added)
-
-
 def init_app(app: Flask) -> None:
-    """Rate limits, sessions and CSRF (workspace only) and the pages for their refusals."""
-    _limit_the_workspace_only(app)
+    """Sign-in limits, sessions and CSRF (workspace only) and the pages for their refusals."""
+    limits.init_app(app)
     app.session_interface = WorkspaceSessions()
     app.config["WTF_CSRF_CHECK_DEFAULT"] = False
     csrf = CSRFProtect(app)
@@ -231,4 +261,3 @@ def init_app(app: Flask) -> None:
             csrf.protect()
 
     app.register_error_handler(CSRFError, _csrf_refused)
-    app.register_error_handler(RateLimitExceeded, _too_many)

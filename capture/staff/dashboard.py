@@ -3,7 +3,7 @@ and resources that bring MQLs, for a range of days (the last 90 by default).
 
 Its figures are those of ``leadgate report`` for the same range (capture.analytics.measures);
 the charts are SVG written by the template, with their numbers in tables beside them, so the
-page needs no script and reads without the pictures. Every signed-in role may see it.
+page needs no script and reads without the pictures. Every role may see it (capture.staff.roles).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from capture.analytics.measures import RangeError, Row, day_range, report, weekl
 from capture.catalog import get_catalog
 from capture.db.store import get_store
 from capture.leads.stages import FUNNEL, LABELS
-from capture.staff import auth
+from capture.staff import auth, roles
 
 #: Bars in "top sources" and "top resources".
 TOP = 6
@@ -42,6 +42,7 @@ def funnel(total: Row) -> list[dict[str, Any]]:
 
 @bp.get("/dashboard")
 @auth.login_required
+@roles.needs(roles.READ)
 def dashboard() -> Any:
     catalog = get_catalog()
     try:

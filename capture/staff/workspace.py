@@ -1,6 +1,6 @@
 """The sales workspace: sign-in, the list of leads, each lead's page and its stage moves.
 
-Views parse the request, call the store and render; who may see what is in capture.staff.auth,
+Views parse the request, call the store and render; who may see what is in capture.staff.roles,
 which leads a filter selects in capture.leads.filters, which stage moves are allowed in
 capture.leads.stages. Every page here answers ``no-store`` and a Content-Security-Policy
 without scripts and without inline styles (the look is one stylesheet, ``static/workspace.css``):
@@ -60,7 +60,7 @@ from capture.leads.stages import (
 from capture.scoring.apply import get_scoring
 from capture.scoring.rules import Rules
 from capture.scoring.score import Reason, gap_to_mql, reasons_from_json
-from capture.staff import accounts, auth
+from capture.staff import accounts, auth, roles, session_pages
 
 PAGE_SIZE = 50
 SORT_LABELS = {"score": "Score", "last_seen": "Last seen", "first_seen": "First seen", "email": "Email",
@@ -144,7 +144,7 @@ def utc(moment: datetime | None) -> str:
 @auth.limit_failed_sign_ins
 def login() -> Any:
     next_url = auth.safe_next(request.values.get("next"))
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):  # HEAD is a GET without the body, not a sign-in
         if auth.current_user() is not None:
             return redirect(next_url or url_for(".leads"))
         return render_template("workspace/login.html", email="", error=None, next_url=next_url)
@@ -166,6 +166,7 @@ def logout() -> Response:
 
 @bp.get("/")
 @auth.login_required
+@roles.needs(roles.READ)
 def leads() -> Any:
     catalog = get_catalog()
     lead_filter, errors = LeadFilter.from_args(request.args, *catalog.choices())
@@ -211,12 +212,14 @@ def leads() -> Any:
 
 @bp.get("/leads/<int:lead_id>")
 @auth.login_required
+@roles.needs(roles.READ)
 def lead(lead_id: int) -> Any:
     return lead_page(lead_id)
 
 
 @bp.post("/leads/<int:lead_id>/stage")
-@auth.login_required(role="sales")
+@auth.login_required
+@roles.needs(roles.MOVE)
 def move(lead_id: int) -> Any:
     """The "Move to…" form: a refused move comes back beside its field (422), a move done
     goes back to the lead with a notice (303)."""
@@ -290,7 +293,7 @@ def lead_page(lead_id: int, *, form: Mapping[str, str] | None = None,
         fit_reasons=fit_reasons, engagement_reasons=engagement_reasons,
         gap=gap_to_mql(person.fit, person.engagement, person.score,
                        [r.rule for r in fit_reasons + engagement_reasons], rules),
-        may_move=accounts.has_role(auth.current_user(), "sales"), moves=MOVES[person.stage],
+        may_move=roles.may(auth.current_user(), roles.MOVE), moves=MOVES[person.stage],
         reasons=disqualification_reasons(), channels=CHANNELS, currency=default_currency(),
         form=form or {}, errors=errors or {}, reason_max=REASON_MAX)
     return body, status
@@ -325,5 +328,6 @@ def page_helpers() -> dict[str, Any]:
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
+    app.register_blueprint(session_pages.bp)
     app.context_processor(page_helpers)
     app.after_request(secure)
