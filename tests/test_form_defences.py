@@ -10,7 +10,6 @@ than waited for: the service reads it when it signs and when it checks a token.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import time
@@ -27,12 +26,6 @@ from leads import find_lead
 
 SITE_PAGE = "https://site.example.com/resources/leads-vs-prospects/"
 JSON = {"Accept": "application/json"}
-#: Held posts go to the spam folder (capture.spam.folder, built beside this work); until that
-#: module is in the tree they are stored as leads with their verdict, and the tests that look
-#: for them in the folder fail, as they must.
-needs_spam_folder = pytest.mark.xfail(
-    importlib.util.find_spec("capture.spam.folder") is None, strict=True,
-    reason="held posts reach held_posts once capture.spam.folder is merged")
 
 
 class Clock:
@@ -146,7 +139,6 @@ def test_a_stale_token_alone_is_a_lead_with_its_reason(client, store, form_post,
     assert reason.detail == "The form was shown 5 h 2 min ago; its token lasts 4 h."
 
 
-@needs_spam_folder
 def test_a_post_faster_than_a_person_is_held_and_answered_as_any(client, store, form_post, clock):
     token = form_token(client)
     clock.advance(0.4)
@@ -157,7 +149,6 @@ def test_a_post_faster_than_a_person_is_held_and_answered_as_any(client, store, 
     assert details["too_fast"] == "Sent 0.4 s after the form was shown (at least 3 s expected)."
 
 
-@needs_spam_folder
 @pytest.mark.parametrize("tamper", [
     lambda t: t[:-2] + ("AA" if t[-2:] != "AA" else "BB"),  # the signature changed
     lambda t: "eyJ4IjoxfQ" + t[10:],  # the payload changed
@@ -170,7 +161,6 @@ def test_a_forged_token_is_held(client, store, form_post, clock, tamper):
     assert_held(store, "ann.lee@example.com", "token_invalid")
 
 
-@needs_spam_folder
 def test_a_token_signed_for_something_else_is_invalid(client, store, form_post, clock):
     """A download link is signed with the same key, but not for this: its salt differs."""
     answer = client.post("/submit", data=form_post(email="first@example.com"), headers=JSON)
@@ -180,7 +170,6 @@ def test_a_token_signed_for_something_else_is_invalid(client, store, form_post, 
     assert_held(store, "second@example.com", "token_invalid")
 
 
-@needs_spam_folder
 def test_a_token_used_for_a_stored_post_is_held_when_used_again(client, store, form_post, clock):
     token = form_token(client)
     clock.advance(10)
@@ -217,7 +206,6 @@ def test_the_form_rendered_again_carries_a_token_a_quick_fix_may_use(client, sto
 
 # --- The honeypot and the headers ---------------------------------------------------------------
 
-@needs_spam_folder
 @pytest.mark.parametrize("as_json", [False, True])
 def test_a_filled_honeypot_gets_a_persons_answer_and_a_working_link_but_no_lead(
         client, store, form_post, clock, as_json):
@@ -238,14 +226,12 @@ def test_a_filled_honeypot_gets_a_persons_answer_and_a_working_link_but_no_lead(
     assert leads_count(store) == 1
 
 
-@needs_spam_folder
 def test_a_honeypot_longer_than_its_limit_is_never_refused(client, store, form_post):
     answer = client.post("/submit", data=form_post(website="x" * 5000))
     assert answer.status_code == 303  # not 422: a message would teach the bot
     assert_held(store, "ann.lee@example.com", "honeypot", "token_missing")
 
 
-@needs_spam_folder
 def test_no_token_and_no_origin_nor_referer_is_held(app, store, form_post):
     script = app.test_client()  # a script: no Origin, no Referer, no page script
     assert script.post("/submit", data=form_post()).status_code == 303
@@ -253,7 +239,6 @@ def test_no_token_and_no_origin_nor_referer_is_held(app, store, form_post):
     assert details["no_origin"] == "The post came with neither an Origin nor a Referer header."
 
 
-@needs_spam_folder
 def test_a_referer_from_another_site_without_origin_is_suspect(app, store, form_post):
     script = app.test_client()
     answer = script.post("/submit", data=form_post(), headers={"Referer": "https://spam.example.net/x"})
@@ -289,7 +274,6 @@ def test_a_free_mail_address_is_not_throw_away(client, store, form_post):
     assert find_lead(store, "ann@gmail.com") is not None
 
 
-@needs_spam_folder
 def test_a_throw_away_address_is_held_when_suspect(make_app, store, form_post, clock):
     client = make_app(DISPOSABLE_EMAILS="suspect").test_client()
     token = form_token(client)

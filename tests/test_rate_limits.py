@@ -9,7 +9,6 @@ page for people) and leaves nothing behind: no lead, no held post, no spool line
 from __future__ import annotations
 
 import http.client
-import importlib.util
 import json
 import os
 import uuid
@@ -26,10 +25,6 @@ from live import ROOT, LiveServer
 
 JSON = {"Accept": "application/json"}
 REDIS_URL = "redis://127.0.0.1:6379"
-#: Held posts reach held_posts once capture.spam.folder (built beside this work) is in the tree.
-needs_spam_folder = pytest.mark.xfail(
-    importlib.util.find_spec("capture.spam.folder") is None, strict=True,
-    reason="held posts reach held_posts once capture.spam.folder is merged")
 
 
 def post(client, form_post, address: str = "203.0.113.5", headers: dict | None = None, **fields):
@@ -262,7 +257,6 @@ def test_two_processes_on_one_redis_count_an_email_address_together(make_app, st
     assert stored(store)[1] == 2
 
 
-@needs_spam_folder
 def test_a_token_spent_on_one_process_is_replayed_on_another(make_app, store, form_post, redis_prefix):
     """Two apps on one Redis, as two workers: the second sees the first's spent token."""
     settings = {"RATELIMIT_STORAGE_URI": REDIS_URL, "RATELIMIT_KEY_PREFIX": redis_prefix,
