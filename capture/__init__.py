@@ -32,10 +32,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     store.init_app(app)
     spool.init_app(app)
     errors.init_app(app)
-    limits.init_app(app)
     views.init_app(app)
     health.init_app(app)
     auth.init_app(app)
+    limits.init_app(app)  # after auth, which says what is wrong with a storage URI
     workspace.init_app(app)
     exports.init_app(app)
     api.init_app(app)

@@ -234,6 +234,7 @@ def test_a_honeypot_longer_than_its_limit_is_never_refused(client, store, form_p
 
 def test_no_token_and_no_origin_nor_referer_is_held(app, store, form_post):
     script = app.test_client()  # a script: no Origin, no Referer, no page script
+    script.environ_base.pop("HTTP_ORIGIN")
     assert script.post("/submit", data=form_post()).status_code == 303
     details = assert_held(store, "ann.lee@example.com", "token_missing", "no_origin")
     assert details["no_origin"] == "The post came with neither an Origin nor a Referer header."
@@ -241,6 +242,7 @@ def test_no_token_and_no_origin_nor_referer_is_held(app, store, form_post):
 
 def test_a_referer_from_another_site_without_origin_is_suspect(app, store, form_post):
     script = app.test_client()
+    script.environ_base.pop("HTTP_ORIGIN")
     answer = script.post("/submit", data=form_post(), headers={"Referer": "https://spam.example.net/x"})
     assert answer.status_code == 303
     details = assert_held(store, "ann.lee@example.com", "token_missing", "foreign_referer")
@@ -249,6 +251,7 @@ def test_a_referer_from_another_site_without_origin_is_suspect(app, store, form_
 
 def test_a_referer_of_the_site_without_origin_is_no_signal(app, store, form_post, clock):
     browser = app.test_client()  # an older browser: Referer, no Origin
+    browser.environ_base.pop("HTTP_ORIGIN")
     token = form_token(browser)
     clock.advance(30)
     assert browser.post("/submit", data=form_post(form_token=token),

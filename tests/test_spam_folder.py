@@ -585,7 +585,6 @@ def test_every_mistake_is_one_line_saying_what_to_do(app, post, runner, args, me
 
 # --- From the form to the folder --------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="needs the form's honeypot check (wt-form)")
 def test_a_bot_filling_the_hidden_field_ends_up_in_the_folder(client, runner, form_post, app):
     answer = client.post("/submit", data=form_post(email="bot@spam.example", website="http://cheap-pills.example"))
     assert answer.status_code == 303
