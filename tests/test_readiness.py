@@ -88,6 +88,7 @@ def test_serve_migrates_before_its_workers_start(tmp_path, empty_database_url, s
     (site / "index.html").write_text("<h1>site</h1>", encoding="utf-8")
     port = free_port()
     env = {"LEADGATE_DATABASE_URL": empty_database_url, "LEADGATE_SECRET_KEY": "k" * 32,
+           "LEADGATE_BASE_URL": f"http://127.0.0.1:{port}/",
            "LEADGATE_INSTANCE_PATH": str(tmp_path / "instance")}
     if setting is not None:
         env["LEADGATE_AUTO_UPGRADE"] = setting

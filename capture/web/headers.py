@@ -64,7 +64,7 @@ def visitor_csp(script_hashes: tuple[str, ...], site_url: str, base_url: str,
         f"font-src {own}",
         f"connect-src {reach}",
         f"form-action {' '.join(dict.fromkeys([self_, *service]))}",
-        f"base-uri {own}",
+        f"base-uri {reach}",
         "object-src 'none'",
         f"frame-ancestors {frames}",
     ])
