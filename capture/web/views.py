@@ -200,9 +200,11 @@ def thanks(token: str) -> Response:
 def download(token: str) -> Response:
     claim, resource = open_link(token)
     if request.method == "HEAD":
-        # A link checker or preview asks what is there: answer the headers, record nothing.
-        return private(send_file(resource.file, mimetype="application/pdf", as_attachment=True,
-                                 download_name=resource.download_name, conditional=False, etag=False))
+        # A link checker or a preview asks what is there: the headers, nothing recorded.
+        response = current_app.response_class(mimetype="application/pdf")
+        response.content_length = resource.file.stat().st_size
+        response.headers.set("Content-Disposition", "attachment", filename=resource.download_name)
+        return private(response)
     try:
         known = get_spool().record_download(
             claim.submission_uid, resource.id, user_agent=request.user_agent.string,
