@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl
 
 from flask import Flask, current_app, request
 from flask.globals import request_ctx
-from werkzeug.datastructures import ImmutableMultiDict, MultiDict
+from werkzeug.datastructures import ImmutableMultiDict
 from werkzeug.exceptions import RequestEntityTooLarge, SecurityError
 
 from capture.errors import API, WORKSPACE, Problem
