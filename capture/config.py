@@ -330,7 +330,8 @@ def as_hosts(value: Any, base_url: str, demo: bool) -> list[str]:
             raise ConfigError(f"LEADGATE_TRUSTED_HOSTS: {item!r} is not a host name; write names only, "
                               "e.g. leads.example.com,www.example.com")
         hosts.append(host)
-    hosts.append(urlsplit(base_url).hostname or "")
+    if base_url:
+        hosts.append(urlsplit(base_url).hostname or "")
     if demo:
         hosts += LOCAL_HOSTS
     return list(dict.fromkeys(hosts))
@@ -370,5 +371,6 @@ def finalize(app: Flask) -> None:
         raise ConfigError(f"LEADGATE_DISPOSABLE_EMAILS must be refuse or suspect, not {config['DISPOSABLE_EMAILS']!r}.")
     demo = config["DEMO"] or config["TESTING"] or config["DEBUG"] or app.debug
     config["SECRET_KEY"] = resolve_secret_key(config.get("SECRET_KEY"), Path(app.instance_path), demo=demo)
-    config["BASE_URL"] = as_base_url(config["BASE_URL"], demo)
+    # None: a command's app (capture.cli.command), which answers no request and builds no link.
+    config["BASE_URL"] = as_base_url(config["BASE_URL"], demo) if config["BASE_URL"] is not None else ""
     config["TRUSTED_HOSTS"] = as_hosts(config["TRUSTED_HOSTS"], config["BASE_URL"], demo)

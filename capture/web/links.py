@@ -34,6 +34,8 @@ def base_adapter(app: Flask) -> MapAdapter:
     Host is not trusted. Made once per app (building with it changes nothing in it)."""
     adapter = app.extensions.get(EXTENSION)
     if adapter is None:
+        if not app.config["BASE_URL"]:
+            raise RuntimeError("no BASE_URL to build links from: set LEADGATE_BASE_URL")
         parts = urlsplit(app.config["BASE_URL"])
         adapter = app.url_map.bind(parts.netloc, script_name=parts.path or "/", url_scheme=parts.scheme)
         app.extensions[EXTENSION] = adapter
