@@ -425,9 +425,11 @@ def test_live_forged_host_is_refused_with_http_client(live, shipped_post):
                        headers={"Host": "evil.example", "Origin": "http://evil.example",
                                 "Content-Type": "application/x-www-form-urlencoded"})
     response = connection.getresponse()
+    response.read()
+    response.close()
+    connection.close()
     assert response.status == 400
     assert "evil.example" not in (response.getheader("Location") or "")
-    connection.close()
     assert not [r for r in live.export_rows() if r["email"] == "host@example.com"]
 
 
@@ -435,4 +437,5 @@ def test_live_forged_host_is_refused_with_http_client(live, shipped_post):
 def test_live_get_submit_is_405(live):
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(f"{live.url}/submit", timeout=10)
+    e.value.close()
     assert (e.value.code, e.value.headers["Allow"]) == (405, "OPTIONS, POST")
