@@ -14,7 +14,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from capture import cli, config, errors, spool
     from capture.db import store
     from capture.staff import api, audit, auth, dashboard, exports, roles, spam, workspace
-    from capture.web import health, site, views
+    from capture.web import headers, health, hygiene, site, views
 
     # The instance folder holds the SQLite file, the demo secret and the spool: a deployment
     # may put it elsewhere (an absolute path), e.g. /var/lib/leadgate.
@@ -31,6 +31,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     store.init_app(app)
     spool.init_app(app)
     errors.init_app(app)
+    hygiene.init_app(app)
     views.init_app(app)
     health.init_app(app)
     auth.init_app(app)
@@ -43,6 +44,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     audit.init_app(app)
     site.init_app(app)
     cli.init_app(app)
+    headers.init_app(app)
 
     proxies = {key: app.config[f"PROXY_FIX_X_{key.upper()}"] for key in ("for", "proto", "host")}
     if any(proxies.values()):

@@ -35,7 +35,7 @@ from capture.catalog import (
 from capture.privacy_notice import fill_privacy_notice, notice_problems
 from capture.scoring.apply import load_scoring
 from capture.scoring.rules import RulesError
-from capture.site import render
+from capture.site import csp, render
 from capture.site.config import LeadgateConfig
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -86,6 +86,8 @@ class LeadgatePlugin(BasePlugin[LeadgateConfig]):
         self.public_urls: set[str] = set()
         #: The privacy notice's URL relative to the site root, or None when the site has none.
         self.privacy_url: str | None = None
+        #: CSP hashes of the inline scripts of every built page (capture.site.csp).
+        self.script_hashes: set[str] = set()
 
     # -- MkDocs events -------------------------------------------------------------------
 
@@ -113,6 +115,24 @@ class LeadgatePlugin(BasePlugin[LeadgateConfig]):
             if uri not in (str(e) for e in extra):
                 extra.append(uri)
         return config
+
+    def on_pre_build(self, *, config: MkDocsConfig) -> None:
+        self.script_hashes = set()
+
+    def on_post_page(self, output: str, /, *, page: Page, config: MkDocsConfig) -> str | None:
+        if self.config.enabled:
+            self.script_hashes |= csp.script_hashes(output)
+        return None
+
+    def on_post_template(self, output_content: str, /, *, template_name: str,
+                         config: MkDocsConfig) -> str | None:
+        if self.config.enabled and template_name.endswith(".html"):
+            self.script_hashes |= csp.script_hashes(output_content)  # 404.html
+        return None
+
+    def on_post_build(self, *, config: MkDocsConfig) -> None:
+        if self.config.enabled:
+            csp.write_hashes(config.site_dir, self.script_hashes)
 
     def on_files(self, files: Files, /, *, config: MkDocsConfig) -> Files | None:
         if not self.config.enabled:
