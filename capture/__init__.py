@@ -14,7 +14,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from capture import cli, config, errors, spool
     from capture.db import store
     from capture.staff import api, auth, dashboard, exports, workspace
-    from capture.web import health, site, views
+    from capture.web import health, openapi, site, views
 
     # The instance folder holds the SQLite file, the demo secret and the spool: a deployment
     # may put it elsewhere (an absolute path), e.g. /var/lib/leadgate.
@@ -33,6 +33,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     views.init_app(app)
     health.init_app(app)
+    openapi.init_app(app)
     auth.init_app(app)
     workspace.init_app(app)
     exports.init_app(app)
