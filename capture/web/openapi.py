@@ -25,6 +25,7 @@ from capture.leads.export import COLUMNS, FALSE, FORMATS, TRUE
 from capture.leads.filters import ARGS, DAY, Q_MAX, RANGES, TYPE_MAX
 from capture.leads.queries import LEAD_SORTS
 from capture.staff.api import MOVE_FIELDS
+from capture.web.routing import ROW_ID_MAX
 
 PATH = "/api/openapi.json"
 #: Browsers and proxies may keep the description this long; its ETag revalidates it after.
@@ -35,6 +36,9 @@ bp = Blueprint("openapi", __name__)
 JSON, HTML, FORM, MULTIPART = ("application/json", "text/html", "application/x-www-form-urlencoded",
                                "multipart/form-data")
 ERROR = {"$ref": "#/components/schemas/Error"}
+#: gunicorn's own answer to a request line over 4,094 bytes (a long token or query string).
+URI_TOO_LONG = {"description": "The address is longer than the HTTP server reads.",
+                "content": {HTML: {"schema": {"type": "string"}}}}
 RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again.",
                                "schema": {"type": "string"}}}
 
@@ -218,6 +222,7 @@ def describe(catalog: Catalog | None = None) -> dict[str, Any]:
                     "200": {"description": "The page, in the site's shell.", "content": {HTML: {"schema": {"type": "string"}}}},
                     "404": _error("Not a token of this service.", html=True),
                     "410": _error("The link expired, or the resource is gone.", html=True),
+                    "414": URI_TOO_LONG,
                 },
             },
         },
@@ -232,6 +237,7 @@ def describe(catalog: Catalog | None = None) -> dict[str, Any]:
                             "content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}}},
                     "404": _error("Not a token of this service.", html=True),
                     "410": _error("The link expired, the resource is gone or the lead was erased.", html=True),
+                    "414": URI_TOO_LONG,
                     "503": _error("The download could not be recorded just now.", html=True, headers=RETRY_AFTER),
                 },
             },
@@ -269,6 +275,7 @@ def describe(catalog: Catalog | None = None) -> dict[str, Any]:
                         "text/csv": {"schema": {"type": "string"}},
                         "application/x-ndjson": {"schema": {"type": "string"}}}},
                     "400": _error("Some parameters are not valid: a message per parameter."),
+                    "414": URI_TOO_LONG,
                     **staff_refusals,
                 },
             },
@@ -280,7 +287,8 @@ def describe(catalog: Catalog | None = None) -> dict[str, Any]:
                 "tags": ["staff"],
                 "security": [{"token": []}],
                 "parameters": [{"name": "lead_id", "in": "path", "required": True,
-                                "schema": {"type": "integer", "minimum": 0}}],
+                                "schema": {"type": "integer", "minimum": 0,
+                                           "maximum": ROW_ID_MAX}}],
                 "requestBody": {"required": True, "content": {
                     JSON: {"schema": _move_body()}, FORM: {"schema": _move_body()}}},
                 "responses": {
@@ -288,6 +296,8 @@ def describe(catalog: Catalog | None = None) -> dict[str, Any]:
                             "content": {JSON: {"schema": {"$ref": "#/components/schemas/Moved"}}}},
                     "400": _error("The body is not a JSON object."),
                     "404": _error("There is no such lead."),
+                    "405": _error("The lead id is not a whole number, and the built site is "
+                                  "served beside the service (which takes only GET there)."),
                     "413": _error("The body is larger than the service accepts."),
                     "415": _error("The body is neither JSON nor form fields."),
                     "422": _error("The move is refused: a message under the field concerned."),
