@@ -6,7 +6,7 @@ Each example starts from a valid post and bends it: fields replaced with arbitra
 (control characters, lone surrogates sent as their UTF-8 bytes, full-width forms, text far
 past every limit), raw bytes that are not UTF-8, values one character either side of a
 field's limit, fields left out or sent twice, unknown fields; sent urlencoded or multipart,
-with a length or chunked, as a browser (HTML) or as the page script (JSON).
+with a length or chunked, under their content type or a wrong one, as a browser (HTML) or as the page script (JSON).
 
 After every example the whole database is checked: every submission has its lead and both
 consent events (of that lead), each lead's first and last submission are real rows of its
@@ -52,8 +52,15 @@ PROFILE = settings.get_profile(os.environ.get("LEADGATE_HYPOTHESIS_PROFILE")
 TRICKY = ("\x00", "\t", "\n", "\r", "\x1b", "\x7f", "\x85", "\x9b", "\x9f", "\xa0", "\u200b",
           "\u2028", "\u202e", "\ufeff", "\ufffd", "\ud800", "\udfff", "＝", "＋", "－", "＠", "ｓ",
           "Ａ", "%", "&", "=", "+", ";", "\"", "'", "<", "é", "e\u0301", "\U0001d538", "😀")
+WRONG_TYPES = ["text/plain", "application/json", "application/octet-stream", ""]
 TEXT_FIELDS = [f.name for f in FIELDS if f.kind != CHECKBOX]
 SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+@pytest.fixture
+def app(make_app):
+    """Form limits off: these tests post far more than a person would (the limits have their own tests)."""
+    return make_app(RATE_LIMIT="off")
 
 
 def encoded(text: str) -> bytes:
@@ -97,6 +104,8 @@ class Post:
     chunked: bool
     json: bool
     origin: str | None
+    #: A content type other than the body's (a script's mistake), or None for the right one.
+    wrong_type: str | None = None
 
     def body(self) -> tuple[bytes, str]:
         if not self.multipart:
@@ -124,12 +133,13 @@ def posts(draw: st.DrawFn, valid: dict[str, str]) -> Post:
             fields.append((name, draw(st.one_of(st.just(value), value_for(name)))))
     fields += draw(st.lists(st.tuples(any_text(12), value_for("website")), max_size=2))
     return Post(fields, multipart=draw(st.booleans()), chunked=draw(st.booleans()),
-                json=draw(st.booleans()), origin=draw(st.sampled_from([SITE_ORIGIN, SITE_ORIGIN, None])))
+                json=draw(st.booleans()), origin=draw(st.sampled_from([SITE_ORIGIN, SITE_ORIGIN, None])),
+                wrong_type=draw(st.sampled_from([None] * 8 + WRONG_TYPES)))
 
 
 def send(app, post: Post):
     body, content_type = post.body()
-    headers = {"Content-Type": content_type}
+    headers = {"Content-Type": post.wrong_type if post.wrong_type is not None else content_type}
     environ: dict[str, object] = {}
     if post.json:
         headers["Accept"] = "application/json"

@@ -11,7 +11,8 @@ from flask import Flask
 from openapi_spec_validator import validate
 
 from capture.fields import BY_NAME, FIELDS, SPAM_FIELDS
-from capture.web.openapi import PATH
+from capture.web.forms import UNSTORABLE
+from capture.web.openapi import ONE_LINE, PATH
 
 JSON = {"Accept": "application/json"}
 METHODS = ("get", "post", "put", "patch", "delete", "options")
@@ -23,6 +24,12 @@ WORKSPACE = "/workspace/"
 NOT_API_ENDPOINTS = {"static", "site.page"}
 #: Described operations whose route another branch of issue 11 is adding.
 PENDING = {("/form-token", "get")}
+
+
+@pytest.fixture
+def app(make_app):
+    """Form limits off: these tests post far more than a person would (the limits have their own tests)."""
+    return make_app(RATE_LIMIT="off")
 
 
 def operations(document: dict) -> set[tuple[str, str]]:
@@ -99,7 +106,7 @@ def test_the_form_body_is_the_field_contract(document, catalog) -> None:
     assert set(content) == {"application/x-www-form-urlencoded", "multipart/form-data"}
     schema = content["application/x-www-form-urlencoded"]["schema"]
     assert list(schema["properties"]) == [f.name for f in FIELDS]
-    assert schema["required"] == ["email", "terms"]
+    assert schema["required"] == ["email", "terms", "resource_id", "terms_sha256", "marketing_sha256"]
     assert schema["properties"]["terms"]["enum"] == ["accepted"]
     assert schema["properties"]["marketing_opt_in"]["enum"] == ["yes"]
     assert schema["properties"]["resource_id"]["enum"] == [r.id for r in catalog]
@@ -110,7 +117,7 @@ def _text_fields(document: dict) -> list[tuple[str, int]]:
     properties = document["paths"]["/submit"]["post"]["requestBody"]["content"][
         "application/x-www-form-urlencoded"]["schema"]["properties"]
     return [(name, p["maxLength"]) for name, p in properties.items()
-            if "maxLength" in p and not {"enum", "examples", "format"} & set(p)]
+            if "maxLength" in p and not {"enum", "format"} & set(p)]
 
 
 @pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)
@@ -138,3 +145,13 @@ def test_refusals_have_the_described_error_shape(client, document) -> None:
     body = client.post("/submit", data={"email": "ann@"}, headers=JSON).get_json()
     assert set(schema["required"]) <= set(body) <= set(schema["properties"])
     assert body["ok"] is False and body["errors"]["email"]
+
+
+def test_the_described_text_rule_is_the_forms() -> None:
+    """The fields' pattern refuses exactly the characters the form refuses (surrogates aside,
+    which no JSON string holds)."""
+    one_line = re.compile(ONE_LINE)
+    for code in [*range(0x3000), 0xFEFF, 0xFF1D, 0x1D538]:
+        if 0xD800 <= code <= 0xDFFF:
+            continue
+        assert (one_line.fullmatch(chr(code)) is None) == (UNSTORABLE.search(chr(code)) is not None), hex(code)

@@ -40,6 +40,12 @@ STALE_IF_WRONG = {"terms_sha256", "marketing_sha256"}
 CONTROLS = ["\x85", "\x9b", "\x80", "\x9f", "\x7f"]
 
 
+@pytest.fixture
+def app(make_app):
+    """Form limits off: these tests post far more than a person would (the limits have their own tests)."""
+    return make_app(RATE_LIMIT="off")
+
+
 def stored_rows(store) -> tuple[int, int, int]:
     with store.read() as s:
         return tuple(s.scalar(select(func.count()).select_from(m))  # type: ignore[return-value]

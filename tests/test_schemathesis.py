@@ -8,11 +8,11 @@ import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import (
     content_type_conformance,
@@ -30,26 +30,36 @@ pytestmark = pytest.mark.slow
 EXAMPLES = 100
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance]
+#: The limits let a script through this many requests (the limits have their own tests): 429
+#: is a described answer, but then nothing behind it would be tried.
+LIMITS_OFF = {"LEADGATE_RATE_LIMIT": "off", "LEADGATE_API_EXPORT_RATE_LIMIT": "100000/minute"}
+#: Leads for the export to stream and the stage moves to move (`leadgate sample`).
+SAMPLE_LEADS = 40
 TOKEN = re.compile(r"lg_[A-Za-z0-9_-]{20,}")
 ADMIN = "api.admin@example.com"
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, str]]:
-    """`leadgate serve` on a SQLite file of its own, rate limits off (the generated posts would
-    hit them: 429 is described, but then nothing else is tried), and an admin's API token."""
+    """`leadgate serve` on a SQLite file of its own, its limits off, and an admin's API token
+    made as an admin makes one (`leadgate token create`)."""
     workdir = tmp_path_factory.mktemp("schemathesis")
     site = workdir / "site"
     site.mkdir()
     (site / "index.html").write_text("<!doctype html><title>Leadgate</title>\n")
-    with LiveServer(workdir, build=False, workers=2, settings={"LEADGATE_RATE_LIMIT": "off"}) as server:
-        run = [server.leadgate]
-        subprocess.run([*run, "user", "add", ADMIN, "--role", "admin", "--password-stdin"],
-                       input="a long enough password\n", env=server.env, cwd=server.cwd, text=True,
-                       capture_output=True, check=True, timeout=60)
-        made = subprocess.run([*run, "token", "create", ADMIN, "--name", "schemathesis"], env=server.env,
-                              cwd=server.cwd, text=True, capture_output=True, check=True, timeout=60)
-        yield server, TOKEN.search(made.stdout).group(0)
+    with LiveServer(workdir, build=False, workers=2, settings=LIMITS_OFF) as server:
+        leadgate(server, "sample", "--leads", str(SAMPLE_LEADS), "--seed", "11")
+        leadgate(server, "user", "add", ADMIN, "--role", "admin", "--password-stdin",
+                 stdin="a long enough password\n")
+        yield server, TOKEN.search(leadgate(server, "token", "create", ADMIN, "--name", "schemathesis")).group(0)
+
+
+def leadgate(server: LiveServer, *args: str, stdin: str | None = None) -> str:
+    """A `leadgate` command on the live server's database, as an admin types it; its output."""
+    done = subprocess.run([server.leadgate, *args], input=stdin, env=server.env, cwd=server.cwd,
+                          text=True, capture_output=True, timeout=120)
+    assert done.returncode == 0, f"leadgate {' '.join(args)}:\n{done.stdout}{done.stderr}"
+    return done.stdout
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +91,19 @@ def test_no_server_error_and_only_described_answers(api, live, operation: str, m
     if operation == "GET /form-token" and not form_token_served(server):
         pytest.xfail("needs /form-token from wt-form")
     method, path = operation.split(" ", 1)
-    strategy = api[path][method].as_strategy(generation_mode=mode)
+    run(api[path][method].as_strategy(generation_mode=mode))
+
+
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+def test_moves_of_leads_that_exist(api, mode: GenerationMode) -> None:
+    """Generated ids rarely name a lead: the same moves again on the sample's leads."""
+    operation = api["/api/leads/{lead_id}/stage"]["POST"]
+    run(st.integers(1, SAMPLE_LEADS).flatmap(
+        lambda lead_id: operation.as_strategy(generation_mode=mode, path_parameters={"lead_id": lead_id})))
+
+
+def run(strategy: st.SearchStrategy[schemathesis.Case]) -> None:
+    """Send each generated request to the live server and check its answer."""
 
     @settings(max_examples=EXAMPLES, deadline=None, database=None,
               suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])

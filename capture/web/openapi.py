@@ -28,6 +28,13 @@ from capture.staff.api import MOVE_FIELDS
 from capture.web.routing import ROW_ID_MAX
 
 PATH = "/api/openapi.json"
+#: Hidden fields the landing page always sends, without which a post is refused (an unknown
+#: resource, 422; consent words the service cannot tell, 409): required here, though nobody fills them.
+PAGE_SENDS = ("resource_id", "terms_sha256", "marketing_sha256")
+#: Text without control characters (C0, DEL, C1), which the form refuses
+#: (capture.web.forms.UNSTORABLE, checked against this by tests/test_openapi.py). Its lone
+#: surrogates need no rule here: no JSON string or UTF-8 text can hold one.
+ONE_LINE = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
 #: Browsers and proxies may keep the description this long; its ETag revalidates it after.
 MAX_AGE = 300
 
@@ -61,6 +68,7 @@ def _field_schema(spec: Field, catalog: Catalog | None) -> dict[str, Any]:
         schema["enum"] = [spec.value]
         return schema
     schema["maxLength"] = spec.limit
+    schema["pattern"] = ONE_LINE
     if spec.kind == EMAIL:
         schema["format"] = "email"
     if catalog is not None:
@@ -70,10 +78,14 @@ def _field_schema(spec: Field, catalog: Catalog | None) -> dict[str, Any]:
             schema["enum"] = ["", *choices]  # empty: not told
         elif spec.name == "resource_id":
             schema["enum"] = [r.id for r in catalog]
-        elif spec.name == "terms_sha256":
-            schema["examples"] = sorted({settings.terms.sha256, *(r.terms.sha256 for r in catalog)})
-        elif spec.name == "marketing_sha256":
-            schema["examples"] = [settings.marketing.sha256]
+        elif spec.name in ("terms_sha256", "marketing_sha256"):
+            # What a page built today sends; a page built before may send the hash of words
+            # shown then, accepted once the service has recorded them (else 409).
+            now = ({settings.terms.sha256, *(r.terms.sha256 for r in catalog)}
+                   if spec.name == "terms_sha256" else {settings.marketing.sha256})
+            schema["enum"] = sorted(now)
+            schema["description"] += (": one of these today; the hash of words shown before "
+                                      "is accepted while the service has them on record")
     return schema
 
 
@@ -82,7 +94,7 @@ def submission_schema(catalog: Catalog | None = None) -> dict[str, Any]:
     return {
         "type": "object",
         "properties": {spec.name: _field_schema(spec, catalog) for spec in FIELDS},
-        "required": [spec.name for spec in FIELDS if spec.required],
+        "required": [spec.name for spec in FIELDS if spec.required or spec.name in PAGE_SENDS],
         "additionalProperties": {"type": "string", "description": "Ignored."},
     }
 
@@ -136,7 +148,7 @@ def export_parameters() -> list[dict[str, Any]]:
 def _move_body() -> dict[str, Any]:
     properties: dict[str, Any] = {
         name: {"type": "string", "maxLength": limit} for name, limit in MOVE_FIELDS.items()}
-    properties["stage"]["description"] = f"One of {', '.join(stages.STAGES)}."
+    properties["stage"].update(enum=list(stages.STAGES), description="The stage to move to.")
     return {"type": "object", "properties": properties, "required": ["stage"]}
 
 
