@@ -1,5 +1,5 @@
 """The OpenAPI description at /api/openapi.json: valid, true to the routes and to the form's
-contract, and (slow) schemathesis against a live server finds no server error."""
+contract (schemathesis against a live server with it: tests/test_schemathesis.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from flask import Flask
 from openapi_spec_validator import validate
 
 from capture.fields import BY_NAME, FIELDS, SPAM_FIELDS
+from capture.leads.filters import ARGS
 from capture.web.forms import UNSTORABLE
-from capture.web.openapi import ONE_LINE, PATH
+from capture.web.openapi import ONE_LINE, PATH, UNDESCRIBED
 
 JSON = {"Accept": "application/json"}
 METHODS = ("get", "post", "put", "patch", "delete", "options")
@@ -155,3 +156,11 @@ def test_the_described_text_rule_is_the_forms() -> None:
         if 0xD800 <= code <= 0xDFFF:
             continue
         assert (one_line.fullmatch(chr(code)) is None) == (UNSTORABLE.search(chr(code)) is not None), hex(code)
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)
+def test_every_export_parameter_is_described(document) -> None:
+    parameters = {p["name"]: p for p in document["paths"]["/api/leads.csv"]["get"]["parameters"]}
+    assert set(ARGS) | {"columns", "format", "excel", "sort", "dir", "limit", "cursor"} == set(parameters)
+    assert not [name for name, p in parameters.items() if p["description"] == UNDESCRIBED]
+    assert parameters["limit"]["schema"] == {"type": "integer", "minimum": 1}
