@@ -323,6 +323,7 @@ def describe(catalog: Catalog | None = None) -> dict[str, Any]:
                 "operationId": "openapi",
                 "summary": "This description",
                 "tags": ["staff"],
+                "security": [],
                 "responses": {"200": {"description": "OpenAPI 3.1, JSON.",
                                       "content": {JSON: {"schema": {"type": "object"}}}},
                               "304": {"description": "Not modified (If-None-Match)."}},
