@@ -13,7 +13,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Defaults from config.Config, then ``LEADGATE_*`` variables, then test_config."""
     from capture import cli, config, errors, spool
     from capture.db import store
-    from capture.staff import api, auth, dashboard, exports, workspace
+    from capture.staff import api, auth, dashboard, exports, spam, workspace
     from capture.web import health, openapi, routing, site, views
 
     # The instance folder holds the SQLite file, the demo secret and the spool: a deployment
@@ -40,6 +40,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     exports.init_app(app)
     api.init_app(app)
     dashboard.init_app(app)
+    spam.init_app(app)
     site.init_app(app)
     cli.init_app(app)
 

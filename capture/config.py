@@ -318,6 +318,8 @@ def finalize(app: Flask) -> None:
     config["SPOOL_RETRY_SECONDS"] = as_seconds("SPOOL_RETRY_SECONDS", config["SPOOL_RETRY_SECONDS"])
     config["SCORE_REFRESH_SECONDS"] = as_seconds("SCORE_REFRESH_SECONDS", config["SCORE_REFRESH_SECONDS"])
     config["FORM_MIN_SECONDS"] = as_seconds("FORM_MIN_SECONDS", config["FORM_MIN_SECONDS"])
+    if config["SPAM_KEEP_DAYS"] < 1:
+        raise ConfigError("LEADGATE_SPAM_KEEP_DAYS must be 1 or more days.")
     if config["DISPOSABLE_EMAILS"] not in ("refuse", "suspect"):
         raise ConfigError(f"LEADGATE_DISPOSABLE_EMAILS must be refuse or suspect, not {config['DISPOSABLE_EMAILS']!r}.")
     config["SECRET_KEY"] = resolve_secret_key(

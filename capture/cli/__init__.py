@@ -1,15 +1,15 @@
 """The `leadgate` command. Commands are thin: they parse options and call library functions.
 
 One module per group of commands: ``site`` (build, serve), ``export``, ``db``, ``staff``
-(user, token), ``spool``, ``qualify`` (check, rescore, stage) and ``report`` (report, spend,
-sample); ``command`` holds what they share.
+(user, token), ``spool``, ``qualify`` (check, rescore, stage), ``report`` (report, spend,
+sample) and ``spam`` (the spam folder); ``command`` holds what they share.
 """
 
 from __future__ import annotations
 
 from flask import Flask
 
-from capture.cli import db, export, qualify, report, site, spool, staff
+from capture.cli import db, export, qualify, report, site, spam, spool, staff
 from capture.cli.command import group
 
 
@@ -20,7 +20,7 @@ def main() -> None:
 
 for _command in (site.build, site.serve, export.export, db.db, staff.user, staff.token, spool.spool,
                  qualify.check, qualify.rescore, qualify.stage, report.report, report.spend,
-                 report.sample):
+                 report.sample, spam.spam):
     main.add_command(_command)
 
 

@@ -264,7 +264,8 @@ class Submission(Profile, Base):
     marketing_opt_in: Mapped[bool] = mapped_column(Boolean)
     marketing_version: Mapped[str] = mapped_column(String(CONSENT_VERSION_MAX))
     marketing_sha256: Mapped[str] = mapped_column(ForeignKey("consent_texts.sha256"))
-    # The post's spam verdict (capture.spam.verdict): below the threshold, or it would be held.
+    # The post's spam verdict (capture.spam.verdict): below the threshold, unless staff released
+    # the post from the spam folder (capture.spam.folder).
     spam_score: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     spam_reasons: Mapped[str] = mapped_column(Text, default="", server_default="")
 

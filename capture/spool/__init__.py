@@ -37,6 +37,22 @@ finds another one running skips its turn.
 Download links sign the submission's uid (see :mod:`capture.web.links`), so a link works while
 its submission is only in the spool: the file is served and the download is spooled too, to
 be recorded after the submission.
+
+Posts held as spam (``data.spam.held``, capture.spam.verdict) take the same road to another
+table: :meth:`Spool.save` puts them in the spam folder (capture.spam.folder), and when the
+database fails they are spooled like any submission (the verdict is in the line) and the replay
+puts them back in the folder, never in the leads. Their download link serves the file, as the
+visitor's own eyes expect, but nothing is recorded: nothing of spam reaches the leads' data.
+
+Purging the spam folder also lives here, in each process's background work, because this is
+the one mechanism every way of serving shares: like the replay thread it starts in a request
+(never before a fork), so it runs under gunicorn, the development server and the tests alike,
+where the score refresher (capture.scoring.apply) runs only in gunicorn's workers; and it is
+the spool that already owns "posts on their way to a table" in every process. A thread per
+process wakes :data:`PURGE_FIRST_SECONDS` after the process's first request, then every
+:data:`PURGE_EVERY_SECONDS` (a day), and deletes posts held more than SPAM_KEEP_DAYS days ago.
+A purge is one DELETE by age: several processes purging at once, or a `leadgate spam purge`
+beside them, each remove what is there and nothing twice.
 """
 
 from __future__ import annotations
@@ -46,6 +62,7 @@ import os
 import threading
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from flask import Flask, current_app
 from sqlalchemy.exc import SQLAlchemyError
@@ -55,12 +72,22 @@ from capture.db.store import Store, get_store
 from capture.leads.downloads import record_download
 from capture.leads.submission import NewSubmission, record_submission
 from capture.scoring.apply import Scoring, get_scoring
+from capture.spam import folder
 from capture.spool.file import Replay, SpoolError, SpoolFile, reason
 from capture.spool.lines import download_line, submission_line
 
 EXTENSION = "leadgate.spool"
 #: The name of each process's replaying thread.
 THREAD_NAME = "leadgate-spool-replay"
+#: The name of each process's thread that purges the spam folder.
+PURGE_THREAD_NAME = "leadgate-spam-purge"
+#: Seconds from a process's first request to its first purge of the spam folder: a starting
+#: worker serves visitors first.
+PURGE_FIRST_SECONDS = 600.0
+#: Seconds between purges of the spam folder, in each process: about once a day.
+PURGE_EVERY_SECONDS = 24 * 3600.0
+#: Seconds before trying again a purge that failed (the database was down).
+PURGE_RETRY_SECONDS = 3600.0
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +96,10 @@ class Spool:
     """The app's way to keep every lead: the database first, else the spool, replayed later."""
 
     def __init__(self, store: Store, path: str | os.PathLike[str], retry_seconds: float,
-                 scoring: Callable[[], Scoring]):
+                 scoring: Callable[[], Scoring], spam_keep_days: int = 30):
         self.store = store
+        #: Posts held as spam longer than this many days are purged.
+        self.spam_keep_days = spam_keep_days
         #: The app's scoring, read when first needed (a post scores its lead as it is stored).
         self.scoring = scoring
         self.file = SpoolFile(path)
@@ -80,12 +109,18 @@ class Spool:
         self._checked_pid: int | None = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self._purger: threading.Thread | None = None
+        self._pid_of_purger: int | None = None
+        self._stop_purging = threading.Event()
 
     def save(self, data: NewSubmission) -> bool:
-        """Store a submission, or spool it when the database cannot take it; False when
-        spooled. SpoolError when neither could keep it."""
+        """Store a submission (a post held as spam: in the spam folder), or spool it when the
+        database cannot take it; False when spooled. SpoolError when neither could keep it."""
         try:
-            record_submission(self.store, data, self.scoring())
+            if data.spam.held:
+                folder.hold(self.store, data)
+            else:
+                record_submission(self.store, data, self.scoring())
             return True
         except SQLAlchemyError as e:
             why = reason(e)
@@ -102,19 +137,24 @@ class Spool:
     def record_download(self, submission_uid: uuid.UUID, resource_id: str, *, user_agent: str,
                         ip_prefix: str | None) -> bool:
         """Log a download; False when neither the database nor the spool knows the submission
-        (the lead was erased). A database error for a submission not in the spool propagates."""
+        (the lead was erased). A post held as spam is known, and nothing is logged for it.
+        A database error for a submission not in the spool propagates."""
         visit = {"submission_uid": submission_uid, "resource_id": resource_id,
                  "user_agent": user_agent, "ip_prefix": ip_prefix}
         try:
-            if record_download(self.store, **visit) is not None:
+            if self._recorded_or_held(visit):
                 return True
         except SQLAlchemyError:
-            if not self.file.holds(submission_uid):
+            spooled = self.file.find(submission_uid)
+            if spooled is None:
                 raise
         else:
-            if not self.file.holds(submission_uid):
+            spooled = self.file.find(submission_uid)
+            if spooled is None:
                 # A replay may have stored it between the two looks.
-                return record_download(self.store, **visit) is not None
+                return self._recorded_or_held(visit)
+        if spooled.spam.held:
+            return True
         try:
             self.file.append(download_line(at=utcnow(), **visit))
             self.retry()
@@ -122,21 +162,60 @@ class Spool:
             log.warning("download of spooled submission %s not recorded: %s", submission_uid, e)
         return True
 
+    def _recorded_or_held(self, visit: dict[str, Any]) -> bool:
+        """Record a download of a stored submission; True without recording for a post held
+        in the spam folder; False when the database knows neither."""
+        return (record_download(self.store, **visit) is not None
+                or folder.is_held(self.store, visit["submission_uid"]))
+
     def replay(self, *, wait: bool = True) -> Replay:
         report = self.file.replay(self.store, self.scoring(), wait=wait)
-        if report.stored or report.downloads:
-            log.info("replayed from the spool: %d submission(s), %d download(s)",
-                     report.stored, report.downloads)
+        if report.stored or report.downloads or report.held:
+            log.info("replayed from the spool: %d submission(s), %d download(s), %d post(s) held as spam",
+                     report.stored, report.downloads, report.held)
         if report.kept:
             log.warning("%d line(s) stay in the spool %s: %s", report.kept, self.file.path, report.error)
         return report
 
-    def retry_if_pending(self) -> None:
-        """Once per process, at its first request: pick up lines left by a previous run."""
+    def tend(self) -> None:
+        """Once per process, at its first request: pick up lines left by a previous run, and
+        start purging the spam folder."""
         if self._checked_pid != os.getpid():
             self._checked_pid = os.getpid()
             if self.file.pending():
                 self.retry()
+            self.start_purging()
+
+    def start_purging(self) -> None:
+        """Make sure this process has its thread purging the spam folder once a day."""
+        with self._lock:
+            if self._purger is None or not self._purger.is_alive() or self._pid_of_purger != os.getpid():
+                self._stop_purging.clear()
+                self._pid_of_purger = os.getpid()
+                self._purger = threading.Thread(target=self._purge_daily, name=PURGE_THREAD_NAME,
+                                                daemon=True)
+                self._purger.start()
+
+    def purge_spam(self) -> int:
+        """Remove the posts held longer than SPAM_KEEP_DAYS; how many."""
+        purged = folder.purge(self.store, self.spam_keep_days)
+        if purged:
+            log.info("purged %d post(s) held as spam more than %d days ago", purged, self.spam_keep_days)
+        return purged
+
+    def _purge_daily(self) -> None:
+        wait = PURGE_FIRST_SECONDS
+        while not self._stop_purging.wait(wait):
+            try:
+                self.purge_spam()
+                wait = PURGE_EVERY_SECONDS
+            except SQLAlchemyError as e:
+                log.warning("purging the spam folder failed (%s); trying again in %d s",
+                            reason(e), PURGE_RETRY_SECONDS)
+                wait = PURGE_RETRY_SECONDS
+            except Exception:
+                log.exception("purging the spam folder failed")
+                wait = PURGE_RETRY_SECONDS
 
     def retry(self) -> None:
         """Make sure this process has a thread replaying the spool (not when disabled)."""
@@ -152,11 +231,12 @@ class Spool:
                 self._thread.start()
 
     def stop(self) -> None:
-        """End the background thread (at shutdown, and between tests)."""
+        """End the background threads (at shutdown, and between tests)."""
         self._stop.set()
-        thread = self._thread
-        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
-            thread.join(timeout=10)
+        self._stop_purging.set()
+        for thread in (self._thread, self._purger):
+            if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+                thread.join(timeout=10)
 
     def _run(self) -> None:
         while not self._stop.wait(self.retry_seconds):
@@ -176,6 +256,6 @@ def get_spool(app: Flask | None = None) -> Spool:
 
 def init_app(app: Flask) -> None:
     spool = Spool(get_store(app), app.config["SPOOL_PATH"], app.config["SPOOL_RETRY_SECONDS"],
-                  lambda: get_scoring(app))
+                  lambda: get_scoring(app), app.config["SPAM_KEEP_DAYS"])
     app.extensions[EXTENSION] = spool
-    app.before_request(spool.retry_if_pending)
+    app.before_request(spool.tend)

@@ -25,6 +25,7 @@ from capture.db.store import Store
 from capture.scoring.apply import Scoring
 from capture.leads.downloads import has_download, has_submission, record_download
 from capture.leads.submission import NewSubmission, record_submission
+from capture.spam import folder
 from capture.spool.lines import CorruptLine, SpooledDownload, decode
 
 #: Errors that say the database cannot be reached or written at all: a replay stops at the
@@ -73,6 +74,8 @@ class Replay:
 
     stored: int = 0
     already_stored: int = 0
+    #: Posts held as spam, put (back) in the spam folder.
+    held: int = 0
     downloads: int = 0
     kept: int = 0
     corrupt: int = 0
@@ -84,6 +87,8 @@ class Replay:
             return "Another replay of the spool is running; try again when it has finished."
         lines = [f"Stored {self.stored} submission(s) and {self.downloads} download(s) from "
                  f"{spool.path}; {self.already_stored} submission(s) were already stored."]
+        if self.held:
+            lines.append(f"{self.held} post(s) held as spam went to the spam folder, not to the leads.")
         if self.kept:
             reason = f": {self.error}" if self.error else ""
             lines.append(f"{self.kept} line(s) stay in the spool, the database did not take them{reason}.")
@@ -168,17 +173,21 @@ class SpoolFile:
         except FileNotFoundError:
             return
 
-    def holds(self, submission_uid: uuid.UUID) -> bool:
-        """Whether a submission is waiting in the spool (read without the lock: the spool
-        is only ever appended to or replaced whole)."""
+    def find(self, submission_uid: uuid.UUID) -> NewSubmission | None:
+        """The submission of this uid waiting in the spool, if it is there (read without the
+        lock: the spool is only ever appended to or replaced whole)."""
         needle = str(submission_uid).encode()
         for raw in self._lines():
             if needle in raw:
                 with suppress(CorruptLine):
                     event = decode(raw)
                     if isinstance(event, NewSubmission) and event.uid == submission_uid:
-                        return True
-        return False
+                        return event
+        return None
+
+    def holds(self, submission_uid: uuid.UUID) -> bool:
+        """Whether a submission is waiting in the spool."""
+        return self.find(submission_uid) is not None
 
     def status(self) -> SpoolStatus:
         status = SpoolStatus()
@@ -257,6 +266,12 @@ class SpoolFile:
 
     @staticmethod
     def _ingest_submission(store: Store, scoring: Scoring, data: NewSubmission, report: Replay) -> None:
+        if data.spam.held:
+            if folder.hold(store, data):
+                report.held += 1
+            else:
+                report.already_stored += 1
+            return
         if has_submission(store, data.uid):
             report.already_stored += 1
             return
