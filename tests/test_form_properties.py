@@ -30,7 +30,7 @@ from urllib.parse import quote_from_bytes
 
 import pytest
 from conftest import SITE_ORIGIN
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
@@ -99,6 +99,11 @@ def value_for(name: str) -> st.SearchStrategy[bytes]:
     )
 
 
+def part_name(name: str) -> bytes:
+    """A field name in a multipart header, escaped as browsers do (HTML's form-data encoding)."""
+    return encoded(name).replace(b'"', b"%22").replace(b"\r", b"%0D").replace(b"\n", b"%0A")
+
+
 @dataclass
 class Post:
     fields: list[tuple[str, bytes]]
@@ -111,10 +116,10 @@ class Post:
 
     def body(self) -> tuple[bytes, str]:
         if not self.multipart:
-            return b"&".join(f"{quote_from_bytes(name.encode())}={quote_from_bytes(value)}".encode()
+            return b"&".join(f"{quote_from_bytes(encoded(name))}={quote_from_bytes(value)}".encode()
                              for name, value in self.fields), "application/x-www-form-urlencoded"
         boundary = f"leadgate-{uuid.uuid4().hex}"
-        parts = [b"--" + boundary.encode() + b"\r\nContent-Disposition: form-data; name=\"" + name.encode()
+        parts = [b"--" + boundary.encode() + b"\r\nContent-Disposition: form-data; name=\"" + part_name(name)
                  + b"\"\r\n\r\n" + value + b"\r\n" for name, value in self.fields]
         return b"".join(parts) + b"--" + boundary.encode() + b"--\r\n", f"multipart/form-data; boundary={boundary}"
 
@@ -214,8 +219,13 @@ def valid(form_post: Callable[..., dict[str, str]]) -> dict[str, str]:
 def test_any_post_is_answered_as_documented_and_leaves_no_half_lead(app, store, valid) -> None:
     statuses: set[int] = set()
 
+    fields = [(name, encoded(value)) for name, value in valid.items()]
+    odd_names = [("\ud800", b"x"), ('a"\r\nb', b"y")]
+
     @settings(PROFILE)
     @given(post=posts(valid))
+    @example(post=Post(fields + odd_names, multipart=True, chunked=False, json=True, origin=SITE_ORIGIN))
+    @example(post=Post(fields + odd_names, multipart=False, chunked=True, json=False, origin=None))
     def prop(post: Post) -> None:
         statuses.add(check(app, store, post))
 
