@@ -14,7 +14,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from capture import cli, config, errors, spool
     from capture.db import store
     from capture.staff import api, audit, auth, dashboard, exports, roles, spam, workspace
-    from capture.web import headers, health, hygiene, site, views
+    from capture.web import headers, health, hygiene, openapi, routing, site, views
 
     # The instance folder holds the SQLite file, the demo secret and the spool: a deployment
     # may put it elsewhere (an absolute path), e.g. /var/lib/leadgate.
@@ -28,12 +28,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     os.makedirs(app.instance_path, exist_ok=True)
     config.finalize(app)
 
+    routing.init_app(app)
     store.init_app(app)
     spool.init_app(app)
     errors.init_app(app)
     hygiene.init_app(app)
     views.init_app(app)
     health.init_app(app)
+    openapi.init_app(app)
     auth.init_app(app)
     workspace.init_app(app)
     exports.init_app(app)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -48,7 +49,21 @@ ASSET_FILES = {
 }
 THANKS_PAGE = "thanks.md"
 CAPTURE_URL = re.compile(r"^(https?://[^/\s?#]+)?(/[^\s?#]*)?$")
-LINK = re.compile(r"""\b(?:href|src)\s*=\s*["']([^"']+)["']""", re.IGNORECASE)
+#: Every attribute a page can fetch or link a file with, its value quoted or not (HTML allows
+#: both, and Markdown passes raw HTML through as written).
+LINK = re.compile(r"""(?<![\w-])(href|src|data|poster|action|formaction|srcset)\s*=\s*"""
+                  r"""(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+))""", re.IGNORECASE)
+
+
+def linked_urls(html: str) -> Iterator[str]:
+    """Each URL a page's HTML links to; a ``srcset`` holds several, each before its size."""
+    for name, *values in LINK.findall(html):
+        value = "".join(values).strip()
+        if name.lower() == "srcset":
+            yield from (candidate.split()[0] for candidate in value.split(",") if candidate.strip())
+        elif value:
+            yield value
+
 
 CATALOG_INTRO = """\
 # Resources
@@ -300,7 +315,7 @@ class LeadgatePlugin(BasePlugin[LeadgateConfig]):
         """Fail the build when a page links to a gated file: the link would name a PDF meant
         to be sent only after the form (the file itself is never published)."""
         base = page.url if not page.url or page.url.endswith("/") else posixpath.dirname(page.url) + "/"
-        for value in LINK.findall(html):
+        for value in linked_urls(html):
             parts = urlsplit(value)
             if parts.scheme or parts.netloc or not parts.path:
                 continue

@@ -29,8 +29,8 @@ from capture.errors import API, WORKSPACE
 from capture.site.csp import read_hashes
 
 EXTENSION = "leadgate.headers"
-#: Endpoints whose answers are public files, cacheable like any static file.
-CACHEABLE = frozenset({"site.page", "static", "workspace.static"})
+#: Endpoints whose answers are public files (and the API's description), cacheable like any static file.
+CACHEABLE = frozenset({"site.page", "static", "workspace.static", "openapi.openapi"})
 
 #: The workspace and the API: no scripts at all, one stylesheet, never framed.
 STAFF_CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
