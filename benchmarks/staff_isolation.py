@@ -296,6 +296,7 @@ def main() -> None:
         if fresh:
             build_database(url, args.leads)
         env = {**os.environ, "LEADGATE_DATABASE_URL": url, "LEADGATE_SECRET_KEY": SECRET_KEY,
+               "LEADGATE_BASE_URL": "http://127.0.0.1/",
                "LEADGATE_INSTANCE_PATH": str(tmp / "instance")}
         token = staff_token(env, fresh)
         site = tmp / "site"

@@ -14,7 +14,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from capture import cli, config, errors, spool
     from capture.db import store
     from capture.staff import api, audit, auth, dashboard, exports, roles, spam, workspace
-    from capture.web import health, site, views
+    from capture.web import headers, health, hygiene, openapi, routing, site, views
     from capture.spam import limits
 
     # The instance folder holds the SQLite file, the demo secret and the spool: a deployment
@@ -29,11 +29,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     os.makedirs(app.instance_path, exist_ok=True)
     config.finalize(app)
 
+    routing.init_app(app)
     store.init_app(app)
     spool.init_app(app)
     errors.init_app(app)
+    hygiene.init_app(app)
     views.init_app(app)
     health.init_app(app)
+    openapi.init_app(app)
     auth.init_app(app)
     limits.init_app(app)  # after auth, which says what is wrong with a storage URI
     workspace.init_app(app)
@@ -45,6 +48,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     audit.init_app(app)
     site.init_app(app)
     cli.init_app(app)
+    headers.init_app(app)
 
     proxies = {key: app.config[f"PROXY_FIX_X_{key.upper()}"] for key in ("for", "proto", "host")}
     if any(proxies.values()):

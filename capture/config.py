@@ -199,7 +199,7 @@ def as_seconds(name: str, value: Any) -> float:
     return seconds
 
 
-def as_origins(value: Any) -> list[str]:
+def as_origins(value: Any, name: str = "ALLOWED_ORIGINS") -> list[str]:
     """Exact origins from a comma-separated string or a list, without trailing slashes."""
     items = value if isinstance(value, (list, tuple)) else str(value or "").split(",")
     origins = []
@@ -209,7 +209,7 @@ def as_origins(value: Any) -> list[str]:
             continue
         if not origin.startswith(("http://", "https://")) or "/" in origin.split("://", 1)[1]:
             raise ConfigError(
-                f"LEADGATE_ALLOWED_ORIGINS: {item!r} is not an origin; "
+                f"LEADGATE_{name}: {item!r} is not an origin; "
                 "write scheme and host only, e.g. https://www.example.com"
             )
         origins.append(origin)
@@ -303,6 +303,54 @@ def check_form_limits(config: Mapping[str, Any]) -> None:
             raise ConfigError(str(e)) from None
 
 
+#: What a BASE_URL looks like, for the message that asks for one.
+BASE_URL_EXAMPLE = "https://leads.example.com/"
+#: Hosts the demo and the tests answer for besides BASE_URL's: what a browser on this machine names.
+LOCAL_HOSTS = ("127.0.0.1", "localhost")
+
+
+def as_base_url(value: str, demo: bool) -> str:
+    """BASE_URL as ``scheme://host[:port]/path/``; in demo and test mode ``http://localhost/``
+    when unset (the test client's host; ``leadgate serve --demo`` sets the address it binds)."""
+    from urllib.parse import urlsplit
+
+    value = value.strip()
+    if not value:
+        if not demo:
+            raise ConfigError(
+                "No base URL: set LEADGATE_BASE_URL to the service's public address, e.g. "
+                f"{BASE_URL_EXAMPLE} (every link the service sends starts there), "
+                "or try the service with `leadgate serve --demo`.")
+        value = "http://localhost/"
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigError(f"LEADGATE_BASE_URL must be an http(s) address such as {BASE_URL_EXAMPLE}, "
+                          f"not {value!r}.")
+    return value if value.endswith("/") else value + "/"
+
+
+def as_hosts(value: Any, base_url: str, demo: bool) -> list[str]:
+    """TRUSTED_HOSTS: the names given (or BASE_URL's host alone), always BASE_URL's host, and in
+    demo and test mode 127.0.0.1 and localhost. Names only: a port is not part of the check."""
+    from urllib.parse import urlsplit
+
+    items = value if isinstance(value, (list, tuple)) else str(value or "").split(",")
+    hosts = []
+    for item in items:
+        host = str(item).strip().lower()
+        if not host:
+            continue
+        if "/" in host or (":" in host and not host.startswith("[")):
+            raise ConfigError(f"LEADGATE_TRUSTED_HOSTS: {item!r} is not a host name; write names only, "
+                              "e.g. leads.example.com,www.example.com")
+        hosts.append(host)
+    if base_url:
+        hosts.append(urlsplit(base_url).hostname or "")
+    if demo:
+        hosts += LOCAL_HOSTS
+    return list(dict.fromkeys(hosts))
+
+
 def finalize(app: Flask) -> None:
     """Coerce values that came from the environment and fill the derived defaults."""
     config = app.config
@@ -314,6 +362,7 @@ def finalize(app: Flask) -> None:
         if config.get(name) is not None:
             config[name] = str(config[name])
     config["ALLOWED_ORIGINS"] = as_origins(config["ALLOWED_ORIGINS"])
+    config["FRAME_ANCESTORS"] = as_origins(config["FRAME_ANCESTORS"], "FRAME_ANCESTORS")
     check_export_limits(config["EXPORT_SLOTS"], config["EXPORT_NICENESS"])
     check_form_limits(config)
     for name in ("PERMANENT_SESSION_LIFETIME", "SESSION_IDLE_SECONDS"):
@@ -340,8 +389,8 @@ def finalize(app: Flask) -> None:
         raise ConfigError("LEADGATE_SPAM_KEEP_DAYS must be 1 or more days.")
     if config["DISPOSABLE_EMAILS"] not in ("refuse", "suspect"):
         raise ConfigError(f"LEADGATE_DISPOSABLE_EMAILS must be refuse or suspect, not {config['DISPOSABLE_EMAILS']!r}.")
-    config["SECRET_KEY"] = resolve_secret_key(
-        config.get("SECRET_KEY"),
-        Path(app.instance_path),
-        demo=config["DEMO"] or config["TESTING"] or config["DEBUG"] or app.debug,
-    )
+    demo = config["DEMO"] or config["TESTING"] or config["DEBUG"] or app.debug
+    config["SECRET_KEY"] = resolve_secret_key(config.get("SECRET_KEY"), Path(app.instance_path), demo=demo)
+    # None: a command's app (capture.cli.command), which answers no request and builds no link.
+    config["BASE_URL"] = as_base_url(config["BASE_URL"], demo) if config["BASE_URL"] is not None else ""
+    config["TRUSTED_HOSTS"] = as_hosts(config["TRUSTED_HOSTS"], config["BASE_URL"], demo)

@@ -75,8 +75,10 @@ def retitled(shell: str, title: str) -> str:
 
 
 def site_link(page_url: str = "") -> str:
-    """A page of the built site, under SITE_URL (or on this host when it is empty)."""
-    return (current_app.config["SITE_URL"] or "/") + page_url
+    """A page of the built site, under SITE_URL, or BASE_URL when the service serves the site
+    itself: never the request's Host."""
+    config = current_app.config
+    return (config["SITE_URL"] or config["BASE_URL"]) + page_url
 
 
 def in_site_shell(region: str, page_url: str, title: str, content: str) -> str:

@@ -343,6 +343,8 @@ def make_app(content_dir: Path, database_url: str, tmp_path: Path) -> Iterator[C
             "CONTENT_DIR": str(content_dir),
             "SITE_DIR": None,
             "SITE_URL": "",
+            # The test client's own address: links the service builds start here.
+            "BASE_URL": "http://localhost",
             "ALLOWED_ORIGINS": SITE_ORIGIN,
             "SPOOL_PATH": str(tmp_path / "spool.jsonl"),
             **config,

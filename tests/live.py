@@ -102,7 +102,9 @@ class LiveServer(ChildServer):
         port = free_port()
         # An instance folder of its own: the spool there is replayed into this server's database
         # only, never into another server's that runs at the same time.
+        # The address the tests reach it at: every link it builds starts there.
         env = {"LEADGATE_DATABASE_URL": self.database_url, "LEADGATE_SECRET_KEY": SECRET_KEY,
+               "LEADGATE_BASE_URL": f"http://127.0.0.1:{port}/",
                "LEADGATE_INSTANCE_PATH": str(workdir / "instance"), **(settings or {})}
         if code is not None:
             # Another checkout's capture/ and content/: first on the command's path, and the

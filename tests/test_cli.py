@@ -80,11 +80,11 @@ def test_every_option_and_argument_is_explained_in_help():
 def test_flask_runs_the_same_commands(tmp_path, database_url, content_dir):
     result = run([str(BIN / "flask"), "--app", "capture", "user", "list"], tmp_path,
                  LEADGATE_DATABASE_URL=database_url, LEADGATE_CONTENT_DIR=str(content_dir),
-                 LEADGATE_SECRET_KEY="k" * 32)
+                 LEADGATE_SECRET_KEY="k" * 32, LEADGATE_BASE_URL="https://leads.example.com/")
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
     result = run([str(BIN / "flask"), "--app", "capture", "export", "--columns", "email"], tmp_path,
                  LEADGATE_DATABASE_URL=database_url, LEADGATE_CONTENT_DIR=str(content_dir),
-                 LEADGATE_SECRET_KEY="k" * 32)
+                 LEADGATE_SECRET_KEY="k" * 32, LEADGATE_BASE_URL="https://leads.example.com/")
     assert (result.returncode, result.stdout, result.stderr) == (0, "email\n", "")
 
 

@@ -216,7 +216,7 @@ def test_the_build_refuses_bad_rules(tmp_path, content_dir):
 
 def test_serve_refuses_bad_rules_before_starting(tmp_path, content_dir):
     write_rules(content_dir, changed("points: 25", "points: ten").replace("fit: 50", "fit: 40"), {})
-    env = {"LEADGATE_CONTENT_DIR": str(content_dir), "LEADGATE_SECRET_KEY": "k" * 32,
+    env = {"LEADGATE_CONTENT_DIR": str(content_dir), "LEADGATE_SECRET_KEY": "k" * 32, "LEADGATE_BASE_URL": "https://leads.example.com/",
            "LEADGATE_INSTANCE_PATH": str(tmp_path / "instance"),
            "LEADGATE_DATABASE_URL": f"sqlite:///{tmp_path / 'never.db'}"}
     result = CliRunner().invoke(main, ["serve", "--no-build", "--port", str(free_port())], env=env)
@@ -493,7 +493,7 @@ def test_rescore_killed_halfway_and_run_again_equals_one_run(database_url, conte
     def run(url: str, **kwargs):
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("LEADGATE_")},
                "LEADGATE_DATABASE_URL": url, "LEADGATE_CONTENT_DIR": str(content_dir),
-               "LEADGATE_SECRET_KEY": "k" * 32, "LEADGATE_INSTANCE_PATH": str(tmp_path / "instance")}
+               "LEADGATE_SECRET_KEY": "k" * 32, "LEADGATE_BASE_URL": "https://leads.example.com/", "LEADGATE_INSTANCE_PATH": str(tmp_path / "instance")}
         return subprocess.Popen([leadgate, "rescore"], env=env, text=True, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, **kwargs)
 

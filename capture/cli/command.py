@@ -109,14 +109,18 @@ def create_command_app() -> Flask:
 
     These commands serve no request and sign nothing that leaves the process (no link, no
     session), so without LEADGATE_SECRET_KEY they run on a key of their own that dies with
-    them: `leadgate export` works beside `leadgate serve --demo`, and a real service's key need
+    them, and without LEADGATE_BASE_URL on none: `leadgate export` works beside `leadgate serve --demo`, and a real service's key need
     not be handed to every script that exports leads. A key that is set is still checked.
     """
     from capture import create_app
 
-    own_key = None if os.environ.get("LEADGATE_SECRET_KEY") else {"SECRET_KEY": secrets.token_hex(32)}
+    own: dict[str, object] = {}
+    if not os.environ.get("LEADGATE_SECRET_KEY"):
+        own["SECRET_KEY"] = secrets.token_hex(32)
+    if not os.environ.get("LEADGATE_BASE_URL"):
+        own["BASE_URL"] = None  # no request to answer, no link to build (capture.config.as_base_url)
     try:
-        return create_app(own_key)
+        return create_app(own or None)
     except OSError as e:  # the instance folder cannot be made
         raise click.ClickException(
             f"cannot create the folder {e.filename}: {e.strerror}; set LEADGATE_INSTANCE_PATH to a "

@@ -43,7 +43,8 @@ def _build(config_file: str, site_dir: str | None) -> Path:
         help="gunicorn workers for visitors (default: $WEB_CONCURRENCY, else 2), plus one per "
              "export slot ($LEADGATE_EXPORT_SLOTS, else 2).")
 @option("--demo", is_flag=True,
-        help="Local demo: use (or create) instance/secret_key instead of LEADGATE_SECRET_KEY.")
+        help="Local demo: use (or create) instance/secret_key instead of LEADGATE_SECRET_KEY, and "
+             "build links to the address it listens on unless LEADGATE_BASE_URL is set.")
 @option("--dev", is_flag=True, help="Flask's development server with the reloader.")
 @option("--build/--no-build", "build_first", default=True, show_default=True,
         help="Build the site before serving it.")
@@ -66,6 +67,9 @@ def serve(host: str, port: int, workers: int | None, demo: bool, dev: bool, buil
         check_port_free(host, port)
     if demo:
         os.environ["LEADGATE_DEMO"] = "true"
+    if demo or dev:
+        # Links the demo builds lead back to where it listens (a set LEADGATE_BASE_URL wins).
+        os.environ.setdefault("LEADGATE_BASE_URL", local_url(host, port))
     # Settings first (the secret key above all), so a refusal does not wait for the build.
     app = create_app({"DEBUG": True} if dev else None)
     if first_run:
@@ -140,11 +144,18 @@ def check_port_free(host: str, port: int) -> None:
             raise click.ClickException(message) from None
 
 
+def local_url(host: str, port: int) -> str:
+    """Where a browser on this machine reaches ``leadgate serve``: a wildcard address (all
+    interfaces) is reached at the loopback one."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+
+
 def announce(host: str, port: int, database_url: str) -> None:
     """Where the site, the workspace and the leads are, and how to stop."""
     from capture.cli.problems import shown
 
-    base = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+    base = local_url(host, port)
     click.echo(f"Leadgate starts on {base}\n"
                f"  site:       {base}\n"
                f"  workspace:  {base}workspace/\n"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -35,7 +36,7 @@ from capture.catalog import (
 from capture.privacy_notice import fill_privacy_notice, notice_problems
 from capture.scoring.apply import load_scoring
 from capture.scoring.rules import RulesError
-from capture.site import render
+from capture.site import csp, render
 from capture.site.config import LeadgateConfig
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -48,7 +49,21 @@ ASSET_FILES = {
 }
 THANKS_PAGE = "thanks.md"
 CAPTURE_URL = re.compile(r"^(https?://[^/\s?#]+)?(/[^\s?#]*)?$")
-LINK = re.compile(r"""\b(?:href|src)\s*=\s*["']([^"']+)["']""", re.IGNORECASE)
+#: Every attribute a page can fetch or link a file with, its value quoted or not (HTML allows
+#: both, and Markdown passes raw HTML through as written).
+LINK = re.compile(r"""(?<![\w-])(href|src|data|poster|action|formaction|srcset)\s*=\s*"""
+                  r"""(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+))""", re.IGNORECASE)
+
+
+def linked_urls(html: str) -> Iterator[str]:
+    """Each URL a page's HTML links to; a ``srcset`` holds several, each before its size."""
+    for name, *values in LINK.findall(html):
+        value = "".join(values).strip()
+        if name.lower() == "srcset":
+            yield from (candidate.split()[0] for candidate in value.split(",") if candidate.strip())
+        elif value:
+            yield value
+
 
 CATALOG_INTRO = """\
 # Resources
@@ -86,6 +101,8 @@ class LeadgatePlugin(BasePlugin[LeadgateConfig]):
         self.public_urls: set[str] = set()
         #: The privacy notice's URL relative to the site root, or None when the site has none.
         self.privacy_url: str | None = None
+        #: CSP hashes of the inline scripts of every built page (capture.site.csp).
+        self.script_hashes: set[str] = set()
 
     # -- MkDocs events -------------------------------------------------------------------
 
@@ -113,6 +130,24 @@ class LeadgatePlugin(BasePlugin[LeadgateConfig]):
             if uri not in (str(e) for e in extra):
                 extra.append(uri)
         return config
+
+    def on_pre_build(self, *, config: MkDocsConfig) -> None:
+        self.script_hashes = set()
+
+    def on_post_page(self, output: str, /, *, page: Page, config: MkDocsConfig) -> str | None:
+        if self.config.enabled:
+            self.script_hashes |= csp.script_hashes(output)
+        return None
+
+    def on_post_template(self, output_content: str, /, *, template_name: str,
+                         config: MkDocsConfig) -> str | None:
+        if self.config.enabled and template_name.endswith(".html"):
+            self.script_hashes |= csp.script_hashes(output_content)  # 404.html
+        return None
+
+    def on_post_build(self, *, config: MkDocsConfig) -> None:
+        if self.config.enabled:
+            csp.write_hashes(config.site_dir, self.script_hashes)
 
     def on_files(self, files: Files, /, *, config: MkDocsConfig) -> Files | None:
         if not self.config.enabled:
@@ -280,7 +315,7 @@ class LeadgatePlugin(BasePlugin[LeadgateConfig]):
         """Fail the build when a page links to a gated file: the link would name a PDF meant
         to be sent only after the form (the file itself is never published)."""
         base = page.url if not page.url or page.url.endswith("/") else posixpath.dirname(page.url) + "/"
-        for value in LINK.findall(html):
+        for value in linked_urls(html):
             parts = urlsplit(value)
             if parts.scheme or parts.netloc or not parts.path:
                 continue

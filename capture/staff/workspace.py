@@ -3,8 +3,9 @@
 Views parse the request, call the store and render; who may see what is in capture.staff.roles,
 which leads a filter selects in capture.leads.filters, which stage moves are allowed in
 capture.leads.stages. Every page here answers ``no-store`` and a Content-Security-Policy
-without scripts and without inline styles (the look is one stylesheet, ``static/workspace.css``):
-the pages show what visitors typed, and Jinja's escaping is the first guard, not the only one.
+without scripts and without inline styles (capture.web.headers; the look is one stylesheet,
+``static/workspace.css``): the pages show what visitors typed, and Jinja's escaping is the
+first guard, not the only one.
 """
 
 from __future__ import annotations
@@ -71,16 +72,6 @@ NUMBER_SORTS = frozenset({"score"})
 MORE_FILTERS = frozenset({"from", "to", "resource", "type", "utm_source", "utm_medium", "utm_campaign",
                           "marketing", "fit_min", "fit_max", "engagement_min", "engagement_max",
                           "mql_from", "mql_to"})
-SECURITY_HEADERS = {
-    "Cache-Control": "private, no-store",
-    "Content-Security-Policy": ("default-src 'none'; style-src 'self'; img-src 'self'; "
-                                "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
-    "Referrer-Policy": "same-origin",
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "X-Robots-Tag": "noindex",
-}
-
 #: The fields of the "Move to…" form, as posted.
 MOVE_FIELDS = ("stage", "reason", "disqualified_reason", "channel", "value", "currency")
 
@@ -299,15 +290,6 @@ def lead_page(lead_id: int, *, form: Mapping[str, str] | None = None,
     return body, status
 
 
-def secure(response: Response) -> Response:
-    """Every answer under /workspace/, refusals included (some come from no blueprint)."""
-    if not request.path.startswith(auth.WORKSPACE):
-        return response
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
-    return response
-
-
 def signed(points: float) -> str:
     """Points as a reason shows them: +25, −15, +7.5."""
     return str(Reason("", points)).strip()
@@ -330,4 +312,3 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     app.register_blueprint(session_pages.bp)
     app.context_processor(page_helpers)
-    app.after_request(secure)

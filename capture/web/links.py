@@ -1,4 +1,9 @@
-"""Signed, expiring download links: the token names the request, its resource, and when.
+"""The links the service builds: from BASE_URL (never the request's Host), and the signed,
+expiring download links, whose token names the request, its resource, and when.
+
+A link in a redirect, a page or an email goes wherever its host says: built from the Host a
+client sends, ``Host: evil.example`` would send the visitor's personal link to whoever holds
+that name. :func:`public_url` builds every absolute link from the configured BASE_URL.
 
 Nobody can guess a link to a gated file or reuse one forever: the token is signed with the
 app's secret key (itsdangerous, salt ``download-link``) and refused after ``DOWNLOAD_MAX_AGE``.
@@ -14,9 +19,33 @@ import uuid
 from dataclasses import dataclass
 from functools import lru_cache
 
+from urllib.parse import urlsplit
+
+from flask import Flask, current_app
 from itsdangerous import BadData, SignatureExpired, TimestampSigner
+from werkzeug.routing import MapAdapter
 
 SALT = "download-link"
+EXTENSION = "leadgate.links"
+
+
+def base_adapter(app: Flask) -> MapAdapter:
+    """The URL map bound to BASE_URL: builds links without a request, and for a request whose
+    Host is not trusted. Made once per app (building with it changes nothing in it)."""
+    adapter = app.extensions.get(EXTENSION)
+    if adapter is None:
+        if not app.config["BASE_URL"]:
+            raise RuntimeError("no BASE_URL to build links from: set LEADGATE_BASE_URL")
+        parts = urlsplit(app.config["BASE_URL"])
+        adapter = app.url_map.bind(parts.netloc, script_name=parts.path or "/", url_scheme=parts.scheme)
+        app.extensions[EXTENSION] = adapter
+    return adapter
+
+
+def public_url(endpoint: str, **values: object) -> str:
+    """The absolute address of a route, under BASE_URL: for links people follow (redirects,
+    pages, emails). A blueprint-relative ``.name`` is not accepted: name the blueprint."""
+    return base_adapter(current_app).build(endpoint, values, force_external=True)
 
 
 @dataclass(frozen=True)

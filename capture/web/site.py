@@ -1,7 +1,8 @@
 """The built MkDocs site, served beside the capture service by ``leadgate serve``.
 
 In production the site usually lives on a static host or CDN; `leadgate serve` also serves it
-from the same process so the demo is one command on one port.
+from the same process so the demo is one command on one port. Its files get the same security
+headers as the service's pages (capture.web.headers), and may be framed by FRAME_ANCESTORS.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from pathlib import Path
 from flask import Blueprint, Flask, abort, current_app, redirect, send_from_directory
 from werkzeug.security import safe_join
 
+from capture.site import csp
+
 bp = Blueprint("site", __name__)
 
 
@@ -19,6 +22,8 @@ bp = Blueprint("site", __name__)
 def page(path: str):
     """Serve a built file; `dir/` answers with `dir/index.html` the way static hosts do."""
     site_dir = current_app.config["SITE_DIR"]
+    if path == csp.FILE:
+        abort(404)  # the build's note for nginx and the service, not a page
     target = safe_join(site_dir, path)
     if target is None:
         abort(404)

@@ -21,7 +21,6 @@ from flask import (
     render_template,
     request,
     send_file,
-    url_for,
 )
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -41,6 +40,7 @@ from capture.web.links import (
     DownloadClaim,
     LinkExpired,
     LinkInvalid,
+    public_url,
     read_download,
     sign_download,
     valid_for,
@@ -82,7 +82,7 @@ def form_page(checked: Checked) -> Response:
     catalog = get_catalog()
     content = render_template(
         "leadgate/form.html", resource=resource, settings=catalog.settings, fields=BY_NAME,
-        action=url_for(".submit", _external=True), values=values,
+        action=public_url("capture.submit"), values=values,
         errors=checked.errors, form_error=checked.form_error,
         privacy_url=site_link(PRIVACY_URL) if catalog.has_privacy_notice else None)
     return make_response(in_site_shell("form", resource.url, resource.title, content), checked.status)
@@ -148,11 +148,11 @@ def submit() -> Response:
         raise Problem(503) from None
     resource = checked.resource
     token = sign_download(current_app.config["SECRET_KEY"], DownloadClaim(data.uid, resource.id))
-    thanks_url = url_for(".thanks", token=token, _external=True)
+    thanks_url = public_url("capture.thanks", token=token)
     if not wants_json():
         return redirect(thanks_url, 303)
     response = jsonify(
-        ok=True, download_url=url_for(".download", token=token, _external=True),
+        ok=True, download_url=public_url("capture.download", token=token),
         thanks_url=thanks_url, link_valid_for=valid_for(current_app.config["DOWNLOAD_MAX_AGE"]),
         resource={"id": resource.id, "title": resource.title})
     response.status_code = 201
@@ -218,7 +218,7 @@ def thanks(token: str) -> Response:
     content = render_template(
         "thanks_region.html", resource=resource,
         # Absolute: the page's <base> is the site's thank-you page, which may be on another host.
-        download_url=url_for(".download", token=token, _external=True),
+        download_url=public_url("capture.download", token=token),
         link_valid_for=valid_for(current_app.config["DOWNLOAD_MAX_AGE"]), catalog_url=site_link())
     return private(make_response(in_site_shell(MESSAGE_REGION, MESSAGE_PAGE, "Thank you", content)))
 
@@ -226,6 +226,12 @@ def thanks(token: str) -> Response:
 @bp.get("/download/<token>")
 def download(token: str) -> Response:
     claim, resource = open_link(token)
+    if request.method == "HEAD":
+        # A link checker or a preview asks what is there: the headers, nothing recorded.
+        response = current_app.response_class(mimetype="application/pdf")
+        response.content_length = resource.file.stat().st_size
+        response.headers.set("Content-Disposition", "attachment", filename=resource.download_name)
+        return private(response)
     try:
         known = get_spool().record_download(
             claim.submission_uid, resource.id, user_agent=request.user_agent.string,
