@@ -128,7 +128,6 @@ def from_request(checked: Checked) -> NewSubmission:
 
 @bp.post(SUBMIT, provide_automatic_options=False)
 def submit() -> Response:
-    limits.get_limits().check_known_refusal()  # before anything is read: a flood costs little
     origin = request.headers.get("Origin")
     if origin is not None and not allowed_origin(origin):
         raise Problem(403)
@@ -248,5 +247,14 @@ def download(token: str) -> Response:
                              download_name=resource.download_name, conditional=False, etag=False))
 
 
+def refuse_a_known_flood() -> None:
+    """Before every other hook, the body unread: an address or network this process saw go
+    over a form limit is refused at once until its window ends (capture.spam.limits)."""
+    if request.path == SUBMIT and request.method == "POST":
+        limits.get_limits().check_known_refusal()
+
+
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
+    # First of the app's hooks (capture.web.hygiene reads the whole body in its own).
+    app.before_request_funcs.setdefault(None, []).insert(0, refuse_a_known_flood)
