@@ -23,8 +23,6 @@ METHODS = ("get", "post", "put", "patch", "delete", "options")
 #: service's own static files and the built site that `leadgate serve` adds.
 WORKSPACE = "/workspace/"
 NOT_API_ENDPOINTS = {"static", "site.page"}
-#: Described operations whose route another branch of issue 11 is adding.
-PENDING = {("/form-token", "get")}
 
 
 @pytest.fixture
@@ -69,14 +67,8 @@ def test_the_description_is_valid_openapi_3_1(document) -> None:
 
 @pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)
 def test_every_described_operation_is_a_route(app, document) -> None:
-    missing = operations(document) - routes(app) - PENDING
+    missing = operations(document) - routes(app)
     assert not missing, f"described but not served: {sorted(missing)}"
-
-
-@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)
-@pytest.mark.xfail(strict=True, reason="needs /form-token from wt-form")
-def test_the_form_token_route_is_served(app) -> None:
-    assert PENDING <= routes(app)
 
 
 @pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)

@@ -124,7 +124,6 @@ def test_a_preflight_from_an_outside_origin_gets_no_cors_header(client) -> None:
 
 
 @pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)
-@pytest.mark.xfail(strict=True, reason="needs /form-token from wt-form")
 def test_a_form_token_asked_from_an_outside_origin_gets_no_cors_header(client) -> None:
     outside = client.get("/form-token", headers={"Origin": EVIL})
     assert outside.status_code == 200

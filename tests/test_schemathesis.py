@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -87,9 +85,6 @@ RUNS = [*((o, GenerationMode.POSITIVE) for o in OPERATIONS),
 @pytest.mark.parametrize(("operation", "mode"), RUNS)
 def test_no_server_error_and_only_described_answers(api, live, operation: str, mode: GenerationMode) -> None:
     """Valid requests for every operation, and broken ones where there is input to break."""
-    server, token = live
-    if operation == "GET /form-token" and not form_token_served(server):
-        pytest.xfail("needs /form-token from wt-form")
     method, path = operation.split(" ", 1)
     run(api[path][method].as_strategy(generation_mode=mode))
 
@@ -112,11 +107,3 @@ def run(strategy: st.SearchStrategy[schemathesis.Case]) -> None:
         case.call_and_validate(checks=CHECKS)
 
     answers_as_described()
-
-
-def form_token_served(server: LiveServer) -> bool:
-    try:
-        with urllib.request.urlopen(f"{server.url}/form-token", timeout=5):
-            return True
-    except urllib.error.HTTPError as e:
-        return e.code != 404
