@@ -141,8 +141,10 @@ class Config:
     PERMANENT_SESSION_LIFETIME: int = 12 * 3600
     #: Where rate-limit counts are kept, shared by every worker and host (a Flask-Limiter storage
     #: URI): Redis, ``redis://127.0.0.1:6379`` (needs the ``redis`` package: ``pip install
-    #: 'leadgate[redis]'``). With the default ``memory://`` the failed sign-ins and API tokens
-    #: are counted in the database (table ``rate_counts``) instead, never per process.
+    #: 'leadgate[redis]'``). With the default ``memory://`` the failed sign-ins and API tokens,
+    #: and the API's exports, are counted in the database (table ``rate_counts``) instead, never
+    #: per process; the form's posts and its spent form tokens are counted in each process's
+    #: memory (a host with N workers allows about N times RATE_LIMIT): set Redis in production.
     #: ``RATELIMIT_KEY_PREFIX`` starts every key (several services on one Redis).
     RATELIMIT_STORAGE_URI: str = "memory://"
     #: How many exports (``/workspace/leads.csv``, ``/api/leads.csv``) may stream at once on this
