@@ -103,11 +103,9 @@ def stage(email: str, stage: str, by: str, reason: str, value: str | None, curre
 
     store = get_store()
     try:
-        staff = accounts.account(store, by)
+        staff = accounts.active_account(store, by)
     except accounts.AuthError as e:
         raise click.ClickException(f"--by: {e}") from None
-    if staff.disabled:
-        raise click.ClickException(f"--by: the account {staff.email} is disabled.")
     refusal = stages.refusal_for_role(staff.role)
     if refusal:
         raise click.ClickException(f"--by: {staff.email} is a {staff.role} account: {refusal}.")

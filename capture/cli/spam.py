@@ -73,16 +73,14 @@ def spam_release(ids: tuple[str, ...], by: str) -> None:
     from capture.db.store import get_store
     from capture.scoring.apply import get_scoring
     from capture.spam import folder
-    from capture.staff import accounts
+    from capture.staff import accounts, roles
 
     store = get_store()
     try:
-        staff = accounts.account(store, by)
+        staff = accounts.active_account(store, by)
     except accounts.AuthError as e:
         raise click.ClickException(f"--by: {e}") from None
-    if staff.disabled:
-        raise click.ClickException(f"--by: the account {staff.email} is disabled.")
-    if not accounts.has_role(staff, "sales"):
+    if not roles.may(staff, roles.SPAM):
         raise click.ClickException(f"--by: {staff.email} is a {staff.role} account: only sales and admin "
                                    "accounts release posts from the spam folder.")
     missing = []

@@ -72,6 +72,14 @@ def account(store: Store, email: str) -> User:
     return _found(_user_by_email(store, address), address)
 
 
+def active_account(store: Store, email: str) -> User:
+    """The enabled account a command acts for (``--by``); AuthError when there is none."""
+    user = account(store, email)
+    if user.disabled:
+        raise AuthError(f"the account {user.email} is disabled.")
+    return user
+
+
 def set_password(store: Store, email: str, password: str) -> User:
     """Give an account a new password; every session of the account ends with the old one."""
     check_password_rules(password)
