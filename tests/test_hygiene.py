@@ -377,10 +377,12 @@ def live(tmp_path_factory):
 
 
 def raw_chunked_post(port: int, body: bytes, host: str = "127.0.0.1") -> tuple[int, bytes]:
-    """POST /submit with a chunked body over a plain socket; (status, head of the answer). The
-    server may answer and close before the whole body is sent: that is a refusal, not a failure."""
+    """POST /submit with a chunked body over a plain socket, from the site's own page (the
+    Origin a browser sends, so the post is judged a person's, not a script's); (status, head of
+    the answer). The server may answer and close before the whole body is sent: that is a
+    refusal, not a failure."""
     with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
-        s.sendall(f"POST /submit HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        s.sendall(f"POST /submit HTTP/1.1\r\nHost: {host}:{port}\r\nOrigin: http://{host}:{port}\r\n"
                   "Content-Type: application/x-www-form-urlencoded\r\n"
                   "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n".encode())
         try:
