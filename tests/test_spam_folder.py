@@ -278,6 +278,9 @@ def test_release_makes_one_lead_as_a_clean_post_would(sales, app, post, content_
     with sales.get("/workspace/leads.csv") as export:
         rows = list(csv.DictReader(io.StringIO(export.get_data(as_text=True).lstrip("\ufeff"))))
     assert [(r["email"], r["score"]) for r in rows] == [("ann@example.com", "50")]
+    # Its page says where it came from.
+    assert ("Requested Leads versus prospects; held as spam (Honeypot), then released by staff"
+            in text_of(page(sales, f"/workspace/leads/{lead.id}")))
 
 
 def test_a_second_release_adds_nothing(sales, app, post, runner):

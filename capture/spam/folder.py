@@ -29,7 +29,7 @@ from capture.db.models import HeldPost, utcnow
 from capture.db.store import Store
 from capture.leads.submission import NewSubmission, record_submission
 from capture.scoring.apply import Scoring
-from capture.spam.verdict import SIGNALS, Reason, Verdict
+from capture.spam.verdict import SIGNALS, THRESHOLD, Reason, Verdict
 from capture.spool import lines
 
 #: The folder's page shows this many posts at a time.
@@ -86,6 +86,15 @@ class Released:
 def signal_words(signal: str) -> str:
     """A signal's name in words, for people: ``too_fast`` → "Too fast"."""
     return signal.replace("_", " ").capitalize()
+
+
+def released_reasons(spam_score: float, spam_reasons: str) -> str | None:
+    """Why a stored post had been held, in words, when staff released it from the folder (its
+    submission keeps the verdict); None for a post that was never held."""
+    verdict = Verdict.from_json(spam_reasons)
+    if spam_score < THRESHOLD or not verdict.reasons:
+        return None
+    return ", ".join(signal_words(r.signal) for r in verdict.reasons)
 
 
 def signal_meaning(signal: str) -> str:

@@ -61,6 +61,7 @@ from capture.leads.stages import (
 from capture.scoring.apply import get_scoring
 from capture.scoring.rules import Rules
 from capture.scoring.score import Reason, gap_to_mql, reasons_from_json
+from capture.spam import folder
 from capture.staff import accounts, auth, roles, session_pages
 
 PAGE_SIZE = 50
@@ -286,7 +287,8 @@ def lead_page(lead_id: int, *, form: Mapping[str, str] | None = None,
                        [r.rule for r in fit_reasons + engagement_reasons], rules),
         may_move=roles.may(auth.current_user(), roles.MOVE), moves=MOVES[person.stage],
         reasons=disqualification_reasons(), channels=CHANNELS, currency=default_currency(),
-        form=form or {}, errors=errors or {}, reason_max=REASON_MAX)
+        form=form or {}, errors=errors or {}, reason_max=REASON_MAX,
+        released_reasons=lambda post: folder.released_reasons(post.spam_score, post.spam_reasons))
     return body, status
 
 
