@@ -141,6 +141,16 @@ def test_invalid_utf8_is_refused_naming_the_field(client, form_post, store, fiel
     assert count(store, Submission) == count(store, Lead) == 0
 
 
+def test_a_real_replacement_character_in_a_urlencoded_post_is_stored(client, form_post, store):
+    """U+FFFD is text like any other when it was sent as valid UTF-8 (%EF%BF%BD)."""
+    response = client.post("/submit", data=with_raw(form_post, "company", b"Acme%EF%BF%BD"),
+                           content_type="application/x-www-form-urlencoded",
+                           headers={"Accept": "application/json"})
+    assert response.status_code == 201, response.get_json()
+    with store.read() as s:
+        assert s.scalars(select(Lead.company)).one() == "Acme\ufffd"
+
+
 def test_invalid_utf8_is_told_to_a_person_on_a_page(client, form_post, store):
     response = client.post("/submit", data=with_raw(form_post, "first_name", b"a%ED%A0%80b"),
                            content_type="application/x-www-form-urlencoded")

@@ -40,10 +40,13 @@ URLENCODED = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"
 #: Methods whose requests carry a body worth checking.
 WITH_BODY = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-#: What invalid bytes become: surrogateescape turns each into U+DC80–U+DCFF, and an encoded
-#: surrogate (``%ED%A0%80``) is invalid UTF-8 too, so one pattern finds both; Werkzeug's
-#: multipart parser replaces them with U+FFFD.
-NOT_TEXT = re.compile("[\ud800-\udfff\ufffd]")
+#: What invalid bytes become in a urlencoded body: surrogateescape turns each into
+#: U+DC80–U+DCFF, and an encoded surrogate (``%ED%A0%80``) is invalid UTF-8 too, so one pattern
+#: finds both.
+NOT_TEXT = re.compile("[\ud800-\udfff]")
+#: Werkzeug's multipart parser replaces invalid bytes with U+FFFD, so there a U+FFFD is refused
+#: too (a real one pasted into a multipart field with it: rare, and the message says why).
+NOT_TEXT_MULTIPART = re.compile("[\ud800-\udfff\ufffd]")
 
 INVALID_TEXT = "This field holds bytes that are not valid UTF-8 text: type it again."
 REPEATED = "This field was sent more than once: send it once."
@@ -100,17 +103,18 @@ def strict_form(repeats_allowed: bool) -> None:
         except ValueError:
             raise RequestEntityTooLarge() from None
         form = ImmutableMultiDict(pairs)
-        check_fields(pairs, len(form), repeats_allowed)
+        check_fields(pairs, len(form), repeats_allowed, NOT_TEXT)
         request.__dict__.update(form=form, files=ImmutableMultiDict(), stream=io.BytesIO())
     elif mimetype == MULTIPART:
         pairs = list(request.form.items(multi=True))
-        check_fields(pairs, len(request.form), repeats_allowed)
+        check_fields(pairs, len(request.form), repeats_allowed, NOT_TEXT_MULTIPART)
 
 
-def check_fields(pairs: list[tuple[str, str]], distinct: int, repeats_allowed: bool) -> None:
+def check_fields(pairs: list[tuple[str, str]], distinct: int, repeats_allowed: bool,
+                 not_text: re.Pattern[str]) -> None:
     """400 naming the first field that is not valid text, or that was sent twice."""
     for name, value in pairs:
-        if NOT_TEXT.search(name) or NOT_TEXT.search(value):
+        if not_text.search(name) or not_text.search(value):
             name = shown_name(name)
             raise Problem(400, f"The field {label(name)} holds bytes that are not valid UTF-8 text.",
                           errors={name: [INVALID_TEXT]})
