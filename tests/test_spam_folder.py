@@ -14,7 +14,6 @@ import io
 import json
 import re
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -25,6 +24,7 @@ from conftest import SECRET_KEY, TINY_PDF
 from flask import Flask
 from sqlalchemy import func, select
 from staff import add_user, csrf_token, sign_in, signed_in
+from test_spool import wait_for
 
 import capture.spool
 from capture.catalog import Catalog
@@ -117,15 +117,6 @@ def press(client, post_id: int, action: str):
 def notice(client) -> str:
     """The notice the page shows after an action."""
     return text_of(re.search(r'<p class="ws-notice" role="status">(.*?)</p>', page(client), re.S).group(1))
-
-
-def wait_for(condition: Callable[[], bool], seconds: float = 10) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 # --- Held posts are kept apart --------------------------------------------------------------
