@@ -154,6 +154,37 @@ class Config:
     #: is added, exports may take every worker and stream at the visitors' priority, and
     #: visitors then wait behind them. See docs/deployment.md.
     EXPORT_SLOTS: int = 2
+    #: The SMTP server emails leave through (capture.mail.smtp), e.g.
+    #: ``smtp://user:password@mail.example.com:587?starttls=true`` or ``smtps://…:465``.
+    #: Empty: no email is ever sent, and everything else works as before.
+    SMTP_URL: str = ""
+    #: Seconds to wait for the SMTP server before an attempt fails (and is tried again later).
+    SMTP_TIMEOUT: float = 30
+    #: The sender of every email, ``Name <address>`` or an address. Required with SMTP_URL.
+    MAIL_FROM: str = ""
+    #: The postal address printed at the foot of every email (anti-spam laws require one for
+    #: marketing mail). Empty: the controller's address in content/leadgate.yml.
+    POSTAL_ADDRESS: str = ""
+    #: Send the resource's download link by email, and say so on the thank-you page instead of
+    #: showing the link. Needs SMTP_URL.
+    EMAIL_DELIVERY: bool = False
+    #: A marketing opt-in counts only once the person clicks the confirmation link emailed to
+    #: them (a ``confirmed`` event in the consent ledger). Needs SMTP_URL.
+    DOUBLE_OPT_IN: bool = False
+    #: Most emails one address receives in 24 hours, whatever the posts (a bot cannot use the
+    #: form to flood a stranger's inbox).
+    EMAILS_PER_ADDRESS_PER_DAY: int = 3
+    #: Seconds a confirmation link stays valid.
+    CONFIRM_MAX_AGE: int = 7 * 24 * 3600
+    #: Attempts at a job (sending an email…) before it is given up and shown as failed.
+    JOB_MAX_ATTEMPTS: int = 8
+    #: Seconds a worker holds a job; a job whose worker died is taken by another after this.
+    JOB_LEASE_SECONDS: int = 300
+    #: Seconds an idle worker waits before it looks for due jobs again.
+    WORKER_POLL_SECONDS: float = 1
+    #: Erase leads inactive for longer than ``retention_months`` (content/leadgate.yml) once a
+    #: day, as a job of the worker. ``leadgate privacy purge`` does the same by hand.
+    RETENTION_PURGE: bool = True
     #: How much lower than the visitors' the CPU priority of an export's rows is, 0 to 19:
     #: added to the nice value of the thread that makes them (Linux; elsewhere ignored), so
     #: visitors' requests get the cores first while exports stream. 0: the same priority.
@@ -161,13 +192,15 @@ class Config:
 
 
 BOOLEANS = ("CHECK_DELIVERABILITY", "DEMO", "TESTING", "DEBUG", "AUTO_UPGRADE", "SESSION_COOKIE_SECURE",
-            "SESSION_COOKIE_HTTPONLY", "MARKETING_CAN_EXPORT")
+            "SESSION_COOKIE_HTTPONLY", "MARKETING_CAN_EXPORT", "EMAIL_DELIVERY", "DOUBLE_OPT_IN",
+            "RETENTION_PURGE")
 INTEGERS = ("DOWNLOAD_MAX_AGE", "PROXY_FIX_X_FOR", "PROXY_FIX_X_PROTO", "PROXY_FIX_X_HOST",
             "MAX_CONTENT_LENGTH", "PERMANENT_SESSION_LIFETIME", "EXPORT_SLOTS", "EXPORT_NICENESS",
-            "FORM_TOKEN_MAX_AGE", "SPAM_KEEP_DAYS", "SESSION_IDLE_SECONDS")
+            "FORM_TOKEN_MAX_AGE", "SPAM_KEEP_DAYS", "SESSION_IDLE_SECONDS", "EMAILS_PER_ADDRESS_PER_DAY",
+            "CONFIRM_MAX_AGE", "JOB_MAX_ATTEMPTS", "JOB_LEASE_SECONDS")
 TEXTS = ("SECRET_KEY", "DATABASE_URL", "CONTENT_DIR", "SITE_DIR", "SITE_URL", "SESSION_COOKIE_SAMESITE",
          "RATELIMIT_STORAGE_URI", "BASE_URL", "RATE_LIMIT", "RATE_LIMIT_NETWORK", "RATE_LIMIT_EMAIL",
-         "DISPOSABLE_EMAILS", "API_EXPORT_RATE_LIMIT")
+         "DISPOSABLE_EMAILS", "API_EXPORT_RATE_LIMIT", "SMTP_URL", "MAIL_FROM", "POSTAL_ADDRESS")
 
 
 def as_bool(name: str, value: Any) -> bool:
@@ -294,6 +327,34 @@ def check_database_driver(url: str) -> None:
                           "pip install 'leadgate[postgres]' (psycopg 3).")
 
 
+def check_mail(config: Mapping[str, Any]) -> None:
+    """SMTP_URL readable, MAIL_FROM an address, and email features only with a server to send."""
+    from email.headerregistry import Address
+    from email.utils import parseaddr
+
+    from capture.mail.smtp import parse_smtp_url
+
+    for name in ("EMAIL_DELIVERY", "DOUBLE_OPT_IN"):
+        if config[name] and not config["SMTP_URL"]:
+            raise ConfigError(f"LEADGATE_{name} needs a server to send through: set LEADGATE_SMTP_URL, "
+                              "e.g. smtp://127.0.0.1:1025 for a local test server.")
+    if not config["SMTP_URL"]:
+        return
+    try:
+        parse_smtp_url(config["SMTP_URL"])
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    name, address = parseaddr(config["MAIL_FROM"])
+    try:
+        Address(display_name=name, addr_spec=address)
+        valid = "@" in address
+    except (ValueError, IndexError):
+        valid = False
+    if not valid:
+        raise ConfigError("LEADGATE_MAIL_FROM must be the sender of every email, e.g. "
+                          f"'Example Marketing <hello@example.com>', not {config['MAIL_FROM']!r}.")
+
+
 def check_form_limits(config: Mapping[str, Any]) -> None:
     """RATE_LIMIT, RATE_LIMIT_NETWORK and RATE_LIMIT_EMAIL: limit strings, or off."""
     from capture.spam.limits import SETTINGS, parse_limits
@@ -367,6 +428,12 @@ def finalize(app: Flask) -> None:
     config["FRAME_ANCESTORS"] = as_origins(config["FRAME_ANCESTORS"], "FRAME_ANCESTORS")
     check_export_limits(config["EXPORT_SLOTS"], config["EXPORT_NICENESS"])
     check_form_limits(config)
+    for name in ("SMTP_TIMEOUT", "WORKER_POLL_SECONDS"):
+        config[name] = as_seconds(name, config[name])
+    for name in ("EMAILS_PER_ADDRESS_PER_DAY", "CONFIRM_MAX_AGE", "JOB_MAX_ATTEMPTS", "JOB_LEASE_SECONDS"):
+        if config[name] < 1:
+            raise ConfigError(f"LEADGATE_{name} must be 1 or more.")
+    check_mail(config)
     for name in ("PERMANENT_SESSION_LIFETIME", "SESSION_IDLE_SECONDS"):
         if config[name] <= 0:
             raise ConfigError(f"LEADGATE_{name} must be a positive number of seconds.")

@@ -166,6 +166,11 @@ class Lead(Profile, Base):
     # The latest marketing choice (None: never asked), what may be emailed today: kept by a
     # trigger on consent_events (migration 0005), never written by the service.
     marketing_choice: Mapped[bool | None] = mapped_column(Boolean)
+    #: When the person confirmed their address (double opt-in: they clicked the link in an email).
+    confirmed_at: Mapped[datetime | None]
+    #: When the person's data was erased (capture.privacy): the row stays, emptied of everything
+    #: personal, so that counts for reports stay; lists and exports leave it out.
+    erased_at: Mapped[datetime | None]
 
 
 # SQLite drops a table's triggers with it, not the search table they fed: metadata.drop_all
@@ -338,7 +343,8 @@ class ExportRecord(Base):
 
 
 class ConsentEvent(Base):
-    """Append-only: who granted or declined what words, when, from which network."""
+    """The consent ledger, append-only: who gave, declined, confirmed or withdrew which words
+    for which purpose, when, how and from where (capture.consent.ledger holds the rules)."""
 
     __tablename__ = "consent_events"
     # Serves "the lead's latest marketing choice" (by time, then id) without a sort per lead.
@@ -347,12 +353,25 @@ class ConsentEvent(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id"))
     submission_id: Mapped[int | None] = mapped_column(ForeignKey("submissions.id"))
+    #: The purpose: ``terms``, ``marketing``, or another of content/leadgate.yml.
     kind: Mapped[str] = mapped_column(String(20))
+    #: ``given``, ``declined``, ``confirmed`` or ``withdrawn`` (capture.consent.ledger.EVENTS).
+    event: Mapped[str] = mapped_column(String(12))
+    #: Whether the event grants the purpose (given, confirmed): kept for the readers of 0001-0006.
     granted: Mapped[bool] = mapped_column(Boolean)
     version: Mapped[str] = mapped_column(String(CONSENT_VERSION_MAX))
     sha256: Mapped[str] = mapped_column(ForeignKey("consent_texts.sha256"))
     created_at: Mapped[datetime]
     ip_prefix: Mapped[str | None] = mapped_column(String(64))
+    #: How: ``form``, ``confirmation_link``, ``unsubscribe_page``, ``one_click`` (RFC 8058),
+    #: ``staff``, ``import`` (capture.consent.ledger.METHODS).
+    method: Mapped[str] = mapped_column(String(20), default="form", server_default="form")
+    #: The resource and the page the event came from ("" when it came from neither).
+    resource_id: Mapped[str] = _text(RESOURCE_ID_MAX)
+    page: Mapped[str] = field_text("landing_page")
+    user_agent: Mapped[str] = _text(USER_AGENT_MAX)
+    #: The member of staff, for a staff action.
+    actor: Mapped[str] = _text(ACTOR_MAX)
 
 
 class Download(Base):
@@ -393,3 +412,81 @@ class ApiToken(Base):
     created_at: Mapped[datetime]
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+
+
+class Job(Base):
+    """A job of the outbox (capture.jobs): written in the transaction that makes it necessary,
+    run at least once by a worker, retried with backoff, visible until done or given up."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_state_run_at", "state", "run_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: What to run: a name of capture.jobs.worker's handlers (``email``, ``privacy_purge``…).
+    kind: Mapped[str] = mapped_column(String(40))
+    #: The handler's arguments, as JSON.
+    payload: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")
+    #: The person the job concerns, if any: erasure removes their pending jobs.
+    lead_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id"), index=True)
+    #: A job that must exist once (``privacy_purge:2026-12-03``): a second enqueue adds nothing.
+    dedupe_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    #: ``queued``, ``running``, ``done`` or ``failed`` (given up after max_attempts).
+    state: Mapped[str] = mapped_column(String(12), default="queued", server_default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+    #: When it may run next (the backoff after a failure).
+    run_at: Mapped[datetime]
+    #: A running job whose worker died is taken again after this time.
+    locked_until: Mapped[datetime | None]
+    locked_by: Mapped[str] = _text(100)
+    last_error: Mapped[str] = mapped_column(Text, default="", server_default="")
+    finished_at: Mapped[datetime | None]
+
+
+class Email(Base):
+    """An email to one person (delivery of a resource, confirmation of an opt-in): recorded in
+    the post's transaction, sent by a job; its Message-ID is chosen here so a retry reuses it."""
+
+    __tablename__ = "emails"
+    __table_args__ = (Index("ix_emails_lead_id_created_at", "lead_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id"))
+    submission_id: Mapped[int | None] = mapped_column(ForeignKey("submissions.id"))
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
+    #: ``delivery`` or ``confirmation`` (capture.mail).
+    kind: Mapped[str] = mapped_column(String(20))
+    to_address: Mapped[str] = mapped_column(String(EMAIL_MAX))
+    resource_id: Mapped[str] = _text(RESOURCE_ID_MAX)
+    message_id: Mapped[str] = mapped_column(String(255), unique=True)
+    #: The subject as sent (filled when it is sent).
+    subject: Mapped[str] = _text(300)
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+
+
+class Suppression(Base):
+    """An erased person's address, as a keyed hash: a spool replay or an import of data from
+    before the erasure does not bring them back (capture.privacy)."""
+
+    __tablename__ = "suppressions"
+
+    key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(String(20))
+
+
+class Erasure(Base):
+    """Who erased which lead, when and how: holds nothing personal. While a lead has a row here,
+    its consent events may be deleted (the ledger's triggers allow nothing else)."""
+
+    __tablename__ = "erasures"
+    __table_args__ = (Index("ix_erasures_lead_id", "lead_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lead_id: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+    #: ``cli``, ``workspace`` or ``retention``.
+    channel: Mapped[str] = mapped_column(String(20))
+    actor: Mapped[str] = _text(ACTOR_MAX)

@@ -19,9 +19,9 @@ from sqlalchemy import Insert, Select, Update, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from capture.catalog import ConsentText
+from capture.consent import ledger
 from capture.db.models import (
     USER_AGENT_MAX,
-    ConsentEvent,
     ConsentTextRow,
     Lead,
     StageChange,
@@ -57,6 +57,8 @@ class NewSubmission:
     utm_content: str = ""
     referrer: str = ""
     landing_page: str = ""
+    #: The page the form was on, as the browser named it (Referer), for the consent ledger.
+    page: str = ""
     user_agent: str = ""
     ip_prefix: str | None = None
     #: The spam verdict (capture.spam.verdict): a held post goes to the spam folder instead.
@@ -70,7 +72,6 @@ class _Statements(NamedTuple):
     lead: Insert
     submission: Insert
     lead_update: Update
-    consent_event: Insert
     stored_submission: Select
     stored_lead: Select
     lead_posts: Select
@@ -101,7 +102,6 @@ def _statements(dialect: str) -> _Statements:
             leads.c.email_key == bindparam("email_key")).scalar_subquery())
         .on_conflict_do_nothing(index_elements=["uid"]).returning(submissions.c.id),
         lead_update=update(leads).where(leads.c.id == bindparam("lead_id")),
-        consent_event=insert(ConsentEvent.__table__),
         stored_submission=select(submissions).where(submissions.c.uid == bindparam("uid")),
         stored_lead=select(*_LEAD_READ).where(leads.c.id == bindparam("lead_id")),
         lead_posts=select(submissions.c.resource_id, submissions.c.created_at)
@@ -160,10 +160,11 @@ def record_submission(store: Store, data: NewSubmission, scoring: Scoring | None
             tx.run(sql.lead_update, {"lead_id": lead["id"], **changed})
         if promoted:
             tx.run(sql.stage_change, promoted)
-        tx.run(sql.consent_event, [
-            {"lead_id": lead["id"], "submission_id": submission_id, "kind": text.kind,
-             "granted": granted, "version": text.version, "sha256": text.sha256, "created_at": at,
-             "ip_prefix": data.ip_prefix}
-            for text, granted in ((data.terms, True), (data.marketing, data.marketing_opt_in))])
+        ledger.insert_events(tx, [
+            ledger.event_row(lead_id=lead["id"], submission_id=submission_id, text=text,
+                             event=ledger.GIVEN if given else ledger.DECLINED, method=ledger.FORM,
+                             at=at, resource_id=data.resource_id, page=data.page or data.landing_page,
+                             ip_prefix=data.ip_prefix, user_agent=data.user_agent)
+            for text, given in ((data.terms, True), (data.marketing, data.marketing_opt_in))])
     scoring.stored = True
     return Lead(**lead), Submission(id=submission_id, lead_id=lead["id"], **submission)

@@ -121,6 +121,8 @@ def from_request(checked: Checked) -> NewSubmission:
     return NewSubmission(**{
         **checked.submission,
         **visit_source(checked.submission),
+        # The page that showed the form, when the browser says and it is one of the site's.
+        "page": request.referrer if request.referrer and site_page(request.referrer) else "",
         "user_agent": request.user_agent.string,
         "ip_prefix": ip_prefix(request.remote_addr),
     })

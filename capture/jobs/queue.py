@@ -1,0 +1,137 @@
+"""The jobs table as a queue: enqueue inside a write, claim, finish, retry with backoff.
+
+The job row is the outbox: it is written in the same transaction as what makes it necessary
+(a form post makes its emails' jobs), so a job exists exactly when that write was committed.
+A worker claims one job at a time with a lease. On PostgreSQL the claim takes the oldest due
+row ``FOR UPDATE SKIP LOCKED``, so workers on several hosts never take the same job; on SQLite
+(one host) write transactions are serialised by ``BEGIN IMMEDIATE`` and the same UPDATE is safe.
+A worker that dies leaves its job ``running`` until the lease ends; then another takes it:
+delivery is at least once, and handlers make a repeat harmless (capture.mail keeps a sent mark
+and the Message-ID chosen when the email was recorded).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from capture.db.models import Job, utcnow
+from capture.db.store import Store
+from capture.db.writes import Writes
+
+QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
+STATES = (QUEUED, RUNNING, DONE, FAILED)
+#: Attempts before a job is given up (``failed``), unless the enqueue says otherwise.
+MAX_ATTEMPTS = 8
+#: Waits after the 1st, 2nd… failed attempt; the last repeats. About 13 hours over 8 attempts.
+BACKOFF = (timedelta(seconds=30), timedelta(minutes=2), timedelta(minutes=10), timedelta(minutes=30),
+           timedelta(hours=1), timedelta(hours=3), timedelta(hours=8))
+ERROR_MAX = 2000
+
+
+class GiveUp(Exception):
+    """Raised by a handler when trying again cannot help (a recipient refused for good)."""
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A job a worker holds until ``locked_until``."""
+
+    id: int
+    kind: str
+    payload: dict[str, Any]
+    attempts: int
+    max_attempts: int
+    lead_id: int | None
+
+
+def backoff(attempts: int) -> timedelta:
+    """How long to wait after the ``attempts``-th failure."""
+    return BACKOFF[min(max(attempts, 1), len(BACKOFF)) - 1]
+
+
+def enqueue(tx: Writes, dialect: str, kind: str, payload: dict[str, Any], *, at: datetime | None = None,
+            lead_id: int | None = None, dedupe_key: str | None = None,
+            max_attempts: int = MAX_ATTEMPTS) -> int | None:
+    """Record a job in the caller's transaction; its id, or None when ``dedupe_key`` exists already."""
+    now = utcnow()
+    row = {"kind": kind, "payload": json.dumps(payload, separators=(",", ":")), "lead_id": lead_id,
+           "dedupe_key": dedupe_key, "state": QUEUED, "attempts": 0, "max_attempts": max_attempts,
+           "created_at": now, "run_at": at or now, "locked_by": "", "last_error": ""}
+    statement = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}[dialect](Job.__table__)
+    if dedupe_key is not None:
+        statement = statement.on_conflict_do_nothing(index_elements=["dedupe_key"])
+    rows = tx.rows(statement.returning(Job.__table__.c.id), row)
+    return rows[0]["id"] if rows else None
+
+
+def _due(now: Any) -> Any:
+    jobs = Job.__table__.c
+    return or_(and_(jobs.state == QUEUED, jobs.run_at <= now),
+               and_(jobs.state == RUNNING, jobs.locked_until < now))
+
+
+def claim(store: Store, worker: str, lease: timedelta, kinds: tuple[str, ...] | None = None) -> Claimed | None:
+    """Take the oldest due job (queued and due, or running past its lease) for ``lease``."""
+    jobs = Job.__table__
+    now = utcnow()
+    oldest = select(jobs.c.id).where(_due(bindparam("now"))).order_by(jobs.c.run_at, jobs.c.id).limit(1)
+    if kinds is not None:
+        oldest = oldest.where(jobs.c.kind.in_(kinds))
+    if store.dialect == "postgresql":
+        oldest = oldest.with_for_update(skip_locked=True)
+    taken = (update(jobs).where(jobs.c.id == oldest.scalar_subquery())
+             .values(state=RUNNING, attempts=jobs.c.attempts + 1, locked_until=bindparam("until"),
+                     locked_by=bindparam("worker"))
+             .returning(jobs.c.id, jobs.c.kind, jobs.c.payload, jobs.c.attempts, jobs.c.max_attempts,
+                        jobs.c.lead_id))
+    with store.writes(direct=False) as tx:
+        rows = tx.rows(taken, {"now": now, "until": now + lease, "worker": worker[:100]})
+    if not rows:
+        return None
+    row = rows[0]
+    return Claimed(id=row["id"], kind=row["kind"], payload=json.loads(row["payload"]),
+                   attempts=row["attempts"], max_attempts=row["max_attempts"], lead_id=row["lead_id"])
+
+
+def _held(job: Claimed, worker: str) -> Any:
+    """The job's row, while this worker still holds it (another may have taken it after the lease)."""
+    jobs = Job.__table__.c
+    return and_(jobs.id == job.id, jobs.state == RUNNING, jobs.locked_by == worker[:100])
+
+
+def finish(store: Store, job: Claimed, worker: str) -> None:
+    """The job is done: it never runs again."""
+    with store.writes(direct=False) as tx:
+        tx.run(update(Job.__table__).where(_held(job, worker)).values(
+            state=DONE, finished_at=utcnow(), locked_until=None, last_error=""), {})
+
+
+def failed(store: Store, job: Claimed, worker: str, error: str, *, give_up: bool = False) -> str:
+    """The attempt failed: queue the job again after its backoff, or give it up. The new state."""
+    now = utcnow()
+    state = FAILED if give_up or job.attempts >= job.max_attempts else QUEUED
+    values: dict[str, Any] = {"state": state, "locked_until": None, "last_error": error[:ERROR_MAX]}
+    if state == FAILED:
+        values["finished_at"] = now
+    else:
+        values["run_at"] = now + backoff(job.attempts)
+    with store.writes(direct=False) as tx:
+        tx.run(update(Job.__table__).where(_held(job, worker)).values(**values), {})
+    return state
+
+
+def counts(store: Store) -> dict[str, dict[str, int]]:
+    """Jobs per kind and state: ``{"email": {"queued": 3, "done": 120, …}, …}``."""
+    jobs = Job.__table__.c
+    with store.read() as s:
+        rows = s.execute(select(jobs.kind, jobs.state, func.count()).group_by(jobs.kind, jobs.state)).all()
+    result: dict[str, dict[str, int]] = {}
+    for kind, state, n in rows:
+        result.setdefault(kind, dict.fromkeys(STATES, 0))[state] = n
+    return result

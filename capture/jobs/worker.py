@@ -1,0 +1,120 @@
+"""The worker: takes due jobs one at a time and runs each kind's handler.
+
+A handler is ``handler(context, payload)``; returning means done, raising means the attempt
+failed (tried again after a backoff, :class:`~capture.jobs.queue.GiveUp` to stop at once).
+Handlers are named here, one line each, and imported when first needed, so the capture
+service never imports what only a worker runs. ``leadgate worker`` runs :meth:`Worker.run`;
+``leadgate serve --demo`` runs one beside the service.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from flask import Flask
+
+from capture.db.store import Store, get_store
+from capture.jobs import queue
+
+log = logging.getLogger(__name__)
+
+#: Each kind of job and the function that runs it ("module:function").
+HANDLERS: dict[str, str] = {
+    "email": "capture.mail.delivery:deliver",
+    "privacy_purge": "capture.privacy.retention:scheduled_purge",
+}
+
+Handler = Callable[["JobContext", dict[str, Any]], None]
+
+
+@dataclass
+class JobContext:
+    """What a handler may use: the app, its store, and things kept open between jobs (an SMTP
+    connection), closed when the worker goes idle or stops."""
+
+    app: Flask
+    store: Store
+    worker: str
+    kept: dict[str, Any] = field(default_factory=dict)
+
+    def close(self) -> None:
+        for thing in self.kept.values():
+            try:
+                getattr(thing, "close", lambda: None)()
+            except Exception:  # closing a broken connection: nothing left to do with it
+                log.debug("closing %r failed", thing, exc_info=True)
+        self.kept.clear()
+
+
+def handler(kind: str) -> Handler:
+    module, _, name = HANDLERS[kind].partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def worker_name() -> str:
+    """Host and process: what ``locked_by`` shows for a running job."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Worker:
+    """Runs due jobs until stopped; several may run at once, on one host or many (PostgreSQL)."""
+
+    def __init__(self, app: Flask, name: str | None = None):
+        self.app = app
+        self.name = name or worker_name()
+        self.store = get_store(app)
+        self.lease = timedelta(seconds=app.config["JOB_LEASE_SECONDS"])
+        self.poll = app.config["WORKER_POLL_SECONDS"]
+        self.context = JobContext(app, self.store, self.name)
+        self.stopping = threading.Event()
+
+    def run_one(self) -> bool:
+        """Claim and run one due job; whether there was one."""
+        job = queue.claim(self.store, self.name, self.lease, tuple(HANDLERS))
+        if job is None:
+            return False
+        try:
+            with self.app.app_context():
+                handler(job.kind)(self.context, job.payload)
+        except queue.GiveUp as e:
+            queue.failed(self.store, job, self.name, str(e) or type(e).__name__, give_up=True)
+            log.warning("job %s (%s) given up: %s", job.id, job.kind, e)
+        except Exception as e:
+            state = queue.failed(self.store, job, self.name, f"{type(e).__name__}: {e}")
+            log.warning("job %s (%s) attempt %s failed (%s): %s", job.id, job.kind, job.attempts, state, e)
+            self.context.close()  # a connection that failed is not reused
+        else:
+            queue.finish(self.store, job, self.name)
+        return True
+
+    def run_pending(self) -> int:
+        """Run jobs until none is due; how many ran (``leadgate worker --once``, tests)."""
+        ran = 0
+        try:
+            while not self.stopping.is_set() and self.run_one():
+                ran += 1
+        finally:
+            self.context.close()
+        return ran
+
+    def run(self) -> None:
+        """Run jobs until :meth:`stop`; between jobs, wait ``WORKER_POLL_SECONDS`` when idle."""
+        log.info("worker %s started", self.name)
+        while not self.stopping.is_set():
+            try:
+                self.run_pending()
+            except Exception:  # the database is away: try again after the poll
+                log.exception("worker %s could not take a job", self.name)
+            self.stopping.wait(self.poll)
+        log.info("worker %s stopped", self.name)
+
+    def stop(self) -> None:
+        self.stopping.set()

@@ -1,0 +1,1 @@
+"""Email: the resource delivered by email, the double opt-in confirmation, unsubscribing."""
