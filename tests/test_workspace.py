@@ -352,7 +352,7 @@ def test_timeline_order_in_the_store(store):
                           at=T0 + timedelta(minutes=5))
     # A late replay: stored last, sent first.
     record(store, "ann@acme.example", resource_id="scoring", created_at=T0 - timedelta(days=1))
-    kinds = [(entry.kind, getattr(entry.item, "resource_id", getattr(entry.item, "kind", None)))
+    kinds = [(entry.kind, entry.item.kind if entry.kind == "consent" else entry.item.resource_id)
              for entry in lead_timeline(store, lead.id)]
     assert kinds == [
         ("submission", "scoring"), ("consent", "terms"), ("consent", "marketing"),
