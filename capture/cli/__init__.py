@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from capture.cli import db, export, qualify, report, site, spam, spool, staff
+from capture.cli import db, export, privacy, qualify, report, site, spam, spool, staff
 from capture.cli.command import group
 
 
@@ -20,7 +20,7 @@ def main() -> None:
 
 for _command in (site.build, site.serve, export.export, export.export_log, db.db, staff.user, staff.token, spool.spool,
                  qualify.check, qualify.rescore, qualify.stage, report.report, report.spend,
-                 report.sample, spam.spam):
+                 report.sample, spam.spam, privacy.privacy):
     main.add_command(_command)
 
 
