@@ -17,6 +17,8 @@ def spool() -> None:
 @spool.command("status")
 def spool_status() -> None:
     """Show what waits in the spool, and any unreadable lines set aside."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from capture.privacy.suppression import KeyUnknown
     from capture.spool import get_spool
 
@@ -25,6 +27,8 @@ def spool_status() -> None:
         status = spool.file.status(spool.is_suppressed)
     except KeyUnknown as e:
         raise click.ClickException(f"{e} (to tell which spooled posts are of erased people)") from None
+    except SQLAlchemyError:  # the database is down: what waits is told all the same
+        status = spool.file.status()
     click.echo(status.describe(spool.file))
 
 

@@ -16,7 +16,7 @@ import os
 from datetime import datetime
 from pathlib import Path
 
-from flask import Flask
+from flask import Flask, current_app, has_app_context
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -68,9 +68,20 @@ def erased_at(store: Store, secret: str, email: str) -> datetime | None:
         return s.scalar(select(Suppression.created_at).where(Suppression.key_hash == key_hash(secret, email)))
 
 
-def is_suppressed(store: Store, secret: str, email: str, made_at: datetime) -> bool:
+def is_suppressed(store: Store, secret: str | None, email: str, made_at: datetime) -> bool:
     """Whether data about this address made at ``made_at`` predates the person's erasure, and so
-    must not be stored: the check of a spool replay, a spam release and an import."""
+    must not be stored: the check of a spool replay, a spam release and an import.
+
+    ``secret`` None: the current app's key (:func:`secret_key`); outside an app, KeyUnknown once
+    anyone was erased.
+    """
+    if secret is None:
+        if has_app_context():
+            secret = secret_key(current_app)
+        elif any_suppressed(store):
+            raise KeyUnknown("the suppression list's key is needed: pass the app's secret key")
+        else:
+            return False
     erased = erased_at(store, secret, email)
     return erased is not None and made_at <= erased
 

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from flask import current_app
 from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -231,8 +230,6 @@ def release(store: Store, uid_or_id: uuid.UUID | int | str, actor: str, scoring:
     data = lines.decode(post.payload.encode("ascii"))
     if not isinstance(data, NewSubmission) or data.uid != post.uid:
         raise lines.CorruptLine(f"post {post.id}'s payload is not its submission")
-    if secret is None:
-        secret = suppression.secret_key(current_app)
     if suppression.is_suppressed(store, secret, data.email, data.created_at):
         with store.write() as s:
             s.execute(delete(HeldPost).where(HeldPost.id == post.id))
