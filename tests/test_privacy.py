@@ -30,7 +30,7 @@ from capture.db.models import (
 from capture.db.store import get_store
 from capture.jobs.worker import Worker
 from capture.jobs import queue
-from capture.leads.submission import NewSubmission
+from capture.leads.submission import NewSubmission, record_submission
 from capture.spool import get_spool
 from capture.spool.lines import submission_line
 
@@ -304,22 +304,23 @@ def test_a_held_post_from_before_the_erasure_is_not_released(app, client, form_p
 
 # --- Retention -------------------------------------------------------------------------------
 
+def posted_long_ago(app, email: str) -> int:
+    """A post from 2020, stored as a spool replay stores an old post; the lead's number."""
+    with app.app_context():
+        catalog = get_catalog()
+    resource = catalog.get("leads-vs-prospects")
+    lead, _ = record_submission(get_store(app), NewSubmission(
+        email=email, resource_id=resource.id, terms=resource.terms, marketing=catalog.settings.marketing,
+        marketing_opt_in=False, first_name="Zephyrine", created_at=datetime(2020, 1, 1, tzinfo=UTC)))
+    return lead.id
+
+
 def test_the_purge_erases_leads_inactive_past_the_retention_period(app, client, form_post, runner):
-    submit(client, form_post, ZEPH, first_name="Zephyrine")
+    old_id = posted_long_ago(app, ZEPH)
     submit(client, form_post, OTHER, first_name="Bertrand")
-    long_ago = datetime(2020, 1, 1, tzinfo=UTC)
-    with get_store(app).write() as s:
-        old_id = s.scalar(select(Lead.id).where(Lead.email_key == ZEPH.lower()))
-        s.execute(text("UPDATE leads SET last_seen = :t, first_seen = :t WHERE id = :id"),
-                  {"t": long_ago.replace(tzinfo=None) if get_store(app).dialect == "sqlite" else long_ago,
-                   "id": old_id})
-        for table in ("consent_events", "submissions"):
-            s.execute(text(f"UPDATE {table} SET created_at = :t WHERE lead_id = :id"),
-                      {"t": long_ago.replace(tzinfo=None) if get_store(app).dialect == "sqlite" else long_ago,
-                       "id": old_id})
     dry = runner.invoke(args=["privacy", "purge", "--dry-run"])
     assert dry.exit_code == 0, dry.output
-    assert f"Would erase 1 lead without activity since" in dry.output and f": {old_id}." in dry.output
+    assert "Would erase 1 lead without activity since" in dry.output and f": {old_id}." in dry.output
     assert "zephyrine" not in dry.output.lower()
     assert count(app, Lead, Lead.erased_at.is_(None)) == 2
     with get_store(app).writes() as tx:
@@ -332,11 +333,27 @@ def test_the_purge_erases_leads_inactive_past_the_retention_period(app, client, 
     assert "No lead is without activity since" in again.output
 
 
-def test_a_consent_event_or_download_counts_as_activity(app, client, form_post, runner):
-    link = submit(client, form_post, ZEPH)
-    long_ago = datetime(2020, 1, 1)
-    with get_store(app).write() as s:
-        s.execute(text("UPDATE leads SET last_seen = :t"), {"t": long_ago if get_store(app).dialect == "sqlite"
-                                                            else long_ago.replace(tzinfo=UTC)})
-    fetch(client, link)  # a download today
+def test_a_stage_move_counts_as_activity(app, runner):
+    posted_long_ago(app, ZEPH)
+    assert add_user(runner, "sam.sales@example.com", "sales").exit_code == 0
+    assert runner.invoke(args=["stage", ZEPH, "sql", "--by", "sam.sales@example.com"]).exit_code == 0
     assert "No lead is without activity" in runner.invoke(args=["privacy", "purge"]).output
+    assert count(app, Lead, Lead.erased_at.is_(None)) == 1
+
+
+def test_the_daily_job_does_nothing_when_the_purge_is_turned_off(make_app, instance):
+    app = make_app(SPOOL_PATH=str(instance / "spool.jsonl"), RETENTION_PURGE=False)
+    posted_long_ago(app, ZEPH)
+    with get_store(app).writes() as tx:
+        queue.enqueue(tx, get_store(app).dialect, "privacy_purge", {}, dedupe_key="privacy_purge:off")
+    assert Worker(app).run_pending() == 1
+    assert count(app, Lead, Lead.erased_at.is_(None)) == 1
+
+
+def test_a_person_with_only_a_post_held_as_spam_is_erased_too(app, client, form_post, runner):
+    held = client.post("/submit", data=form_post(email=ZEPH, website="http://x.example"))
+    assert held.status_code == 303 and count(app, HeldPost) == 1
+    result = runner.invoke(args=["privacy", "erase", ZEPH, "--yes"])
+    assert result.exit_code == 0, result.output
+    assert "1 post(s) held as spam deleted" in result.output
+    assert count(app, HeldPost) == 0 and count(app, Suppression) == 1 and count(app, Erasure) == 0
