@@ -2,7 +2,7 @@
 
 One module per group of commands: ``site`` (build, serve), ``export``, ``db``, ``staff``
 (user, token), ``spool``, ``qualify`` (check, rescore, stage), ``report`` (report, spend,
-sample) and ``spam`` (the spam folder); ``command`` holds what they share.
+sample), ``spam`` (the spam folder) and ``privacy`` (a person's rights); ``command`` holds what they share.
 """
 
 from __future__ import annotations

@@ -198,6 +198,15 @@ def clean_files(store: Store) -> str | None:
 
 
 def _clean_sqlite(store: Store) -> str | None:
+    try:
+        return _clean_sqlite_files(store)
+    except Exception as e:  # noqa: BLE001 - the rows are erased; only the clean-up is late
+        log.warning("erasure: cleaning the SQLite files failed: %s", e)
+        return (f"cleaning the SQLite files failed ({type(e).__name__}: {e}): old copies of the erased rows "
+                "may stay in the search index or the -wal file; run `leadgate privacy erase` again to retry.")
+
+
+def _clean_sqlite_files(store: Store) -> str | None:
     pooled = store.engine.raw_connection()
     try:
         driver = pooled.driver_connection

@@ -83,10 +83,9 @@ def still_inactive(session: Session, lead: Lead, cutoff: datetime) -> bool:
     return lead.last_seen < cutoff and bool(session.scalar(select(and_(*_quiet_since(lead.id, cutoff)))))
 
 
-def purge(app_or_store: Flask, *, now: datetime | None = None, dry_run: bool = False,
+def purge(app: Flask, *, now: datetime | None = None, dry_run: bool = False,
           months: int | None = None) -> Purge:
     """Erase the leads inactive for longer than ``months`` (retention_months by default)."""
-    app = app_or_store
     with app.app_context():
         months = months or get_catalog().settings.retention_months
     cutoff = months_before(now or utcnow(), months)
