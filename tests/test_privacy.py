@@ -357,3 +357,21 @@ def test_a_person_with_only_a_post_held_as_spam_is_erased_too(app, client, form_
     assert result.exit_code == 0, result.output
     assert "1 post(s) held as spam deleted" in result.output
     assert count(app, HeldPost) == 0 and count(app, Suppression) == 1 and count(app, Erasure) == 0
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)
+def test_a_wal_that_readers_hold_is_reported_not_hidden(app, client, form_post, runner, database_url, tmp_path):
+    submit(client, form_post, ZEPH, first_name="Zephyrine")
+    reader = sqlite3.connect(make_url(database_url).database, isolation_level=None)
+    try:
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM leads").fetchone()
+        result = runner.invoke(args=["privacy", "erase", ZEPH, "--yes"])
+    finally:
+        reader.close()
+    assert result.exit_code == 1
+    assert "the SQLite WAL could not be emptied" in result.output
+    assert count(app, Lead, Lead.erased_at.is_(None)) == 0
+    again = runner.invoke(args=["privacy", "erase", ZEPH, "--yes"])
+    assert again.exit_code == 0 and "Database files: clean." in again.output
+    assert traces(tmp_path, (ZEPH, "Zephyrine")) == []

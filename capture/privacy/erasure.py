@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -64,9 +63,8 @@ SUBMISSION_BLANKS: dict[str, Any] = {"email": "", **dict.fromkeys(PROFILE_FIELDS
 #: Tables an erasure may leave dead row versions in (PostgreSQL vacuums them).
 TOUCHED = ("leads", "submissions", "downloads", "stage_changes", "consent_events", "emails", "jobs",
            "held_posts", "export_audit", "consent_states")
-#: Tries at truncating SQLite's WAL while readers hold it, and the wait between them.
-CHECKPOINT_TRIES = 20
-CHECKPOINT_WAIT_SECONDS = 0.1
+#: How long truncating SQLite's WAL waits for readers to let go (SQLite's busy handler retries).
+CHECKPOINT_WAIT_MS = 2000
 #: What replaces the address in the export log's filters.
 REDACTED = "[erased]"
 
@@ -217,15 +215,19 @@ def _clean_sqlite_files(store: Store) -> str | None:
             driver.execute("COMMIT")
         finally:
             driver.execute("PRAGMA secure_delete=OFF")
-        for attempt in range(CHECKPOINT_TRIES):
+        # A truncating checkpoint waits for readers through the busy handler: a short wait here,
+        # not the writers' busy timeout.
+        driver.execute(f"PRAGMA busy_timeout={CHECKPOINT_WAIT_MS}")
+        try:
             busy, _, _ = driver.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-            if not busy:
-                return None
-            time.sleep(CHECKPOINT_WAIT_SECONDS)
+        finally:
+            driver.execute(f"PRAGMA busy_timeout={store.sqlite_busy_timeout_ms}")
+        if not busy:
+            return None
     finally:
         pooled.close()
     problem = ("the SQLite WAL could not be emptied: other connections kept reading for "
-               f"{CHECKPOINT_TRIES * CHECKPOINT_WAIT_SECONDS:.0f} s. Old copies of the erased rows stay in "
+               f"{CHECKPOINT_WAIT_MS / 1000:.0f} s. Old copies of the erased rows stay in "
                "the -wal file until the next checkpoint; run `leadgate privacy erase` again to retry.")
     log.warning("erasure: %s", problem)
     return problem
