@@ -13,6 +13,10 @@ A release is recorded once however often it is asked for, even by two people at 
 moment: ``record_submission`` is idempotent on the uid (the second call adds nothing), and only
 then is the row marked released, by whoever marks it first. A crash between the two leaves the
 lead stored and the row still waiting; releasing it again only marks it.
+
+Erasure (capture.privacy.erasure) deletes a person's held posts. A post of theirs that reaches
+the folder later but was made before the erasure (a spool replay racing it) is not released:
+:func:`release` deletes it and raises :class:`Suppressed`, storing nothing.
 """
 
 from __future__ import annotations
@@ -24,9 +28,11 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 
 from capture.db.models import HeldPost, utcnow
 from capture.db.store import Store
+from capture.leads.merge import email_key
 from capture.leads.submission import NewSubmission, record_submission
 from capture.scoring.apply import Scoring
 from capture.spam.verdict import SIGNALS, THRESHOLD, Reason, Verdict
@@ -38,6 +44,10 @@ PAGE_SIZE = 50
 
 class NotHeld(LookupError):
     """No such post in the spam folder (a wrong number, or deleted or purged since)."""
+
+
+class Suppressed(NotHeld):
+    """The post was made before its sender was erased: deleted, nothing stored."""
 
 
 class AlreadyReleased(Exception):
@@ -204,18 +214,26 @@ def _key(uid_or_id: uuid.UUID | int | str) -> ColumnElement[bool]:
         raise NotHeld(f"{text!r} is neither a post's number nor its uid") from None
 
 
-def release(store: Store, uid_or_id: uuid.UUID | int | str, actor: str, scoring: Scoring) -> Released:
+def release(store: Store, uid_or_id: uuid.UUID | int | str, actor: str, scoring: Scoring,
+            secret: str | None = None) -> Released:
     """Store a held post as a real lead, once, and mark it released by ``actor``.
 
     NotHeld when there is no such post, AlreadyReleased when it was released before (then
-    nothing is added).
+    nothing is added), Suppressed when its sender was erased after sending it (the post is
+    deleted). ``secret``: the suppression list's key, the current app's by default.
     """
+    from capture.privacy import suppression
+
     post = find(store, uid_or_id)
     if post.released_at is not None:
         raise AlreadyReleased(post)
     data = lines.decode(post.payload.encode("ascii"))
     if not isinstance(data, NewSubmission) or data.uid != post.uid:
         raise lines.CorruptLine(f"post {post.id}'s payload is not its submission")
+    if suppression.is_suppressed(store, secret, data.email, data.created_at):
+        with store.write() as s:
+            s.execute(delete(HeldPost).where(HeldPost.id == post.id))
+        raise Suppressed(f"post {post.id} was sent by a person erased since: it was deleted, nothing was stored")
     # Idempotent on the uid: a release racing this one stores nothing more.
     lead, submission = record_submission(store, data, scoring)
     with store.write() as s:
@@ -229,6 +247,23 @@ def release(store: Store, uid_or_id: uuid.UUID | int | str, actor: str, scoring:
         if again is not None and again.released_at is not None:
             raise AlreadyReleased(again)
     return Released(post.id, lead.id, submission.id, data.email, actor)
+
+
+def person_posts(session: Session, email: str) -> list[HeldPost]:
+    """The posts held with this address (any case), oldest first: a person's own data."""
+    key = email_key(email)
+    stmt = select(HeldPost).order_by(HeldPost.created_at, HeldPost.id)
+    if key.isascii():  # SQL's lower() folds ASCII only (SQLite); the rest is compared here
+        stmt = stmt.where(func.lower(HeldPost.email) == key)
+    return [post for post in session.scalars(stmt) if email_key(post.email) == key]
+
+
+def delete_person(session: Session, email: str) -> int:
+    """Delete every post held with this address, inside an erasure's transaction; how many."""
+    ids = [post.id for post in person_posts(session, email)]
+    if ids:
+        session.execute(delete(HeldPost).where(HeldPost.id.in_(ids)))
+    return len(ids)
 
 
 def delete_held(store: Store, uid_or_id: uuid.UUID | int | str) -> HeldItem:

@@ -53,10 +53,15 @@ process wakes :data:`PURGE_FIRST_SECONDS` after the process's first request, the
 :data:`PURGE_EVERY_SECONDS` (a day), and deletes posts held more than SPAM_KEEP_DAYS days ago.
 A purge is one DELETE by age: several processes purging at once, or a `leadgate spam purge`
 beside them, each remove what is there and nothing twice.
+
+Erased people (capture.privacy): a replay drops a submission made before its person's erasure
+(capture.privacy.suppression), and an erasure rewrites the spool without the person's lines
+(:meth:`Spool.forget`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -74,7 +79,7 @@ from capture.leads.submission import NewSubmission, record_submission
 from capture.scoring.apply import Scoring, get_scoring
 from capture.spam import folder
 from capture.spool.file import Replay, SpoolError, SpoolFile, reason
-from capture.spool.lines import download_line, submission_line
+from capture.spool.lines import SpooledDownload, download_line, submission_line
 
 EXTENSION = "leadgate.spool"
 #: The name of each process's replaying thread.
@@ -96,8 +101,11 @@ class Spool:
     """The app's way to keep every lead: the database first, else the spool, replayed later."""
 
     def __init__(self, store: Store, path: str | os.PathLike[str], retry_seconds: float,
-                 scoring: Callable[[], Scoring], spam_keep_days: int = 30):
+                 scoring: Callable[[], Scoring], spam_keep_days: int = 30,
+                 secret: Callable[[], str] | None = None):
         self.store = store
+        #: The key of the suppression list (capture.privacy.suppression), read when first needed.
+        self.secret = secret
         #: Posts held as spam longer than this many days are purged.
         self.spam_keep_days = spam_keep_days
         #: The app's scoring, read when first needed (a post scores its lead as it is stored).
@@ -168,11 +176,46 @@ class Spool:
         return (record_download(self.store, **visit) is not None
                 or folder.is_held(self.store, visit["submission_uid"]))
 
+    def is_suppressed(self, data: NewSubmission) -> bool:
+        """Whether the person of a spooled post was erased after it was made: then it is dropped.
+        KeyUnknown when the list is not empty and this process does not have its key."""
+        from capture.privacy import suppression
+
+        if self.secret is None:
+            return False
+        try:
+            secret = self.secret()
+        except suppression.KeyUnknown:
+            if not suppression.any_suppressed(self.store):
+                return False
+            raise
+        return suppression.is_suppressed(self.store, secret, data.email, data.created_at)
+
+    def forget(self, email: str, submission_uids: set[uuid.UUID]) -> int:
+        """Remove a person's lines from the spool (erasure): their submissions, and downloads of
+        those or of ``submission_uids`` (their stored ones); how many lines went."""
+        from capture.leads.merge import email_key
+
+        key = email_key(email)
+        mine = set(submission_uids)
+
+        def person(event: NewSubmission | SpooledDownload) -> bool:
+            if isinstance(event, NewSubmission):
+                if email_key(event.email) == key:
+                    mine.add(event.uid)
+                    return True
+                return False
+            return event.submission_uid in mine
+
+        return self.file.remove(person, (key.encode(), json.dumps(key).strip('"').encode()))
+
     def replay(self, *, wait: bool = True) -> Replay:
-        report = self.file.replay(self.store, self.scoring(), wait=wait)
+        report = self.file.replay(self.store, self.scoring(), wait=wait, suppressed=self.is_suppressed)
         if report.stored or report.downloads or report.held:
             log.info("replayed from the spool: %d submission(s), %d download(s), %d post(s) held as spam",
                      report.stored, report.downloads, report.held)
+        if report.suppressed:
+            log.info("%d spooled submission(s) of people erased since were dropped", report.suppressed)
         if report.kept:
             log.warning("%d line(s) stay in the spool %s: %s", report.kept, self.file.path, report.error)
         return report
@@ -255,7 +298,9 @@ def get_spool(app: Flask | None = None) -> Spool:
 
 
 def init_app(app: Flask) -> None:
+    from capture.privacy.suppression import secret_key
+
     spool = Spool(get_store(app), app.config["SPOOL_PATH"], app.config["SPOOL_RETRY_SECONDS"],
-                  lambda: get_scoring(app), app.config["SPAM_KEEP_DAYS"])
+                  lambda: get_scoring(app), app.config["SPAM_KEEP_DAYS"], lambda: secret_key(app))
     app.extensions[EXTENSION] = spool
     app.before_request(spool.tend)

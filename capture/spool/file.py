@@ -11,7 +11,7 @@ import logging
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +33,10 @@ from capture.spool.lines import CorruptLine, SpooledDownload, decode
 UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout)
 
 log = logging.getLogger("capture.spool")
+
+
+#: Whether a spooled submission's person was erased after it was made (capture.privacy.suppression).
+Suppressed = Callable[[NewSubmission], bool]
 
 
 class SpoolError(Exception):
@@ -77,6 +81,8 @@ class Replay:
     #: Posts held as spam, put (back) in the spam folder.
     held: int = 0
     downloads: int = 0
+    #: Submissions of people erased after they were made (capture.privacy.suppression): dropped.
+    suppressed: int = 0
     kept: int = 0
     corrupt: int = 0
     busy: bool = False
@@ -89,6 +95,9 @@ class Replay:
                  f"{spool.path}; {self.already_stored} submission(s) were already stored."]
         if self.held:
             lines.append(f"{self.held} post(s) held as spam went to the spam folder, not to the leads.")
+        if self.suppressed:
+            lines.append(f"{self.suppressed} submission(s) of people erased since they were made were "
+                         "dropped, not stored (the suppression list).")
         if self.kept:
             reason = f": {self.error}" if self.error else ""
             lines.append(f"{self.kept} line(s) stay in the spool, the database did not take them{reason}.")
@@ -104,6 +113,8 @@ class SpoolStatus:
     unreadable: int = 0
     oldest: datetime | None = None
     set_aside: int = 0
+    #: Submissions of people erased since they were made: a replay drops them.
+    suppressed: int = 0
 
     def describe(self, spool: SpoolFile) -> str:
         if not (self.submissions or self.downloads or self.unreadable):
@@ -116,6 +127,9 @@ class SpoolStatus:
             if self.unreadable:
                 lines.append(f"{self.unreadable} line(s) are unreadable; "
                              "a replay will set them aside.")
+            if self.suppressed:
+                lines.append(f"{self.suppressed} submission(s) are of people erased since they were "
+                             "made: a replay drops them, it does not store them.")
         if self.set_aside:
             lines.append(f"{self.set_aside} unreadable line(s) were set aside in "
                          f"{spool.corrupt_path}: read them and re-enter what you can by hand.")
@@ -166,6 +180,11 @@ class SpoolFile:
         except FileNotFoundError:
             return False
 
+    def raw_lines(self) -> Iterator[bytes]:
+        """The spool's lines as written, read without the lock (the spool is only ever appended
+        to or replaced whole)."""
+        return self._lines()
+
     def _lines(self) -> Iterator[bytes]:
         try:
             with open(self.path, "rb") as f:
@@ -189,7 +208,8 @@ class SpoolFile:
         """Whether a submission is waiting in the spool."""
         return self.find(submission_uid) is not None
 
-    def status(self) -> SpoolStatus:
+    def status(self, suppressed: Suppressed | None = None) -> SpoolStatus:
+        """What waits; with ``suppressed``, how many submissions a replay would drop."""
         status = SpoolStatus()
         for raw in self._lines():
             try:
@@ -199,6 +219,8 @@ class SpoolFile:
                 continue
             if isinstance(event, NewSubmission):
                 status.submissions += 1
+                if suppressed is not None and suppressed(event):
+                    status.suppressed += 1
                 if status.oldest is None or event.created_at < status.oldest:
                     status.oldest = event.created_at
             else:
@@ -207,8 +229,10 @@ class SpoolFile:
             status.set_aside = sum(1 for _ in f)
         return status
 
-    def replay(self, store: Store, scoring: Scoring, *, wait: bool = True) -> Replay:
-        """Store every spooled event; drop a line only once its row is committed."""
+    def replay(self, store: Store, scoring: Scoring, *, wait: bool = True,
+               suppressed: Suppressed | None = None) -> Replay:
+        """Store every spooled event; drop a line only once its row is committed, or when
+        ``suppressed`` says its person was erased after it was made."""
         try:
             with _flock(self.replay_lock_path, wait=wait) as mine:
                 if not mine:
@@ -220,15 +244,17 @@ class SpoolFile:
                         return Replay()
                     size = os.fstat(f.fileno()).st_size
                 with f:
-                    return self._replay_from(f, size, store, scoring)
+                    return self._replay_from(f, size, store, scoring, suppressed)
         except OSError as e:
             raise SpoolError(f"cannot replay the spool {self.path}: {e}") from e
 
-    def _replay_from(self, f: IO[bytes], size: int, store: Store, scoring: Scoring) -> Replay:
+    def _replay_from(self, f: IO[bytes], size: int, store: Store, scoring: Scoring,
+                     suppressed: Suppressed | None) -> Replay:
         report = Replay()
         kept: list[bytes] = []
         corrupt: list[bytes] = []
         waiting: set[uuid.UUID] = set()
+        dropped: set[uuid.UUID] = set()
         done = 0
         while done < size:
             raw = f.readline()
@@ -241,8 +267,13 @@ class SpoolFile:
                 done = f.tell()
                 continue
             try:
-                if isinstance(event, NewSubmission):
+                if isinstance(event, NewSubmission) and suppressed is not None and suppressed(event):
+                    report.suppressed += 1
+                    dropped.add(event.uid)
+                elif isinstance(event, NewSubmission):
                     self._ingest_submission(store, scoring, event, report)
+                elif event.submission_uid in dropped:
+                    pass  # a download of a dropped submission goes with it
                 elif not self._ingest_download(store, event, waiting, report):
                     kept.append(raw)
             except UNAVAILABLE as e:
@@ -299,6 +330,47 @@ class SpoolFile:
         log.info("spooled download of submission %s dropped: the submission is not stored",
                  event.submission_uid)
         return True
+
+    def remove(self, person: Callable[[NewSubmission | SpooledDownload], bool], needles: tuple[bytes, ...]) -> int:
+        """Rewrite the spool without a person's lines (erasure), as a replay rewrites it: a new
+        file fsync'd and renamed over the old, under both locks, so no replay or append runs
+        meanwhile. ``person`` picks their events; an unreadable line, here or set aside, goes
+        when it holds one of ``needles`` (their address, lower-case). How many lines went."""
+        try:
+            with _flock(self.replay_lock_path), _flock(self.lock_path):
+                return sum(self._without(path, person, needles) for path in (self.path, self.corrupt_path))
+        except OSError as e:
+            raise SpoolError(f"cannot rewrite the spool {self.path}: {e}") from e
+
+    def _without(self, path: Path, person: Callable[[NewSubmission | SpooledDownload], bool],
+                 needles: tuple[bytes, ...]) -> int:
+        try:
+            with open(path, "rb") as f:
+                lines = f.readlines()
+        except FileNotFoundError:
+            return 0
+        kept = []
+        for raw in lines:
+            try:
+                gone = person(decode(raw))
+            except CorruptLine:
+                gone = any(needle in raw.lower() for needle in needles)
+            if not gone:
+                kept.append(raw)
+        if len(kept) == len(lines):
+            return 0
+        fd = _open_private(self.tmp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        with open(fd, "wb") as tmp:
+            tmp.writelines(kept)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        if kept:
+            os.replace(self.tmp_path, path)
+        else:
+            os.unlink(self.tmp_path)
+            path.unlink()
+        _fsync_dir(path.parent)
+        return len(lines) - len(kept)
 
     def _set_aside(self, lines: list[bytes]) -> None:
         fd = _open_private(self.corrupt_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)

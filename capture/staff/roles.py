@@ -7,8 +7,9 @@
 - Everyone reads the spam folder; sales and admin release or delete what it holds.
 
 Accounts and tokens are managed on the command line only (``leadgate user``, ``leadgate
-token``), and no route erases a lead: whoever can run those on the host holds the database and
-is an admin in fact. docs/security.md shows these decisions route by route, and
+token``): whoever can run those on the host holds the database and is an admin in fact. Only
+admins erase a person from the workspace (capture.staff.privacy); a copy of a person's data is
+an export of contact details (EXPORT). docs/security.md shows these decisions route by route, and
 tests/test_roles.py checks every route against that table.
 
 A view names the permission it needs under its sign-in guard::
@@ -39,6 +40,7 @@ MOVE = "move"
 EXPORT = "export"
 EXPORT_LOG = "export_log"
 SPAM = "spam"
+ERASE = "erase"
 
 #: Permission → the roles that have it.
 PERMISSIONS: dict[str, tuple[str, ...]] = {
@@ -49,6 +51,8 @@ PERMISSIONS: dict[str, tuple[str, ...]] = {
     #: Release a post from the spam folder as a lead, or delete it: what becomes a lead is
     #: sales' call, as moving one is (capture.staff.spam).
     SPAM: ("sales", "admin"),
+    #: Erase a person for good (capture.privacy.erasure): it cannot be undone.
+    ERASE: ("admin",),
 }
 #: (permission, role) → the setting that must be true for the role to keep the permission.
 SWITCHES: dict[tuple[str, str], str] = {(EXPORT, "marketing"): "MARKETING_CAN_EXPORT"}
@@ -74,6 +78,8 @@ def why_not(user: User, permission: str) -> str:
                 f"(LEADGATE_{switch}=false)")
     if permission == EXPORT_LOG:
         return "only admin accounts read the export log"
+    if permission == ERASE:
+        return "only admin accounts erase a person"
     if permission == SPAM:
         return "releasing or deleting held posts needs a sales or admin account"
     return f"it needs one of these roles: {', '.join(PERMISSIONS[permission])}"
