@@ -1,0 +1,101 @@
+"""The consent ledger as people act on it: a form post gives, a later unticked box does not
+withdraw, a confirmation link confirms, an unsubscribe withdraws — once."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from capture.catalog import ConsentText
+from capture.consent import ledger
+from capture.consent.state import State, is_current, state_of
+from capture.leads.submission import NewSubmission, record_submission
+
+from leads import consent_events, find_lead
+
+TERMS = ConsentText("terms", "terms-2026-11", "I agree that my details are stored.")
+MARKETING = ConsentText("marketing", "marketing-2026-11", "Send me news.")
+MARKETING_2 = ConsentText("marketing", "marketing-2026-12", "Send me news and invitations.")
+T0 = datetime(2026, 11, 2, 8, 30, tzinfo=UTC)
+
+
+def post(store, email: str = "ann@example.com", at: datetime = T0, **fields):
+    fields.setdefault("resource_id", "leads-vs-prospects")
+    fields.setdefault("marketing_opt_in", False)
+    fields.setdefault("terms", TERMS)
+    fields.setdefault("marketing", MARKETING)
+    lead, _ = record_submission(store, NewSubmission(email=email, created_at=at, **fields))
+    return lead
+
+
+def ev(event: str, n: int, version: str = "v1") -> dict:
+    return {"id": n, "event": event, "version": version, "sha256": version * 8, "created_at": T0 + timedelta(n)}
+
+
+@pytest.mark.parametrize(("events", "state", "set_by"), [
+    ([], None, None),
+    (["given"], "given", 1),
+    (["declined"], "declined", 1),
+    (["given", "declined"], "given", 1),  # an unticked box later does not withdraw
+    (["given", "confirmed"], "confirmed", 2),
+    (["given", "confirmed", "given"], "confirmed", 2),  # given while confirmed stays confirmed
+    (["given", "confirmed", "declined"], "confirmed", 2),
+    (["given", "withdrawn"], "withdrawn", 2),
+    (["given", "withdrawn", "declined"], "declined", 3),
+    (["given", "withdrawn", "given"], "given", 3),
+    (["declined", "given"], "given", 2),
+])
+def test_the_state_rule(events, state, set_by):
+    result = state_of(ev(name, n + 1) for n, name in enumerate(events))
+    assert (result and result.state, result and result.event_id) == (state, set_by)
+
+
+@pytest.mark.parametrize(("state", "double_opt_in", "current"), [
+    (None, False, False), ("given", False, True), ("given", True, False), ("confirmed", True, True),
+    ("confirmed", False, True), ("declined", False, False), ("withdrawn", False, False),
+])
+def test_what_is_current(state, double_opt_in, current):
+    value = state and State(state, 1, "v1", "a" * 64, T0)
+    assert is_current(value, double_opt_in) is current
+
+
+def test_withdraw_names_the_words_given_and_happens_once(store):
+    lead = post(store, marketing_opt_in=True)
+    later = T0 + timedelta(days=2)
+    assert ledger.withdraw(store, lead.id, "marketing", ledger.ONE_CLICK, at=later, ip_prefix="192.0.2.0",
+                           user_agent="Mail/1.0") is True
+    assert ledger.withdraw(store, lead.id, "marketing", ledger.UNSUBSCRIBE_PAGE, at=later) is False
+    last = consent_events(store, lead.id)[-1]
+    assert (last.kind, last.event, last.method, last.version, last.sha256, last.granted) == (
+        "marketing", "withdrawn", "one_click", MARKETING.version, MARKETING.sha256, False)
+    assert (last.ip_prefix, last.user_agent) == ("192.0.2.0", "Mail/1.0")
+    assert len(consent_events(store, lead.id)) == 3
+
+
+def test_nothing_to_withdraw(store):
+    lead = post(store)  # marketing left unticked
+    assert ledger.withdraw(store, lead.id, "marketing", ledger.STAFF, at=T0, actor="sam@example.com") is False
+    assert ledger.withdraw(store, 999_999, "marketing", ledger.STAFF, at=T0) is False
+    assert [e.event for e in consent_events(store, lead.id)] == ["given", "declined"]
+
+
+def test_confirm_confirms_the_latest_words_given_once(store):
+    lead = post(store, marketing_opt_in=True)
+    post(store, at=T0 + timedelta(hours=1), marketing=MARKETING_2, marketing_opt_in=True)
+    post(store, at=T0 + timedelta(hours=2), marketing=MARKETING_2)  # unticked: still given
+    at = T0 + timedelta(hours=3)
+    assert ledger.confirm(store, lead.id, method=ledger.CONFIRMATION_LINK, at=at, ip_prefix="198.51.100.0",
+                          user_agent="Browser") is True
+    assert ledger.confirm(store, lead.id, method=ledger.CONFIRMATION_LINK, at=at) is False
+    last = consent_events(store, lead.id)[-1]
+    assert (last.event, last.method, last.version, last.sha256) == (
+        "confirmed", "confirmation_link", MARKETING_2.version, MARKETING_2.sha256)
+    assert find_lead(store, "ann@example.com").confirmed_at == at
+
+
+def test_nothing_to_confirm_after_a_withdrawal(store):
+    lead = post(store, marketing_opt_in=True)
+    assert ledger.withdraw(store, lead.id, "marketing", ledger.UNSUBSCRIBE_PAGE, at=T0 + timedelta(1))
+    assert ledger.confirm(store, lead.id, method=ledger.CONFIRMATION_LINK, at=T0 + timedelta(2)) is False
+    assert find_lead(store, "ann@example.com").confirmed_at is None
