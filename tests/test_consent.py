@@ -6,10 +6,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from capture.catalog import ConsentText
 from capture.consent import ledger
 from capture.consent.state import State, is_current, state_of
+from capture.db.models import ConsentEvent, ConsentState, Erasure
+from capture.db.store import get_store
 from capture.leads.submission import NewSubmission, record_submission
 
 from leads import consent_events, find_lead
@@ -99,3 +102,70 @@ def test_nothing_to_confirm_after_a_withdrawal(store):
     assert ledger.withdraw(store, lead.id, "marketing", ledger.UNSUBSCRIBE_PAGE, at=T0 + timedelta(1))
     assert ledger.confirm(store, lead.id, method=ledger.CONFIRMATION_LINK, at=T0 + timedelta(2)) is False
     assert find_lead(store, "ann@example.com").confirmed_at is None
+
+
+def erase_allowed(store, lead_id: int) -> None:
+    """What capture.privacy's erasure does first: the row that lets the lead's events go."""
+    with store.engine.begin() as conn:
+        conn.execute(sa.insert(Erasure.__table__).values(lead_id=lead_id, created_at=T0, channel="cli", actor=""))
+
+
+def test_the_ledger_refuses_changes_and_deletions(store):
+    lead = post(store, marketing_opt_in=True)
+    statements = [sa.update(ConsentEvent.__table__).values(granted=False),
+                  sa.update(ConsentEvent.__table__).values(version="forged").where(ConsentEvent.lead_id == lead.id),
+                  sa.delete(ConsentEvent.__table__).where(ConsentEvent.lead_id == lead.id)]
+    if store.dialect == "postgresql":
+        statements.append(sa.text("TRUNCATE consent_events CASCADE"))
+    for statement in statements:
+        with pytest.raises(sa.exc.DatabaseError, match="append-only"), store.engine.begin() as conn:
+            conn.execute(statement)
+    assert [(e.event, e.version) for e in consent_events(store, lead.id)] == [
+        ("given", TERMS.version), ("given", MARKETING.version)]
+
+
+def test_erasure_may_delete_the_events_it_names_and_their_state(store):
+    ann, bob = post(store, marketing_opt_in=True), post(store, "bob@example.com", marketing_opt_in=True)
+    erase_allowed(store, ann.id)
+    with store.engine.begin() as conn:
+        conn.execute(sa.delete(ConsentEvent.__table__).where(ConsentEvent.lead_id == ann.id))
+        with pytest.raises(sa.exc.DatabaseError, match="append-only"), conn.begin_nested():
+            conn.execute(sa.delete(ConsentEvent.__table__).where(ConsentEvent.lead_id == bob.id))
+        with pytest.raises(sa.exc.DatabaseError, match="append-only"), conn.begin_nested():
+            conn.execute(sa.update(ConsentEvent.__table__).values(actor="x").where(ConsentEvent.lead_id == bob.id))
+    assert consent_events(store, ann.id) == [] and len(consent_events(store, bob.id)) == 2
+    with store.read() as s:
+        states = s.execute(sa.select(ConsentState.lead_id, ConsentState.purpose)).all()
+    assert sorted(states) == [(bob.id, "marketing"), (bob.id, "terms")]
+    assert find_lead(store, "ann@example.com").marketing_choice is None
+
+
+def choice(store, email: str = "ann.lee@example.com") -> bool | None:
+    return find_lead(store, email).marketing_choice
+
+
+def test_an_unticked_box_on_a_later_form_does_not_withdraw(client, store, form_post):
+    assert client.post("/submit", data=form_post(marketing_opt_in="yes")).status_code in (200, 303)
+    assert choice(store) is True
+    assert client.post("/submit", data=form_post("scoring")).status_code in (200, 303)  # box left unticked
+    lead = find_lead(store, "ann.lee@example.com")
+    assert [e.event for e in consent_events(store, lead.id) if e.kind == "marketing"] == ["given", "declined"]
+    assert choice(store) is True
+    assert ledger.withdraw(store, lead.id, "marketing", ledger.UNSUBSCRIBE_PAGE, at=T0 + timedelta(days=40))
+    assert choice(store) is False
+
+
+def test_never_ticked_is_not_current(client, store, form_post):
+    client.post("/submit", data=form_post())
+    assert choice(store) is False
+
+
+def test_with_double_opt_in_only_a_confirmed_consent_is_current(make_app, form_post):
+    app = make_app(DOUBLE_OPT_IN=True, SMTP_URL="smtp://127.0.0.1:1025", MAIL_FROM="news@example.com")
+    store = get_store(app)
+    app.test_client().post("/submit", data=form_post(marketing_opt_in="yes"))
+    assert choice(store) is False
+    lead = find_lead(store, "ann.lee@example.com")
+    with app.app_context():
+        assert ledger.confirm(store, lead.id, method=ledger.CONFIRMATION_LINK, at=T0 + timedelta(days=40))
+    assert choice(store) is True

@@ -163,8 +163,8 @@ class Lead(Profile, Base):
     disqualified_reason: Mapped[str] = _text(REASON_MAX)
     deal_value: Mapped[Any | None] = mapped_column(Numeric(14, 2))
     deal_currency: Mapped[str] = _text(CURRENCY_MAX)
-    # The latest marketing choice (None: never asked), what may be emailed today: kept by a
-    # trigger on consent_events (migration 0005), never written by the service.
+    #: Whether marketing consent is current (None: never asked): what may be emailed today,
+    #: written with each consent event by capture.consent.ledger (the rule: capture.consent.state).
     marketing_choice: Mapped[bool | None] = mapped_column(Boolean)
     #: When the person confirmed their address (double opt-in: they clicked the link in an email).
     confirmed_at: Mapped[datetime | None]
@@ -372,6 +372,23 @@ class ConsentEvent(Base):
     user_agent: Mapped[str] = _text(USER_AGENT_MAX)
     #: The member of staff, for a staff action.
     actor: Mapped[str] = _text(ACTOR_MAX)
+
+
+class ConsentState(Base):
+    """A lead's state per purpose, derived from the ledger by capture.consent.state and kept
+    by capture.consent.ledger with each event: the export reads it without folding histories."""
+
+    __tablename__ = "consent_states"
+
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id"), primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(20), primary_key=True)
+    state: Mapped[str] = mapped_column(String(12))
+    #: The event that set the state, its words' version and SHA-256, its time (no foreign key:
+    #: erasure deletes the events, and its triggers this row with them).
+    event_id: Mapped[int] = mapped_column(Integer)
+    version: Mapped[str] = mapped_column(String(CONSENT_VERSION_MAX))
+    sha256: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime]
 
 
 class Download(Base):
