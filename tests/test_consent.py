@@ -3,6 +3,8 @@ withdraw, a confirmation link confirms, an unsubscribe withdraws — once."""
 
 from __future__ import annotations
 
+import fnmatch
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -169,3 +171,54 @@ def test_with_double_opt_in_only_a_confirmed_consent_is_current(make_app, form_p
     with app.app_context():
         assert ledger.confirm(store, lead.id, method=ledger.CONFIRMATION_LINK, at=T0 + timedelta(days=40))
     assert choice(store) is True
+
+
+def proof(runner, email: str = "ann.lee@example.com"):
+    return runner.invoke(args=["consent", "proof", email])
+
+
+def test_proof_prints_every_event_to_the_word(client, runner, store, form_post, catalog):
+    client.post("/submit", data=form_post(marketing_opt_in="yes"),
+                headers={"Referer": "https://site.example.com/resources/leads-vs-prospects/",
+                         "User-Agent": "Firefox/140"})
+    client.post("/submit", data=form_post("scoring"))  # box left unticked: still given
+    lead = find_lead(store, "ann.lee@example.com")
+    ledger.withdraw(store, lead.id, "marketing", ledger.STAFF, at=T0 + timedelta(days=60),
+                    actor="sam.sales@example.com")
+    result = proof(runner, "Ann.Lee@Example.com")
+    assert result.exit_code == 0, result.output
+    out = result.output
+    marketing, terms = catalog.settings.marketing, catalog.settings.terms
+    assert f"Consent of ann.lee@example.com (lead {lead.id})" in out
+    assert "Address not confirmed" in out
+    assert f"Terms (terms): given, version {terms.version}" in out
+    assert f"Marketing emails (marketing): withdrawn, version {marketing.version}, since 2027-01-01T08:30:00Z; current: no" in out
+    assert out.count(f"words:  {marketing.text}") == 3  # given, declined, withdrawn
+    assert out.count(f"sha256: {marketing.sha256}") == 3
+    assert "method: form (ticked or left unticked on the form)" in out
+    assert "from:   leads-vs-prospects on https://site.example.com/resources/leads-vs-prospects/" in out
+    assert "method: staff (a member of staff, on the person's request)" in out
+    assert "staff:  sam.sales@example.com" in out
+    assert "Firefox/140" in out
+    section = out[out.index("Marketing emails (marketing)"):]
+    assert re.findall(r"^  \S+Z  (\w+)  version", section, re.M) == ["given", "declined", "withdrawn"]
+
+
+@pytest.mark.parametrize(("email", "message"), [
+    ("nobody@example.com", "Error: There is no lead with the address nobody@example.com."),
+    ("not an address", "Error: 'not an address' is not an email address*"),
+])
+def test_proof_of_an_unknown_address_is_one_error_line(runner, email, message):
+    result = proof(runner, email)
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1
+    assert fnmatch.fnmatchcase(lines[0], message), lines[0]
+
+
+def test_a_replayed_post_older_than_a_withdrawal_does_not_bring_consent_back(store):
+    lead = post(store, marketing_opt_in=True)
+    assert ledger.withdraw(store, lead.id, "marketing", ledger.ONE_CLICK, at=T0 + timedelta(days=2))
+    post(store, at=T0 + timedelta(days=1), marketing_opt_in=True)  # from the spool, after the withdrawal
+    assert choice(store, "ann@example.com") is False
+    post(store, at=T0 + timedelta(days=3), marketing_opt_in=True)  # a new post: given again
+    assert choice(store, "ann@example.com") is True

@@ -18,7 +18,7 @@ from sqlalchemy import Insert, Select, Update, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from capture.catalog import ConsentText
-from capture.consent.state import CONFIRMED, DECLINED, GIVEN, GRANTED, WITHDRAWN, State, is_current, step
+from capture.consent.state import CONFIRMED, DECLINED, GIVEN, GRANTED, WITHDRAWN, State, is_current, state_of, step
 from capture.db.models import USER_AGENT_MAX, ConsentEvent, ConsentState, Lead
 from capture.db.store import Store
 from capture.db.writes import Writes
@@ -73,6 +73,9 @@ _MARKETING_CHOICE: Update = (update(Lead.__table__).where(_leads.id == bindparam
                              .values(marketing_choice=bindparam("choice")))
 _CONFIRMED_AT: Update = (update(Lead.__table__).where(_leads.id == bindparam("lead_id"))
                          .values(confirmed_at=bindparam("confirmed_at")))
+_PURPOSE_EVENTS: Select = (select(_events.id, _events.event, _events.version, _events.sha256, _events.created_at)
+                           .where(_events.lead_id == bindparam("lead_id"), _events.kind == bindparam("kind"))
+                           .order_by(_events.created_at, _events.id))
 #: The lead, locked until commit (PostgreSQL; SQLite's write transaction holds the database):
 #: two withdrawals at once cannot both see the consent standing.
 _LOCK_LEAD: Select = (select(_leads.id).where(_leads.id == bindparam("lead_id"), _leads.erased_at.is_(None))
@@ -114,8 +117,16 @@ def record(tx: Writes, dialect: str, rows: list[dict[str, Any]], *,
         inserted, states = tx.rows_together(*statements), dict(states)
     changed = {}
     for row, [event] in zip(rows, inserted):
-        after = step(states.get(row["kind"]), {**row, "id": event["id"]})
-        if after != states.get(row["kind"]):
+        before = states.get(row["kind"])
+        if before is not None and row["created_at"] < before.at:
+            # A post replayed from the spool, older than the event that set the state (a
+            # withdrawal since, say): the history is folded again in the order it happened.
+            after = state_of(tx.rows(_PURPOSE_EVENTS, {"lead_id": lead_id, "kind": row["kind"]}))
+        else:
+            # Every later event left the state as it was, and a form's event cannot make one
+            # of them count: the same as folding in time order.
+            after = step(before, {**row, "id": event["id"]})
+        if after != before:
             states[row["kind"]] = changed[row["kind"]] = after
     tx.run(_save_state(dialect), [
         {"lead_id": lead_id, "purpose": purpose, "state": state.state, "event_id": state.event_id,

@@ -6,6 +6,7 @@
   deletes the lead's derived state with them.
 - consent_states: (lead, purpose) → state, and the event that set it (its id, version,
   SHA-256, time); backfilled by folding every lead's history with capture.consent.state.
+- leads.erased_at indexed: lists leave the few erased leads out.
 - leads.marketing_choice: no longer the 0005 triggers' "latest choice" but "marketing consent
   is current", written by the ledger's code with each event; backfilled with double opt-in off
   (no event could be confirmed before this release).
@@ -128,10 +129,12 @@ def upgrade() -> None:
     )
     backfill_states()
     create_append_only_triggers(dialect)
+    op.create_index("ix_leads_erased_at", "leads", ["erased_at"])
 
 
 def downgrade() -> None:
     dialect = op.get_bind().dialect.name
+    op.drop_index("ix_leads_erased_at", table_name="leads")
     drop_append_only_triggers(dialect)
     op.drop_table("consent_states")
     revision_0005 = _revision_0005()
