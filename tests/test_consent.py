@@ -18,6 +18,7 @@ from capture.db.store import get_store
 from capture.leads.submission import NewSubmission, record_submission
 
 from leads import consent_events, find_lead
+from staff import csrf_token, signed_in
 
 TERMS = ConsentText("terms", "terms-2026-11", "I agree that my details are stored.")
 MARKETING = ConsentText("marketing", "marketing-2026-11", "Send me news.")
@@ -222,3 +223,47 @@ def test_a_replayed_post_older_than_a_withdrawal_does_not_bring_consent_back(sto
     assert choice(store, "ann@example.com") is False
     post(store, at=T0 + timedelta(days=3), marketing_opt_in=True)  # a new post: given again
     assert choice(store, "ann@example.com") is True
+
+
+# --- The lead page: the evidence, and a staff withdrawal -------------------------------------
+
+WITHDRAW = re.compile(r'<form method="post" action="(/workspace/leads/\d+/consent/withdraw)">')
+
+
+def test_staff_withdraw_marketing_consent_from_the_lead_page(client, runner, store, form_post):
+    signed_in(client, runner, "sam.sales@example.com", "sales")
+    client.post("/submit", data=form_post(marketing_opt_in="yes"))
+    lead = find_lead(store, "ann.lee@example.com")
+    page = client.get(f"/workspace/leads/{lead.id}").get_data(as_text=True)
+    assert "Address not confirmed" in page and "may be emailed" in page
+    [action] = WITHDRAW.findall(page)
+    assert client.post(action, data={}).status_code == 400  # no CSRF token: refused
+    assert choice(store) is True
+    answer = client.post(action, data={"csrf_token": csrf_token(client, f"/workspace/leads/{lead.id}")},
+                         headers={"User-Agent": "Desk/1"})
+    assert answer.status_code == 303 and answer.headers["Location"].endswith(f"/workspace/leads/{lead.id}#consent")
+    page = client.get(f"/workspace/leads/{lead.id}").get_data(as_text=True)
+    assert "Marketing consent withdrawn." in page
+    assert "<strong>Withdrawn</strong>" in page and "may not be emailed" in page
+    assert "Withdrew consent to marketing emails (marketing-2026-11), by a member of staff" in re.sub(r"\s+", " ", page)
+    assert not WITHDRAW.findall(page)  # nothing left to withdraw
+    last = consent_events(store, lead.id)[-1]
+    assert (last.event, last.method, last.actor, last.user_agent) == ("withdrawn", "staff", "sam.sales@example.com",
+                                                                     "Desk/1")
+    assert choice(store) is False
+    # Again (a second tab, a double click): nothing more is recorded.
+    answer = client.post(action, data={"csrf_token": csrf_token(client, f"/workspace/leads/{lead.id}")},
+                         follow_redirects=True)
+    assert "There was no marketing consent to withdraw." in answer.get_data(as_text=True)
+    assert len(consent_events(store, lead.id)) == 3
+
+
+def test_marketing_staff_see_the_evidence_but_cannot_withdraw(client, runner, store, form_post):
+    signed_in(client, runner, "mia.marketing@example.com", "marketing")
+    client.post("/submit", data=form_post(marketing_opt_in="yes"))
+    lead = find_lead(store, "ann.lee@example.com")
+    page = client.get(f"/workspace/leads/{lead.id}").get_data(as_text=True)
+    assert "Evidence: 1 event" in page and not WITHDRAW.findall(page)
+    token = csrf_token(client, f"/workspace/leads/{lead.id}")
+    assert client.post(f"/workspace/leads/{lead.id}/consent/withdraw", data={"csrf_token": token}).status_code == 403
+    assert choice(store) is True

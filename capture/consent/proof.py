@@ -23,6 +23,21 @@ from capture.db.store import Store
 
 #: How the proof and the lead page name a purpose; others by their own name.
 PURPOSE_NAMES = {TERMS: "Terms", MARKETING: "Marketing emails"}
+#: An event in a lead's timeline, by (event, purpose); other purposes by event alone.
+TELLS = {
+    ("given", TERMS): "Accepted the terms", ("declined", TERMS): "Declined the terms",
+    ("given", MARKETING): "Opted in to marketing emails",
+    ("declined", MARKETING): "Did not opt in to marketing emails",
+    ("confirmed", MARKETING): "Confirmed the opt-in to marketing emails",
+    ("withdrawn", MARKETING): "Withdrew consent to marketing emails",
+}
+VERBS = {"given": "Agreed to", "declined": "Did not agree to", "confirmed": "Confirmed",
+         "withdrawn": "Withdrew consent to"}
+
+
+def told(event: str, purpose: str) -> str:
+    """An event as the lead's timeline tells it: "Opted in to marketing emails"."""
+    return TELLS.get((event, purpose)) or f"{VERBS.get(event, event)} {PURPOSE_NAMES.get(purpose, purpose)}"
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from flask import (
 
 from capture.catalog import get_catalog
 from capture.consent import ledger
-from capture.consent.proof import proof
+from capture.consent.proof import proof, told
 from capture.db.models import REASON_MAX, Download, Lead, Submission, utcnow
 from capture.db.store import get_store
 from capture.errors import Problem
@@ -76,9 +76,6 @@ NUMBER_SORTS = frozenset({"score"})
 MORE_FILTERS = frozenset({"from", "to", "resource", "type", "utm_source", "utm_medium", "utm_campaign",
                           "marketing", "fit_min", "fit_max", "engagement_min", "engagement_max",
                           "mql_from", "mql_to"})
-#: A ledger event in the lead's timeline: "Gave … the terms", "Withdrew … marketing emails".
-CONSENT_VERBS = {"given": "Agreed to", "declined": "Did not agree to", "confirmed": "Confirmed",
-                 "withdrawn": "Withdrew"}
 #: The fields of the "Move to…" form, as posted.
 MOVE_FIELDS = ("stage", "reason", "disqualified_reason", "channel", "value", "currency")
 
@@ -296,7 +293,7 @@ def lead_page(lead_id: int, *, form: Mapping[str, str] | None = None,
         first=submissions.get(person.first_submission_id),
         latest=submissions.get(person.last_submission_id),
         consent=proof(store, lead_id, double_opt_in=current_app.config["DOUBLE_OPT_IN"]),
-        methods=ledger.METHODS, consent_verbs=CONSENT_VERBS, consent_texts=lead_consent_texts(store, lead_id),
+        methods=ledger.METHODS, told=told, consent_texts=lead_consent_texts(store, lead_id),
         downloads=sum(isinstance(e.item, Download) for e in timeline),
         rules=rules, scoring_on=rules.mql_threshold <= 100,
         fit_reasons=fit_reasons, engagement_reasons=engagement_reasons,
