@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+import yaml
 
 from capture.catalog import ConsentText
 from capture.consent import ledger
@@ -17,6 +21,7 @@ from capture.db.models import ConsentEvent, ConsentState, Erasure
 from capture.db.store import get_store
 from capture.leads.submission import NewSubmission, record_submission
 
+from conftest import write_resource
 from leads import consent_events, find_lead
 from staff import csrf_token, signed_in
 
@@ -267,3 +272,93 @@ def test_marketing_staff_see_the_evidence_but_cannot_withdraw(client, runner, st
     token = csrf_token(client, f"/workspace/leads/{lead.id}")
     assert client.post(f"/workspace/leads/{lead.id}/consent/withdraw", data={"csrf_token": token}).status_code == 403
     assert choice(store) is True
+
+
+# --- Consent texts are versioned content -----------------------------------------------------
+
+def set_marketing_words(content: Path, words: str, version: str = "marketing-2026-11") -> None:
+    settings = content / "leadgate.yml"
+    data = yaml.safe_load(settings.read_text(encoding="utf-8")) if settings.exists() else {}
+    data = data or {}
+    consent = data.setdefault("consent", {})
+    consent["marketing"] = {"version": version, "text": words}
+    consent["terms"] = {"version": TERMS.version, "text": TERMS.text}  # names no privacy notice
+    settings.write_text(yaml.safe_dump(data), encoding="utf-8")
+
+
+def build(content: Path, tmp_path: Path):
+    config = tmp_path / "mkdocs.yml"
+    config.write_text(f"site_name: Test\ndocs_dir: {content}\nsite_dir: {tmp_path / 'site'}\n"
+                      "plugins:\n  - leadgate\n", encoding="utf-8")
+    return subprocess.run([sys.executable, "-m", "mkdocs", "build", "-q", "-f", str(config)],
+                          capture_output=True, text=True, cwd=tmp_path)
+
+
+def register_entries(content: Path) -> list[tuple[str, str, str]]:
+    data = yaml.safe_load((content / "consent-texts.yml").read_text(encoding="utf-8"))
+    return [(e["purpose"], e["version"], e["words"]) for e in data["texts"]]
+
+
+@pytest.mark.slow  # mkdocs builds in processes of their own
+def test_changing_published_words_without_a_new_version_fails_the_build(content_dir, tmp_path):
+    set_marketing_words(content_dir, "Send me news.")
+    result = build(content_dir, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert ("marketing", "marketing-2026-11", "Send me news.") in register_entries(content_dir)
+    assert not (tmp_path / "site" / "consent-texts.yml").exists()  # kept in the content, not published
+
+    set_marketing_words(content_dir, "Send me news and offers from partners.")
+    result = build(content_dir, tmp_path)
+    assert result.returncode != 0
+    assert "leadgate.yml: consent.marketing: the words of marketing version marketing-2026-11 differ" in result.stderr
+    assert "consent-texts.yml" in result.stderr
+
+    set_marketing_words(content_dir, "Send me news and offers from partners.", version="marketing-2027-01")
+    result = build(content_dir, tmp_path)
+    assert result.returncode == 0, result.stderr
+    entries = register_entries(content_dir)  # the old words are kept for good
+    assert ("marketing", "marketing-2026-11", "Send me news.") in entries
+    assert ("marketing", "marketing-2027-01", "Send me news and offers from partners.") in entries
+
+
+def test_check_names_the_file_and_version_of_changed_words(make_app, content_dir):
+    set_marketing_words(content_dir, "Send me news.")
+    (content_dir / "consent-texts.yml").write_text(
+        "texts:\n- purpose: marketing\n  version: marketing-2026-11\n"
+        f"  sha256: {MARKETING.sha256}\n  first_published: '2026-11-01'\n  words: Send me news.\n", encoding="utf-8")
+    runner = make_app().test_cli_runner()
+    assert runner.invoke(args=["check"]).exit_code == 0
+    set_marketing_words(content_dir, "Send me news, daily.")
+    result = runner.invoke(args=["check"])
+    assert result.exit_code == 1
+    assert ("leadgate.yml: consent.marketing: the words of marketing version marketing-2026-11 differ from the "
+            "words first published on 2026-11-01 (kept in consent-texts.yml)") in result.output
+
+
+def test_check_compares_with_the_words_the_database_stored(make_app, content_dir, form_post):
+    set_marketing_words(content_dir, "Send me news.")
+    app = make_app()
+    answer = app.test_client().post("/submit", data=form_post(
+        marketing_opt_in="yes", marketing_sha256=MARKETING.sha256, terms_sha256=TERMS.sha256))
+    assert answer.status_code == 303, answer.get_data(as_text=True)[:500]
+    assert app.test_cli_runner().invoke(args=["check"]).exit_code == 0
+    set_marketing_words(content_dir, "Send me news, daily.")  # no register file: only the database knows
+    result = make_app().test_cli_runner().invoke(args=["check"])
+    assert result.exit_code == 1
+    assert ("leadgate.yml: consent.marketing: the words of marketing version marketing-2026-11 differ from the "
+            "words the database stored for it on") in result.output
+
+
+def test_a_resource_reusing_a_version_for_other_words_is_refused(make_app, content_dir):
+    write_resource(content_dir, "special", """
+        id: special
+        title: Special
+        type: ebook
+        summary: Special terms.
+        file: special.pdf
+        consent_text: I agree to be called.
+        consent_version: terms-2026-11
+    """, pdf="special.pdf")
+    result = make_app().test_cli_runner().invoke(args=["check"])
+    assert result.exit_code == 1
+    assert "resources/special.md: consent_text: the words of terms version terms-2026-11 differ" in result.output
