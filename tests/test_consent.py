@@ -174,9 +174,17 @@ def test_with_double_opt_in_only_a_confirmed_consent_is_current(make_app, form_p
     app.test_client().post("/submit", data=form_post(marketing_opt_in="yes"))
     assert choice(store) is False
     lead = find_lead(store, "ann.lee@example.com")
+    runner = app.test_cli_runner()
+    headline = proof(runner).output.split("Marketing emails (marketing): ")[1].splitlines()[0]
+    assert headline.startswith("given") and headline.endswith("; current: no")  # waits for its confirmation
     with app.app_context():
         assert ledger.confirm(store, lead.id, method=ledger.CONFIRMATION_LINK, at=T0 + timedelta(days=40))
     assert choice(store) is True
+    out = proof(runner).output
+    assert "Address confirmed 2026-12-12T08:30:00Z" in out
+    headline = out.split("Marketing emails (marketing): ")[1].splitlines()[0]
+    assert headline.startswith("confirmed") and headline.endswith("; current: yes")
+    assert "method: confirmation_link (the confirmation link in an email)" in out
 
 
 def proof(runner, email: str = "ann.lee@example.com"):

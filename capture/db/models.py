@@ -131,8 +131,7 @@ class Lead(Profile, Base):
         Index("ix_leads_engagement_id", "engagement", "id"),
         Index("ix_leads_mql_at_id", "mql_at", "id"),
         Index("ix_leads_marketing_choice_score_id", "marketing_choice", "score", "id"),
-        # The few erased leads, left out of lists (capture.leads.filters.NOT_ERASED).
-        Index("ix_leads_erased_at", "erased_at"),
+        Index("ix_leads_erased_at", "erased_at"),  # the few erased leads (capture.leads.queries)
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -377,16 +376,14 @@ class ConsentEvent(Base):
 
 
 class ConsentState(Base):
-    """A lead's state per purpose, derived from the ledger by capture.consent.state and kept
-    by capture.consent.ledger with each event: the export reads it without folding histories."""
+    """A lead's state per purpose and the event that set it (no foreign key: erasure deletes
+    the events, and its trigger this row), kept with each event by capture.consent.ledger."""
 
     __tablename__ = "consent_states"
 
     lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id"), primary_key=True)
     purpose: Mapped[str] = mapped_column(String(20), primary_key=True)
     state: Mapped[str] = mapped_column(String(12))
-    #: The event that set the state, its words' version and SHA-256, its time (no foreign key:
-    #: erasure deletes the events, and its triggers this row with them).
     event_id: Mapped[int] = mapped_column(Integer)
     version: Mapped[str] = mapped_column(String(CONSENT_VERSION_MAX))
     sha256: Mapped[str] = mapped_column(String(64))
