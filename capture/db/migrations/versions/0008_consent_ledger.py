@@ -137,11 +137,7 @@ def downgrade() -> None:
     op.drop_index("ix_leads_erased_at", table_name="leads")
     drop_append_only_triggers(dialect)
     op.drop_table("consent_states")
-    revision_0005 = _revision_0005()
-    consent = sa.table("consent_events", sa.column("lead_id"), sa.column("kind"), sa.column("granted"),
-                       sa.column("created_at"), sa.column("id"))
-    leads = sa.table("leads", sa.column("id"), sa.column("marketing_choice"))
-    op.execute(leads.update().values(marketing_choice=sa.select(consent.c.granted).where(
-        consent.c.lead_id == leads.c.id, consent.c.kind == "marketing")
-        .order_by(consent.c.created_at.desc(), consent.c.id.desc()).limit(1).scalar_subquery()))
-    revision_0005.create_marketing_triggers(dialect)
+    # 0005's reading again: the latest marketing choice, kept by its triggers from here on.
+    op.execute("UPDATE leads SET marketing_choice = (SELECT granted FROM consent_events WHERE lead_id = leads.id "
+               "AND kind = 'marketing' ORDER BY created_at DESC, id DESC LIMIT 1)")
+    _revision_0005().create_marketing_triggers(dialect)
