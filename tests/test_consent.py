@@ -370,3 +370,17 @@ def test_a_resource_reusing_a_version_for_other_words_is_refused(make_app, conte
     result = make_app().test_cli_runner().invoke(args=["check"])
     assert result.exit_code == 1
     assert "resources/special.md: consent_text: the words of terms version terms-2026-11 differ" in result.output
+
+
+def test_refresh_after_turning_double_opt_in_on(make_app, form_post):
+    app = make_app()
+    store = get_store(app)
+    app.test_client().post("/submit", data=form_post(marketing_opt_in="yes"))
+    assert choice(store) is True
+    app = make_app(DOUBLE_OPT_IN=True, SMTP_URL="smtp://127.0.0.1:1025", MAIL_FROM="news@example.com")
+    result = app.test_cli_runner().invoke(args=["consent", "refresh"])
+    assert result.output == "Marketing consent current = confirmed only (double opt-in on): 1 lead changed.\n"
+    assert choice(store) is False
+    result = make_app().test_cli_runner().invoke(args=["consent", "refresh"])
+    assert result.output == "Marketing consent current = given or confirmed (double opt-in off): 1 lead changed.\n"
+    assert choice(store) is True

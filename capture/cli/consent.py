@@ -1,4 +1,5 @@
-"""`leadgate consent proof EMAIL`: the evidence of what a person agreed to, for them or an authority."""
+"""`leadgate consent proof EMAIL`, the evidence of what a person agreed to (for them or an
+authority), and `leadgate consent refresh` after double opt-in was turned on or off."""
 
 from __future__ import annotations
 
@@ -37,3 +38,19 @@ def proof(email: str) -> None:
     purposes = evidence(store, lead.id, double_opt_in=current_app.config["DOUBLE_OPT_IN"])
     for line in proof_lines(lead, purposes):
         click.echo(line)
+
+
+@consent.command()
+def refresh() -> None:
+    """Recompute which leads' marketing consent is current (what `--marketing yes` selects)
+    under today's LEADGATE_DOUBLE_OPT_IN: run it after turning double opt-in on or off, since
+    each lead's value is otherwise written with its next consent event."""
+    from flask import current_app
+
+    from capture.consent.ledger import refresh_marketing_choice
+    from capture.db.store import get_store
+
+    double_opt_in = bool(current_app.config["DOUBLE_OPT_IN"])
+    changed = refresh_marketing_choice(get_store(), double_opt_in)
+    rule = "confirmed only (double opt-in on)" if double_opt_in else "given or confirmed (double opt-in off)"
+    click.echo(f"Marketing consent current = {rule}: {changed} lead{'s' if changed != 1 else ''} changed.")

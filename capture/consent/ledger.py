@@ -136,6 +136,21 @@ def record(tx: Writes, dialect: str, rows: list[dict[str, Any]], *,
     return states
 
 
+def refresh_marketing_choice(store: Store, double_opt_in: bool) -> int:
+    """Write leads.marketing_choice again from each lead's marketing state under this setting
+    of double opt-in (after it was turned on or off; ``leadgate consent refresh``): the number
+    of leads whose value changed."""
+    state = (select(_states.state).where(_states.lead_id == _leads.id, _states.purpose == MARKETING)
+             .scalar_subquery())
+    current = state == CONFIRMED if double_opt_in else state.in_(sorted(GRANTED))
+    leads = Lead.__table__
+    with store.write() as session:
+        result = session.execute(update(leads).where(_leads.erased_at.is_(None),
+                                                     _leads.marketing_choice.is_distinct_from(current))
+                                 .values(marketing_choice=current))
+        return result.rowcount
+
+
 def withdraw(store: Store, lead_id: int, purpose: str, method: str, *, at: datetime,
              ip_prefix: str | None = None, user_agent: str = "", actor: str = "") -> bool:
     """Record that the person withdrew ``purpose`` (naming the words they had agreed to), in
