@@ -51,7 +51,7 @@ def create_append_only_triggers(dialect: str) -> None:
                    f"WHEN NOT {ERASED} BEGIN SELECT RAISE(ABORT, '{NO_DELETE}'); END")
         op.execute(f"CREATE TRIGGER consent_events_erased AFTER DELETE ON consent_events BEGIN {FORGET} END")
         return
-    op.execute("CREATE FUNCTION consent_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    op.execute("CREATE OR REPLACE FUNCTION consent_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
                f"IF TG_OP <> 'DELETE' THEN RAISE EXCEPTION '{NO_UPDATE}'; END IF; "
                f"IF NOT {ERASED} THEN RAISE EXCEPTION '{NO_DELETE}'; END IF; "
                "RETURN OLD; END $$")
@@ -59,7 +59,7 @@ def create_append_only_triggers(dialect: str) -> None:
                "FOR EACH ROW EXECUTE FUNCTION consent_events_append_only()")
     op.execute("CREATE TRIGGER consent_events_no_truncate BEFORE TRUNCATE ON consent_events "
                "FOR EACH STATEMENT EXECUTE FUNCTION consent_events_append_only()")
-    op.execute(f"CREATE FUNCTION consent_events_erased() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {FORGET} "
+    op.execute(f"CREATE OR REPLACE FUNCTION consent_events_erased() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {FORGET} "
                "RETURN NULL; END $$")
     op.execute("CREATE TRIGGER consent_events_erased AFTER DELETE ON consent_events "
                "FOR EACH ROW EXECUTE FUNCTION consent_events_erased()")
