@@ -384,3 +384,23 @@ def test_refresh_after_turning_double_opt_in_on(make_app, form_post):
     result = make_app().test_cli_runner().invoke(args=["consent", "refresh"])
     assert result.output == "Marketing consent current = given or confirmed (double opt-in off): 1 lead changed.\n"
     assert choice(store) is True
+
+
+def test_each_state_names_the_event_that_set_it(store):
+    def stored(lead_id):
+        with store.read() as s:
+            return {row.purpose: (row.state, row.event_id) for row in s.scalars(
+                sa.select(ConsentState).where(ConsentState.lead_id == lead_id))}
+
+    lead = post(store, marketing_opt_in=True)
+    post(store, "bob@example.com", marketing_opt_in=True)
+    post(store, at=T0 + timedelta(days=1))  # unticked
+    ledger.withdraw(store, lead.id, "marketing", ledger.UNSUBSCRIBE_PAGE, at=T0 + timedelta(days=2))
+    events = consent_events(store, lead.id)
+    ids = {(e.kind, e.event, e.created_at): e.id for e in events}
+    assert stored(lead.id) == {
+        "terms": ("given", ids[("terms", "given", T0 + timedelta(days=1))]),
+        "marketing": ("withdrawn", ids[("marketing", "withdrawn", T0 + timedelta(days=2))]),
+    }
+    post(store, at=T0 + timedelta(hours=12), marketing_opt_in=True)  # replayed: refolded, still withdrawn
+    assert stored(lead.id)["marketing"] == ("withdrawn", ids[("marketing", "withdrawn", T0 + timedelta(days=2))])

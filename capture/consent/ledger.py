@@ -14,7 +14,7 @@ from functools import cache
 from typing import Any
 
 from flask import current_app, has_app_context
-from sqlalchemy import Insert, Select, Update, bindparam, insert, select, update
+from sqlalchemy import Insert, Integer, Select, Update, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from capture.catalog import ConsentText
@@ -67,7 +67,7 @@ def _row(*, lead_id: int, kind: str, version: str, sha256: str, event: str, meth
 
 
 _events, _leads, _states = ConsentEvent.__table__.c, Lead.__table__.c, ConsentState.__table__.c
-_INSERT: Insert = insert(ConsentEvent.__table__).returning(_events.id)
+_INSERT: Insert = insert(ConsentEvent.__table__)
 _STATES: Select = select(ConsentState.__table__).where(_states.lead_id == bindparam("lead_id"))
 _MARKETING_CHOICE: Update = (update(Lead.__table__).where(_leads.id == bindparam("lead_id"))
                              .values(marketing_choice=bindparam("choice")))
@@ -84,8 +84,17 @@ _LOCK_LEAD: Select = (select(_leads.id).where(_leads.id == bindparam("lead_id"),
 
 @cache
 def _save_state(dialect: str) -> Insert:
+    """Upsert a (lead, purpose) state. Its event is named by id when the caller knows it, else
+    it is the purpose's newest event: the one just appended (the lead is locked until commit,
+    so no other write adds one meanwhile) — no RETURNING, so no wait for the database."""
     insert_ = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}[dialect]
-    statement = insert_(ConsentState.__table__)
+    newest = (select(func.max(_events.id))
+              .where(_events.lead_id == bindparam("lead_id"), _events.kind == bindparam("purpose"))
+              .scalar_subquery())
+    statement = insert_(ConsentState.__table__).values(
+        lead_id=bindparam("lead_id"), purpose=bindparam("purpose"), state=bindparam("state"),
+        event_id=func.coalesce(bindparam("event_id", type_=Integer), newest), version=bindparam("version"),
+        sha256=bindparam("sha256"), at=bindparam("at", type_=ConsentState.__table__.c.at.type))
     return statement.on_conflict_do_update(
         index_elements=["lead_id", "purpose"],
         set_={name: statement.excluded[name] for name in ("state", "event_id", "version", "sha256", "at")})
@@ -99,7 +108,7 @@ def double_opt_in() -> bool:
 
 def record(tx: Writes, dialect: str, rows: list[dict[str, Any]], *,
            states: dict[str, State] | None = None) -> dict[str, State]:
-    """Append ``rows`` (from :func:`event_row`, all of one lead, in order) to the ledger in the
+    """Append ``rows`` (from :func:`event_row`, all of one lead, one per purpose) to the ledger in the
     caller's transaction, and keep what is derived from it in step there: the lead's state per
     purpose (consent_states) and whether marketing consent is current (leads.marketing_choice).
 
@@ -108,15 +117,16 @@ def record(tx: Writes, dialect: str, rows: list[dict[str, Any]], *,
     if not rows:
         return states or {}
     lead_id = rows[0]["lead_id"]
-    statements = [(_INSERT, row) for row in rows]
+    if len({row["kind"] for row in rows}) < len(rows):
+        raise ValueError("one event per purpose in one call")
     if states is None:
-        stored, *inserted = tx.rows_together((_STATES, {"lead_id": lead_id}), *statements)
         states = {row["purpose"]: State(row["state"], row["event_id"], row["version"], row["sha256"], row["at"])
-                  for row in stored}
+                  for row in tx.rows(_STATES, {"lead_id": lead_id})}
     else:
-        inserted, states = tx.rows_together(*statements), dict(states)
+        states = dict(states)
+    tx.run(_INSERT, rows)
     changed = {}
-    for row, [event] in zip(rows, inserted):
+    for row in rows:
         before = states.get(row["kind"])
         if before is not None and row["created_at"] < before.at:
             # A post replayed from the spool, older than the event that set the state (a
@@ -124,8 +134,8 @@ def record(tx: Writes, dialect: str, rows: list[dict[str, Any]], *,
             after = state_of(tx.rows(_PURPOSE_EVENTS, {"lead_id": lead_id, "kind": row["kind"]}))
         else:
             # Every later event left the state as it was, and a form's event cannot make one
-            # of them count: the same as folding in time order.
-            after = step(before, {**row, "id": event["id"]})
+            # of them count: the same as folding in time order. (Its id: see _save_state.)
+            after = step(before, row)
         if after != before:
             states[row["kind"]] = changed[row["kind"]] = after
     tx.run(_save_state(dialect), [
