@@ -4,6 +4,7 @@ withdraw, a confirmation link confirms, an unsubscribe withdraws — once."""
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import yaml
 from capture.catalog import ConsentText
 from capture.consent import ledger
 from capture.consent.state import State, is_current, state_of
-from capture.db.models import ConsentEvent, ConsentState, Erasure
+from capture.db.models import ConsentEvent, ConsentState, Erasure, Lead
 from capture.db.store import get_store
 from capture.leads.submission import NewSubmission, record_submission
 
@@ -404,3 +405,24 @@ def test_each_state_names_the_event_that_set_it(store):
     }
     post(store, at=T0 + timedelta(hours=12), marketing_opt_in=True)  # replayed: refolded, still withdrawn
     assert stored(lead.id)["marketing"] == ("withdrawn", ids[("marketing", "withdrawn", T0 + timedelta(days=2))])
+
+
+def test_erased_leads_are_in_no_list_search_or_export_but_reports_count_them(client, runner, store):
+    """Erasure itself is capture.privacy's: here its result, a tombstone with erased_at set."""
+    post(store, "ann@example.com", marketing_opt_in=True, utm_source="linkedin")
+    post(store, "bob@example.com", marketing_opt_in=True, utm_source="linkedin")
+    bob = find_lead(store, "bob@example.com")
+    with store.engine.begin() as conn:
+        conn.execute(sa.update(Lead.__table__).where(Lead.id == bob.id).values(
+            erased_at=T0 + timedelta(days=30), email="", email_key=f"erased:{bob.id}"))
+    signed_in(client, runner, "sam.sales@example.com", "sales")
+    for query in ("", "?q=example", "?utm_source=linkedin", "?marketing=yes"):
+        page = client.get(f"/workspace/{query}").get_data(as_text=True)
+        assert f"/workspace/leads/{find_lead(store, 'ann@example.com').id}" in page
+        assert f"/workspace/leads/{bob.id}\"" not in page, query
+        assert re.search(r"\b1 lead\b", page), query
+    for args in ([], ["--utm-source", "linkedin"], ["--marketing", "yes"]):
+        result = runner.invoke(args=["export", "--columns", "id,email", *args])
+        assert result.output.splitlines()[1:] == [f"{find_lead(store, 'ann@example.com').id},ann@example.com"], args
+    report = runner.invoke(args=["report", "--from", "2026-11-01", "--to", "2026-11-30", "--format", "json"])
+    assert json.loads(report.output)["rows"][0]["leads"] == 2  # reports keep counting the erased
