@@ -100,6 +100,11 @@ def _save_state(dialect: str) -> Insert:
         set_={name: statement.excluded[name] for name in ("state", "event_id", "version", "sha256", "at")})
 
 
+def _stored_states(tx: Writes, lead_id: int) -> dict[str, State]:
+    return {row["purpose"]: State(row["state"], row["event_id"], row["version"], row["sha256"], row["at"])
+            for row in tx.rows(_STATES, {"lead_id": lead_id})}
+
+
 def double_opt_in() -> bool:
     """Whether marketing consent needs confirming (the DOUBLE_OPT_IN setting of the app that
     runs; off outside one), which decides what leads.marketing_choice says."""
@@ -119,11 +124,7 @@ def record(tx: Writes, dialect: str, rows: list[dict[str, Any]], *,
     lead_id = rows[0]["lead_id"]
     if len({row["kind"] for row in rows}) < len(rows):
         raise ValueError("one event per purpose in one call")
-    if states is None:
-        states = {row["purpose"]: State(row["state"], row["event_id"], row["version"], row["sha256"], row["at"])
-                  for row in tx.rows(_STATES, {"lead_id": lead_id})}
-    else:
-        states = dict(states)
+    states = _stored_states(tx, lead_id) if states is None else dict(states)
     tx.run(_INSERT, rows)
     changed = {}
     for row in rows:
@@ -185,8 +186,7 @@ def _act(store: Store, lead_id: int, purpose: str, event: str, acts_on: frozense
     with store.writes() as tx:
         if not tx.rows(_LOCK_LEAD, {"lead_id": lead_id}):
             return False
-        states = {row["purpose"]: State(row["state"], row["event_id"], row["version"], row["sha256"], row["at"])
-                  for row in tx.rows(_STATES, {"lead_id": lead_id})}
+        states = _stored_states(tx, lead_id)
         current = states.get(purpose)
         if current is None or current.state not in acts_on:
             return False
