@@ -39,6 +39,7 @@ NO_DELETE = "consent_events is append-only: events are deleted only by erasure (
 #: Erasure removed the lead's events: what was derived from them goes too.
 FORGET = ("DELETE FROM consent_states WHERE lead_id = OLD.lead_id AND purpose = OLD.kind; "
           "UPDATE leads SET marketing_choice = NULL WHERE id = OLD.lead_id AND OLD.kind = 'marketing';")
+NO_TRUNCATE = "consent_events is append-only: TRUNCATE is refused (erasure deletes one lead at a time)"
 ERASED = "EXISTS (SELECT 1 FROM erasures WHERE erasures.lead_id = OLD.lead_id)"
 BATCH = 5000
 
@@ -52,7 +53,8 @@ def create_append_only_triggers(dialect: str) -> None:
         op.execute(f"CREATE TRIGGER consent_events_erased AFTER DELETE ON consent_events BEGIN {FORGET} END")
         return
     op.execute("CREATE OR REPLACE FUNCTION consent_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-               f"IF TG_OP <> 'DELETE' THEN RAISE EXCEPTION '{NO_UPDATE}'; END IF; "
+               f"IF TG_OP = 'UPDATE' THEN RAISE EXCEPTION '{NO_UPDATE}'; END IF; "
+               f"IF TG_OP = 'TRUNCATE' THEN RAISE EXCEPTION '{NO_TRUNCATE}'; END IF; "
                f"IF NOT {ERASED} THEN RAISE EXCEPTION '{NO_DELETE}'; END IF; "
                "RETURN OLD; END $$")
     op.execute("CREATE TRIGGER consent_events_append_only BEFORE UPDATE OR DELETE ON consent_events "
