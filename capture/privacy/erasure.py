@@ -30,7 +30,7 @@ from datetime import datetime
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import and_, delete, false, func, inspect, insert, not_, select, text, update
+from sqlalchemy import and_, delete, false, func, insert, not_, select, text, update
 from sqlalchemy.orm import Session
 
 from capture.catalog import get_catalog
@@ -171,9 +171,9 @@ def _tombstone(s: Session, lead: Lead, channel: str, actor: str, at: datetime,
         if fixed_reasons else false()
     s.execute(update(StageChange).where(StageChange.lead_id == lead.id, StageChange.reason != "", not_(fixed))
               .values(reason=""))
+    # The ledger's trigger lets these go now that an erasures row names the lead, and takes the
+    # lead's consent_states and marketing_choice with them (migration 0008).
     s.execute(delete(ConsentEvent).where(ConsentEvent.lead_id == lead.id))
-    if inspect(s.connection()).has_table("consent_states"):
-        s.execute(text("DELETE FROM consent_states WHERE lead_id = :lead_id"), {"lead_id": lead.id})
     s.execute(delete(Email).where(Email.lead_id == lead.id))
     s.execute(delete(Job).where(Job.lead_id == lead.id))
 
@@ -237,8 +237,7 @@ def _vacuum(store: Store) -> str | None:
     try:
         with store.engine.connect() as conn:
             conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-            tables = [name for name in TOUCHED if inspect(conn).has_table(name)]
-            conn.exec_driver_sql(f"VACUUM {', '.join(tables)}")
+            conn.exec_driver_sql(f"VACUUM {', '.join(TOUCHED)}")
     except Exception as e:  # noqa: BLE001 - the rows are erased; only the clean-up is late
         log.warning("erasure: VACUUM failed: %s", e)
         return (f"VACUUM failed ({type(e).__name__}): dead copies of the erased rows stay in the tables' "
