@@ -247,6 +247,8 @@ def test_the_workspace_erases_for_an_admin_who_types_the_address(app, client, fo
     with get_store(app).read() as s:
         assert s.execute(select(Erasure.channel, Erasure.actor)).one() == ("workspace", "ada@example.com")
     assert client.get(f"/workspace/leads/{lead_id}/erase").status_code == 404
+    gone = client.get(f"/workspace/leads/{lead_id}")
+    assert gone.status_code == 404 and "it may have been erased" in gone.get_data(as_text=True)
 
 
 def test_sales_cannot_erase(app, client, form_post, runner):

@@ -116,8 +116,10 @@ def lead_consent_texts(store: Store, lead_id: int) -> dict[str, ConsentText]:
 
 
 def get_lead(store: Store, lead_id: int) -> Lead | None:
+    """The lead, or None when there is none or it was erased (its row is only a tombstone)."""
     with store.read() as s:
-        return s.get(Lead, lead_id)
+        lead = s.get(Lead, lead_id)
+    return lead if lead is not None and lead.erased_at is None else None
 
 
 #: A criterion whose index side has fewer rows than this drives a list page: its leads are

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,6 +66,7 @@ TOUCHED = ("leads", "submissions", "downloads", "stage_changes", "consent_events
            "held_posts", "export_audit", "consent_states")
 #: How long truncating SQLite's WAL waits for readers to let go (SQLite's busy handler retries).
 CHECKPOINT_WAIT_MS = 2000
+CHECKPOINT_STEP_MS = 100
 #: What replaces the address in the export log's filters.
 REDACTED = "[erased]"
 
@@ -215,15 +217,21 @@ def _clean_sqlite_files(store: Store) -> str | None:
             driver.execute("COMMIT")
         finally:
             driver.execute("PRAGMA secure_delete=OFF")
-        # A truncating checkpoint waits for readers through the busy handler: a short wait here,
-        # not the writers' busy timeout.
-        driver.execute(f"PRAGMA busy_timeout={CHECKPOINT_WAIT_MS}")
+        # A truncating checkpoint waits for readers through the busy handler, but answers busy at
+        # once while another connection checkpoints (the service's own Checkpointer, every write):
+        # tried again in short steps until CHECKPOINT_WAIT_MS is over.
+        driver.execute(f"PRAGMA busy_timeout={CHECKPOINT_STEP_MS}")
+        deadline = time.monotonic() + CHECKPOINT_WAIT_MS / 1000
         try:
-            busy, _, _ = driver.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            while True:
+                busy, _, _ = driver.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                if not busy:
+                    return None
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(CHECKPOINT_STEP_MS / 1000)
         finally:
             driver.execute(f"PRAGMA busy_timeout={store.sqlite_busy_timeout_ms}")
-        if not busy:
-            return None
     finally:
         pooled.close()
     problem = ("the SQLite WAL could not be emptied: other connections kept reading for "

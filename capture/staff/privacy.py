@@ -25,7 +25,7 @@ bp = Blueprint("privacy", __name__, url_prefix="/workspace")
 
 def _lead(lead_id: int) -> Any:
     person = get_lead(get_store(), lead_id)
-    if person is None or person.erased_at is not None:
+    if person is None:
         raise Problem(404, "There is no lead with this number; it may have been erased.", title="Lead not found")
     return person
 
