@@ -28,6 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from capture.db.models import HeldPost, utcnow
 from capture.db.store import Store
 from capture.leads.submission import NewSubmission, record_submission
+from capture.mail.outbox import MailSettings
 from capture.scoring.apply import Scoring
 from capture.spam.verdict import SIGNALS, THRESHOLD, Reason, Verdict
 from capture.spool import lines
@@ -204,7 +205,8 @@ def _key(uid_or_id: uuid.UUID | int | str) -> ColumnElement[bool]:
         raise NotHeld(f"{text!r} is neither a post's number nor its uid") from None
 
 
-def release(store: Store, uid_or_id: uuid.UUID | int | str, actor: str, scoring: Scoring) -> Released:
+def release(store: Store, uid_or_id: uuid.UUID | int | str, actor: str, scoring: Scoring,
+            mail: MailSettings | None = None) -> Released:
     """Store a held post as a real lead, once, and mark it released by ``actor``.
 
     NotHeld when there is no such post, AlreadyReleased when it was released before (then
@@ -217,7 +219,7 @@ def release(store: Store, uid_or_id: uuid.UUID | int | str, actor: str, scoring:
     if not isinstance(data, NewSubmission) or data.uid != post.uid:
         raise lines.CorruptLine(f"post {post.id}'s payload is not its submission")
     # Idempotent on the uid: a release racing this one stores nothing more.
-    lead, submission = record_submission(store, data, scoring)
+    lead, submission = record_submission(store, data, scoring, mail=mail)  # its emails go now
     with store.write() as s:
         marked = s.execute(update(HeldPost).where(HeldPost.id == post.id, HeldPost.released_at.is_(None))
                            .values(released_at=utcnow(), released_by=actor)).rowcount

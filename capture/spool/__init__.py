@@ -71,6 +71,7 @@ from capture.db.models import utcnow
 from capture.db.store import Store, get_store
 from capture.leads.downloads import record_download
 from capture.leads.submission import NewSubmission, record_submission
+from capture.mail.outbox import MailSettings, get_mail_settings
 from capture.scoring.apply import Scoring, get_scoring
 from capture.spam import folder
 from capture.spool.file import Replay, SpoolError, SpoolFile, reason
@@ -96,12 +97,14 @@ class Spool:
     """The app's way to keep every lead: the database first, else the spool, replayed later."""
 
     def __init__(self, store: Store, path: str | os.PathLike[str], retry_seconds: float,
-                 scoring: Callable[[], Scoring], spam_keep_days: int = 30):
+                 scoring: Callable[[], Scoring], spam_keep_days: int = 30, mail: MailSettings | None = None):
         self.store = store
         #: Posts held as spam longer than this many days are purged.
         self.spam_keep_days = spam_keep_days
         #: The app's scoring, read when first needed (a post scores its lead as it is stored).
         self.scoring = scoring
+        #: The emails a stored post owes (capture.mail.outbox), also when a replay stores it.
+        self.mail = mail
         self.file = SpoolFile(path)
         self.retry_seconds = retry_seconds
         self._thread: threading.Thread | None = None
@@ -120,7 +123,7 @@ class Spool:
             if data.spam.held:
                 folder.hold(self.store, data)
             else:
-                record_submission(self.store, data, self.scoring())
+                record_submission(self.store, data, self.scoring(), mail=self.mail)
             return True
         except SQLAlchemyError as e:
             why = reason(e)
@@ -169,7 +172,7 @@ class Spool:
                 or folder.is_held(self.store, visit["submission_uid"]))
 
     def replay(self, *, wait: bool = True) -> Replay:
-        report = self.file.replay(self.store, self.scoring(), wait=wait)
+        report = self.file.replay(self.store, self.scoring(), wait=wait, mail=self.mail)
         if report.stored or report.downloads or report.held:
             log.info("replayed from the spool: %d submission(s), %d download(s), %d post(s) held as spam",
                      report.stored, report.downloads, report.held)
@@ -256,6 +259,6 @@ def get_spool(app: Flask | None = None) -> Spool:
 
 def init_app(app: Flask) -> None:
     spool = Spool(get_store(app), app.config["SPOOL_PATH"], app.config["SPOOL_RETRY_SECONDS"],
-                  lambda: get_scoring(app), app.config["SPAM_KEEP_DAYS"])
+                  lambda: get_scoring(app), app.config["SPAM_KEEP_DAYS"], get_mail_settings(app))
     app.extensions[EXTENSION] = spool
     app.before_request(spool.tend)

@@ -25,6 +25,7 @@ from capture.db.store import Store
 from capture.scoring.apply import Scoring
 from capture.leads.downloads import has_download, has_submission, record_download
 from capture.leads.submission import NewSubmission, record_submission
+from capture.mail.outbox import MailSettings
 from capture.spam import folder
 from capture.spool.lines import CorruptLine, SpooledDownload, decode
 
@@ -207,7 +208,8 @@ class SpoolFile:
             status.set_aside = sum(1 for _ in f)
         return status
 
-    def replay(self, store: Store, scoring: Scoring, *, wait: bool = True) -> Replay:
+    def replay(self, store: Store, scoring: Scoring, *, wait: bool = True,
+               mail: MailSettings | None = None) -> Replay:
         """Store every spooled event; drop a line only once its row is committed."""
         try:
             with _flock(self.replay_lock_path, wait=wait) as mine:
@@ -220,11 +222,12 @@ class SpoolFile:
                         return Replay()
                     size = os.fstat(f.fileno()).st_size
                 with f:
-                    return self._replay_from(f, size, store, scoring)
+                    return self._replay_from(f, size, store, scoring, mail)
         except OSError as e:
             raise SpoolError(f"cannot replay the spool {self.path}: {e}") from e
 
-    def _replay_from(self, f: IO[bytes], size: int, store: Store, scoring: Scoring) -> Replay:
+    def _replay_from(self, f: IO[bytes], size: int, store: Store, scoring: Scoring,
+                     mail: MailSettings | None) -> Replay:
         report = Replay()
         kept: list[bytes] = []
         corrupt: list[bytes] = []
@@ -242,7 +245,7 @@ class SpoolFile:
                 continue
             try:
                 if isinstance(event, NewSubmission):
-                    self._ingest_submission(store, scoring, event, report)
+                    self._ingest_submission(store, scoring, event, report, mail)
                 elif not self._ingest_download(store, event, waiting, report):
                     kept.append(raw)
             except UNAVAILABLE as e:
@@ -265,7 +268,8 @@ class SpoolFile:
         return report
 
     @staticmethod
-    def _ingest_submission(store: Store, scoring: Scoring, data: NewSubmission, report: Replay) -> None:
+    def _ingest_submission(store: Store, scoring: Scoring, data: NewSubmission, report: Replay,
+                           mail: MailSettings | None) -> None:
         if data.spam.held:
             if folder.hold(store, data):
                 report.held += 1
@@ -276,7 +280,7 @@ class SpoolFile:
             report.already_stored += 1
             return
         # Replays are rare and keep no visitor waiting: SQLAlchemy's own execution serves.
-        record_submission(store, data, scoring, direct=False)
+        record_submission(store, data, scoring, direct=False, mail=mail)
         report.stored += 1
 
     @staticmethod
