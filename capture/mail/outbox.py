@@ -78,7 +78,8 @@ _emails = Email.__table__
 _events = ConsentEvent.__table__.c
 _SENT_LATELY: Select = select(func.count()).select_from(_emails).where(
     _emails.c.lead_id == bindparam("lead_id"), _emails.c.created_at > bindparam("since"))
-_MARKETING_EVENTS: Select = (select(_events.id, _events.event, _events.version, _events.sha256, _events.created_at)
+#: A lead's marketing events in order, for its state (capture.consent.state.state_of).
+MARKETING_EVENTS: Select = (select(_events.id, _events.event, _events.version, _events.sha256, _events.created_at)
                              .where(_events.lead_id == bindparam("lead_id"), _events.kind == MARKETING)
                              .order_by(_events.created_at, _events.id))
 _INSERT: Insert = insert(_emails).returning(_emails.c.id)
@@ -91,7 +92,7 @@ def owed(tx: Writes, mail: MailSettings, lead_id: int, marketing_opt_in: bool) -
     if mail.double_opt_in and marketing_opt_in:
         # The ledger, this post's events included: a person confirmed before is not asked again;
         # one who withdrew since and ticked the box again is.
-        current = state_of(tx.rows(_MARKETING_EVENTS, {"lead_id": lead_id}))
+        current = state_of(tx.rows(MARKETING_EVENTS, {"lead_id": lead_id}))
         if current is None or current.state != CONFIRMED:
             kinds.append(CONFIRMATION)
     return kinds
