@@ -133,3 +133,176 @@ def test_a_post_with_both_on_gets_the_resource_and_a_confirmation_then_confirms_
                            content_type="multipart/form-data")
         assert done.status_code == 200 and "<html" not in done.get_data(as_text=True)
     assert ledger(app) == [("given", "form"), ("confirmed", "confirmation_link"), ("withdrawn", "one_click")]
+
+
+def test_the_unsubscribe_page_shows_a_button_and_its_post_withdraws_once(mail_app, sink, form_post):
+    app = mail_app(DOUBLE_OPT_IN=False)
+    client = browser(app)
+    client.post("/submit", data=form_post(marketing_opt_in="yes"))
+    Worker(app).run_pending()
+    [message] = sink.wait_for(1)
+    [link] = [url for url in links(message) if "/unsubscribe/" in url]
+    page = client.get(path_of(link))
+    assert page.status_code == 200 and ">Unsubscribe</button>" in page.get_data(as_text=True)
+    assert page.headers["Cache-Control"] == "private, no-store" and "noindex" in page.headers["X-Robots-Tag"]
+    assert ledger(app) == [("given", "form")]  # following the link (a scanner) changes nothing
+    for _ in range(2):
+        done = client.post(path_of(link))
+        assert done.status_code == 200 and "You are unsubscribed" in done.get_data(as_text=True)
+    assert ledger(app) == [("given", "form"), ("withdrawn", "unsubscribe_page")]
+
+
+def test_the_answer_to_the_page_script_names_the_masked_address_and_no_link(mail_app, sink, form_post):
+    app = mail_app(DOUBLE_OPT_IN=False)
+    client = browser(app)
+    answer = client.post("/submit", data=form_post(), headers={"Accept": "application/json"})
+    body = answer.get_json()
+    assert answer.status_code == 201 and body["emailed_to"] == "a…@example.com"
+    assert "download_url" not in body and "/download/" not in answer.get_data(as_text=True)
+    thanks = client.get(path_of(body["thanks_url"]))
+    assert thanks.status_code == 200 and "a…@example.com" in thanks.get_data(as_text=True)
+    # The thank-you token is no download token: whoever posted must read the mailbox.
+    assert client.get("/download/" + path_of(body["thanks_url"]).rsplit("/", 1)[1]).status_code == 404
+
+
+def test_without_email_delivery_the_page_keeps_its_link_and_only_a_ticked_box_is_confirmed(
+        mail_app, sink, form_post):
+    app = mail_app(EMAIL_DELIVERY=False)
+    client = browser(app)
+    body = client.post("/submit", data=form_post(), headers={"Accept": "application/json"}).get_json()
+    assert "download_url" in body and "emailed_to" not in body
+    assert Worker(app).run_pending() == 0  # the box was not ticked: nothing to confirm
+    client.post("/submit", data=form_post(marketing_opt_in="yes"))
+    assert Worker(app).run_pending() == 1
+    [confirmation] = sink.wait_for(1)
+    assert confirmation["Subject"] == "Please confirm your subscription"
+    [confirm] = [url for url in links(confirmation) if "/confirm/" in url]
+    client.post(path_of(confirm))
+    client.post("/submit", data=form_post(marketing_opt_in="yes"))
+    assert Worker(app).run_pending() == 0  # confirmed already: not asked again
+    assert len(sink.received) == 1
+
+
+def test_a_refusal_for_now_is_retried_after_its_backoff(mail_app, sink, form_post):
+    app = mail_app(DOUBLE_OPT_IN=False)
+    sink.answers = ["451 4.3.0 Try again later"]
+    browser(app).post("/submit", data=form_post())
+    assert Worker(app).run_pending() == 1
+    [job] = rows(app, Job)
+    assert (job.state, job.attempts) == (QUEUED, 1) and "451" in job.last_error
+    assert job.run_at > utcnow() + timedelta(seconds=20)  # the first backoff: 30 s
+    assert Worker(app).run_pending() == 0 and sink.received == []
+    with get_store(app).write() as s:  # the backoff has passed
+        s.execute(update(Job).values(run_at=utcnow() - timedelta(seconds=1)))
+    assert Worker(app).run_pending() == 1
+    [message] = sink.wait_for(1)
+    [job] = rows(app, Job)
+    [sent] = rows(app, Email)
+    assert (job.state, job.attempts) == (DONE, 2) and sent.sent_at is not None
+    assert message["Message-ID"] == sent.message_id
+
+
+def test_a_recipient_refused_for_good_is_given_up_at_once(mail_app, sink, form_post):
+    app = mail_app(DOUBLE_OPT_IN=False)
+    sink.refused_rcpt[ADDRESS] = "550 5.1.1 No such user"
+    browser(app).post("/submit", data=form_post())
+    assert Worker(app).run_pending() == 1
+    [job] = rows(app, Job)
+    assert (job.state, job.attempts) == (FAILED, 1) and "550" in job.last_error
+    assert rows(app, Email)[0].sent_at is None
+
+
+def test_at_most_the_cap_of_emails_reach_one_address_in_a_day(mail_app, sink, form_post):
+    app = mail_app(EMAILS_PER_ADDRESS_PER_DAY=2)
+    client = browser(app)
+    for spelling in ("ann.lee@example.com", "Ann.Lee@Example.com", "ann.lee@example.com"):
+        assert client.post("/submit", data=form_post(email=spelling, marketing_opt_in="yes")).status_code == 303
+    # The first post owes a delivery and a confirmation: the cap is reached; the others get nothing.
+    assert sorted(e.kind for e in rows(app, Email)) == ["confirmation", "delivery"]
+    browser(app).post("/submit", data=form_post(email="bo@example.com"))
+    assert Worker(app).run_pending() == 3
+    assert sorted(m["To"].addresses[0].addr_spec for m in sink.wait_for(3)) == [
+        "ann.lee@example.com", "ann.lee@example.com", "bo@example.com"]
+
+
+def test_an_email_is_never_sent_for_a_post_that_was_not_stored(mail_app, sink, form_post):
+    app = mail_app()
+    client = browser(app)
+    assert client.post("/submit", data=form_post(email="not an address", marketing_opt_in="yes")).status_code == 422
+    assert client.post("/submit", data=form_post(terms=None)).status_code == 422
+    assert rows(app, Email) == [] and rows(app, Job) == []
+    assert Worker(app).run_pending() == 0 and sink.received == []
+
+
+def test_a_post_spooled_in_an_outage_gets_its_email_once_it_is_stored(mail_app, sink, form_post, tmp_path):
+    down = mail_app(DATABASE_URL="postgresql+psycopg://postgres@127.0.0.1:9/test", SPOOL_RETRY_SECONDS=0)
+    assert browser(down).post("/submit", data=form_post()).status_code == 303  # spooled
+    app = mail_app(DOUBLE_OPT_IN=False)
+    assert rows(app, Email) == []
+    from capture.spool import get_spool
+    assert get_spool(app).replay().stored == 1
+    assert get_spool(app).replay().stored == 0  # a replay again owes nothing more
+    assert Worker(app).run_pending() == 1
+    [message] = sink.wait_for(1)
+    assert message["To"].addresses[0].addr_spec == ADDRESS
+
+
+HONEYPOT = judge([reason("honeypot", "website=http://cheap-pills.example")])
+
+
+def test_no_email_while_a_post_is_held_as_spam_and_it_goes_on_release(mail_app, sink, form_post):
+    from staff import add_user
+
+    app = mail_app(DOUBLE_OPT_IN=False)
+    runner = app.test_cli_runner()
+    assert browser(app).post("/submit", data=form_post(website="http://cheap-pills.example")).status_code == 303
+    [held] = rows(app, HeldPost)
+    assert rows(app, Email) == [] and Worker(app).run_pending() == 0
+    assert add_user(runner, "sam@example.com", "sales").exit_code == 0
+    released = runner.invoke(args=["spam", "release", str(held.id), "--by", "sam@example.com"])
+    assert released.exit_code == 0, released.output
+    assert Worker(app).run_pending() == 1
+    [message] = sink.wait_for(1)
+    [download] = [url for url in links(message) if "/download/" in url]
+    pdf = browser(app).get(path_of(download))
+    assert pdf.status_code == 200
+    pdf.close()
+
+
+def test_nothing_typed_or_written_in_content_reaches_a_header(mail_app, sink, content_dir, form_post):
+    write_resource(content_dir, "evil", """
+        id: evil
+        title: "Evil guide\\r\\nBcc: victim@evil.example\\u2028X-Evil: yes"
+        type: ebook
+        summary: A title with line breaks.
+        file: evil.pdf
+    """, pdf="evil.pdf")
+    app = mail_app()
+    client = browser(app)
+    # What the form lets through (a Unicode line separator), and what only a spool line or an
+    # older row could hold (CR/LF), stored through the one write path a post takes.
+    assert client.post("/submit", data=form_post(
+        "evil", first_name="Ann\u2028Bcc: victim@evil.example", company="Acme\u2029X-Evil: yes",
+        marketing_opt_in="yes")).status_code == 303
+    from capture.catalog import get_catalog
+    from capture.leads.submission import NewSubmission
+    from capture.spool import get_spool
+    with app.app_context():
+        resource = get_catalog().get("evil")
+        get_spool(app).save(NewSubmission(
+            email="bo@example.com", resource_id="evil", terms=resource.terms,
+            marketing=get_catalog().settings.marketing, marketing_opt_in=True,
+            first_name="Bo\r\nBcc: victim@evil.example", last_name="Smith\nX-Evil: yes",
+            company="Acme\r\n\r\nInjected body"))
+    assert Worker(app).run_pending() == 4
+    for message in sink.wait_for(4):
+        assert set(message.keys()) <= {"From", "To", "Subject", "Date", "Message-ID", "List-Unsubscribe",
+                                        "List-Unsubscribe-Post", "Auto-Submitted", "MIME-Version",
+                                        "Content-Type", "X-Peer", "X-MailFrom", "X-RcptTo"}, message.keys()
+        for name, value in message.items():
+            assert "\n" not in value and "\r" not in value and "\u2028" not in value, (name, value)
+        assert [a.addr_spec for a in message["To"].addresses] in (["ann.lee@example.com"], ["bo@example.com"])
+        assert message["From"].addresses[0].addr_spec == "hello@example.com"
+    assert sorted(rcpts for _, rcpts in sink.envelopes) == [["ann.lee@example.com"]] * 2 + [["bo@example.com"]] * 2
+    subjects = {m["Subject"] for m in sink.received}
+    assert "Your copy of Evil guide Bcc: victim@evil.example X-Evil: yes" in subjects
