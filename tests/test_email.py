@@ -20,12 +20,14 @@ from urllib.parse import urlsplit
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import func, select, update
 
 from capture.db.models import ConsentEvent, Email, HeldPost, Job, Lead, utcnow
 from capture.db.store import get_store
 from capture.jobs.queue import DONE, FAILED, QUEUED
 from capture.jobs.worker import Worker
+from capture.mail.links import CONFIRM_SALT, sign_confirm, sign_unsubscribe
 from capture.spam.verdict import judge, reason
 from conftest import ROOT, SECRET_KEY, SITE_ORIGIN, write_resource
 from mailsink import HOLD, Sink, running_sink
@@ -306,3 +308,92 @@ def test_nothing_typed_or_written_in_content_reaches_a_header(mail_app, sink, co
     assert sorted(rcpts for _, rcpts in sink.envelopes) == [["ann.lee@example.com"]] * 2 + [["bo@example.com"]] * 2
     subjects = {m["Subject"] for m in sink.received}
     assert "Your copy of Evil guide Bcc: victim@evil.example X-Evil: yes" in subjects
+
+
+WORKER = "from capture import create_app; from capture.jobs.worker import Worker; Worker(create_app()).run()"
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_send_is_replaced_and_every_copy_has_one_message_id(
+        mail_app, sink, form_post, database_url, content_dir, tmp_path):
+    app = mail_app(DOUBLE_OPT_IN=False, JOB_LEASE_SECONDS=2)
+    browser(app).post("/submit", data=form_post())
+    sink.answers = [HOLD]  # the server keeps the message, and keeps the worker waiting for its answer
+    env = {**os.environ, "LEADGATE_TESTING": "true", "LEADGATE_SECRET_KEY": SECRET_KEY,
+           "LEADGATE_DATABASE_URL": database_url, "LEADGATE_CONTENT_DIR": str(content_dir),
+           "LEADGATE_BASE_URL": "http://localhost", "LEADGATE_SMTP_URL": sink.url, "LEADGATE_MAIL_FROM": SENDER,
+           "LEADGATE_EMAIL_DELIVERY": "true", "LEADGATE_JOB_LEASE_SECONDS": "2",
+           "LEADGATE_SPOOL_PATH": str(tmp_path / "worker-spool.jsonl"),
+           "LEADGATE_INSTANCE_PATH": str(tmp_path / "worker-instance")}
+    worker = subprocess.Popen([sys.executable, "-c", WORKER], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert sink.holding.wait(30), "the worker never sent the message"
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+    [job] = rows(app, Job)
+    [email] = rows(app, Email)
+    assert job.state == "running" and email.sent_at is None  # died before it heard the server's answer
+    sink.released.set()
+    while utcnow() <= job.locked_until:  # the dead worker's lease runs out
+        time.sleep(0.1)
+    assert Worker(app).run_pending() == 1
+    copies = sink.wait_for(2)
+    assert {m["Message-ID"] for m in copies} == {email.message_id}
+    [job] = rows(app, Job)
+    [email] = rows(app, Email)
+    assert (job.state, job.attempts) == (DONE, 2) and email.sent_at is not None
+
+
+class _Old(TimestampSigner):
+    """Signs as if eight days ago: a confirmation link past CONFIRM_MAX_AGE (7 days)."""
+
+    def get_timestamp(self) -> int:
+        return int(time.time()) - 8 * 24 * 3600
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)
+def test_links_that_are_not_valid_get_a_clear_page_or_json(mail_app, form_post):
+    app = mail_app(DOUBLE_OPT_IN=False)
+    client = browser(app)
+    body = client.post("/submit", data=form_post(), headers={"Accept": "application/json"}).get_json()
+    thanks_token = path_of(body["thanks_url"]).rsplit("/", 1)[1]
+    expired = URLSafeTimedSerializer(SECRET_KEY, salt=CONFIRM_SALT, signer=_Old).dumps(1)
+    cases = [("/confirm/not-a-token", 404, "Link not valid"), ("/unsubscribe/not-a-token", 404, "Link not valid"),
+             # A token of one purpose is nothing to another (salts of their own).
+             (f"/confirm/{sign_unsubscribe(SECRET_KEY, 1)}", 404, "Link not valid"),
+             (f"/unsubscribe/{sign_confirm(SECRET_KEY, 1)}", 404, "Link not valid"),
+             (f"/unsubscribe/{thanks_token}", 404, "Link not valid"),
+             (f"/confirm/{expired}", 410, "Link expired")]
+    for path, status, title in cases:
+        for method in ("GET", "POST"):
+            page = client.open(path, method=method)
+            assert (page.status_code, page.mimetype) == (status, "text/html"), path
+            assert title in page.get_data(as_text=True)
+            answer = client.open(path, method=method, headers={"Accept": "application/json"})
+            assert answer.status_code == status and answer.get_json()["title"] == title
+    assert ledger(app) == [("declined", "form")]
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)
+def test_a_marketer_overrides_a_template_in_content_and_the_footer_stays(mail_app, sink, form_post, content_dir):
+    (content_dir / "leadgate.yml").write_text(
+        "controller:\n  name: Example Marketing Ltd\n  email: privacy@example.com\n"
+        "  address: 2 Side Road, Springfield\n", encoding="utf-8")
+    emails = content_dir / "emails"
+    emails.mkdir()
+    (emails / "delivery.txt").write_text(
+        '{% set subject = "Here it is: " ~ resource.title %}Hi {{ first_name }} from {{ company }}!\n'
+        "{{ download_url }}\n", encoding="utf-8")
+    app = mail_app(DOUBLE_OPT_IN=False, POSTAL_ADDRESS="")
+    browser(app).post("/submit", data=form_post())
+    Worker(app).run_pending()
+    [message] = sink.wait_for(1)
+    assert message["Subject"] == "Here it is: Leads versus prospects"
+    text = message.get_body(("plain",)).get_content()
+    assert text.startswith("Hi Ann from Acme Analytics!")
+    # The override left the unsubscribe link out: the standard footer is added, with the
+    # controller's postal address from content/leadgate.yml when POSTAL_ADDRESS is empty.
+    assert message["List-Unsubscribe"][1:-1] in text and "2 Side Road, Springfield" in text
+    assert "Unsubscribe" in message.get_body(("html",)).get_content()  # the built-in HTML part
