@@ -14,14 +14,13 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from email.message import EmailMessage
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from capture.db.models import ConsentEvent, Email, HeldPost, Job, Lead, utcnow
 from capture.db.store import get_store
@@ -89,6 +88,7 @@ def test_a_post_with_both_on_gets_the_resource_and_a_confirmation_then_confirms_
     assert sink.received == []  # nothing is sent in the request
 
     assert Worker(app).run_pending() == 2
+    assert sink.greetings == 1  # one connection, kept open from the first email to the second
     delivery, confirmation = sorted(sink.wait_for(2), key=lambda m: m["Subject"] != "Your copy of Leads versus prospects")
     assert delivery["Subject"] == "Your copy of Leads versus prospects"
     assert delivery["From"].addresses[0].addr_spec == "hello@example.com"
@@ -135,6 +135,10 @@ def test_a_post_with_both_on_gets_the_resource_and_a_confirmation_then_confirms_
                            content_type="multipart/form-data")
         assert done.status_code == 200 and "<html" not in done.get_data(as_text=True)
     assert ledger(app) == [("given", "form"), ("confirmed", "confirmation_link"), ("withdrawn", "one_click")]
+    # The confirmation link after a withdrawal confirms nothing, and says so.
+    late = client.post(path_of(confirm))
+    assert late.status_code == 200 and "Nothing to confirm" in late.get_data(as_text=True)
+    assert ledger(app)[-1] == ("withdrawn", "one_click")
 
 
 def test_the_unsubscribe_page_shows_a_button_and_its_post_withdraws_once(mail_app, sink, form_post):

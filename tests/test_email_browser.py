@@ -10,7 +10,7 @@ import pytest
 
 from live import LiveServer
 from mailsink import Sink, running_sink
-from test_browser import CHROMIUM_ARGS, FORM_MIN_SECONDS, browser, page  # noqa: F401 (fixtures)
+from test_browser import FORM_MIN_SECONDS, browser, page  # noqa: F401 (its fixtures)
 
 pytestmark = pytest.mark.browser
 

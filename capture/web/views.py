@@ -224,9 +224,11 @@ def emailed_page(token: str) -> Response | None:
         emailed = read_emailed(current_app.config["SECRET_KEY"], token, current_app.config["DOWNLOAD_MAX_AGE"])
     except TokenExpired:
         raise Problem(410, "This page has expired. The link was sent by email.") from None
-    resource = get_catalog().get(emailed[0]) if emailed else None
-    if resource is None:
+    if emailed is None:
         return None
+    resource = get_catalog().get(emailed[0])
+    if resource is None:
+        raise Problem(410, "This resource is no longer available.")
     content = render_template(
         "thanks_region.html", resource=resource, emailed_to=emailed[1],
         link_valid_for=valid_for(current_app.config["DOWNLOAD_MAX_AGE"]), catalog_url=site_link())
