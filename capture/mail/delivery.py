@@ -57,12 +57,12 @@ def deliver(context: JobContext, payload: dict[str, Any]) -> None:
     store = context.store
     with store.read() as s:
         row = s.execute(_LOAD.where(Email.id == payload["email_id"])).mappings().first()
-        marketing = state_of(s.execute(MARKETING_EVENTS, {"lead_id": row["lead_id"]}).mappings().all()) \
-            if row is not None and row["kind"] == CONFIRMATION else None
-    if row is None or row["erased_at"] is not None:
-        return  # erased since: nothing to send to anybody
-    if row["sent_at"] is not None:
-        return  # sent by an earlier attempt whose job did not get marked done
+        if row is None or row["erased_at"] is not None:
+            return  # erased since: nothing to send to anybody
+        if row["sent_at"] is not None:
+            return  # sent by an earlier attempt whose job did not get marked done
+        marketing = (state_of(s.execute(MARKETING_EVENTS, {"lead_id": row["lead_id"]}).mappings().all())
+                     if row["kind"] == CONFIRMATION else None)
     if row["kind"] == CONFIRMATION and (marketing is None or marketing.state != GIVEN):
         log.info("email %s not sent: marketing consent of lead %s is %s now", row["id"], row["lead_id"],
                  marketing.state if marketing else "gone")
@@ -121,6 +121,8 @@ def send(context: JobContext, message: EmailMessage) -> None:
     """Hand the message over on the kept connection (a new one when there is none, or when
     the server closed the kept one meanwhile); GiveUp on a permanent refusal."""
     config = context.app.config
+    if not config["SMTP_URL"]:
+        raise GiveUp("LEADGATE_SMTP_URL is not set: no server to send through")
     conn = context.kept.get(KEPT)
     reused = conn is not None
     try:
@@ -139,6 +141,8 @@ def send(context: JobContext, message: EmailMessage) -> None:
         if codes and all(code >= 500 for code in codes):
             raise GiveUp(f"the server refused the recipient for good: {_said(e.recipients)}") from None
         raise
+    except smtplib.SMTPNotSupportedError as e:  # an address in Unicode, a server without SMTPUTF8
+        raise GiveUp(f"the server cannot take this message: {e}") from None
     except smtplib.SMTPDataError as e:
         if e.smtp_code >= 500:
             raise GiveUp(f"the server refused the message for good: {e.smtp_code} {_text(e.smtp_error)}") from None
