@@ -17,6 +17,8 @@ from capture.catalog import (
     load_catalog,
     load_settings,
 )
+from capture.consent.texts import conflicts, load_register, stored_conflicts
+from capture.db.store import Store
 from capture.privacy_notice import fill_privacy_notice, notice_problems
 from capture.scoring.apply import Scoring, load_scoring
 from capture.scoring.rules import RulesError, load_rules
@@ -35,10 +37,11 @@ def _lines(problems: list[tuple[str, str, str]]) -> list[str]:
     return [f"{path}: {fld}: {message}" for path, fld, message in problems]
 
 
-def check_content(content_dir: Path) -> Checked:
+def check_content(content_dir: Path, store: Store | None = None) -> Checked:
     """Read everything the site and the service read from ``content_dir`` — the resources,
-    leadgate.yml, the privacy notice and scoring.yml — and keep every problem, not the first
-    (`leadgate check`, `leadgate serve`).
+    leadgate.yml, the privacy notice, the published consent texts and scoring.yml — and keep
+    every problem, not the first (`leadgate check`, `leadgate serve`). With ``store``, consent
+    texts are also checked against the words the database stored under their versions.
 
     Settings come first because the rest is checked against them; when they cannot be read,
     the rules are still read (without the checks that need the settings), so one run shows
@@ -53,6 +56,10 @@ def check_content(content_dir: Path) -> Checked:
         checked.problems += _lines(e.problems)
     catalog = checked.catalog
     if catalog is not None:
+        published, problems = load_register(content_dir)
+        checked.problems += _lines(problems + conflicts(catalog.consent_texts(), published))
+        stored = stored_conflicts(store, catalog.consent_texts()) if store is not None else None
+        checked.problems += _lines(stored or [])
         checked.problems += _lines(notice_problems(catalog, catalog.has_privacy_notice))
         if catalog.has_privacy_notice:
             try:

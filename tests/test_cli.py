@@ -52,7 +52,7 @@ def test_help_lists_only_leadgates_commands_and_options(tmp_path):
     options, commands = result.stdout.split("Options:\n")[1].split("Commands:\n")
     assert options.split() == ["--help", "Show", "this", "message", "and", "exit."]
     assert [line.split()[0] for line in commands.splitlines()] == [
-        "build", "check", "db", "export", "export-log", "report", "rescore", "sample", "serve", "spam",
+        "build", "check", "consent", "db", "export", "export-log", "report", "rescore", "sample", "serve", "spam",
         "spend", "spool", "stage", "token", "user"]
 
 

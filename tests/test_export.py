@@ -19,6 +19,7 @@ from capture.leads.submission import NewSubmission
 from capture.leads.submission import record_submission
 from capture.scoring.apply import get_scoring
 
+from capture.consent import ledger
 from leads import find_lead
 
 TERMS = ConsentText("terms", "terms-2026-11", "I agree that my details are stored.")
@@ -29,8 +30,8 @@ HEADER = [
     "email", "first_name", "last_name", "company", "job_title", "company_size", "industry",
     "stage", "fit", "engagement", "score", "score_reasons", "first_utm_source", "first_utm_medium", "first_utm_campaign", "first_referrer", "first_landing_page",
     "latest_utm_source", "latest_utm_medium", "latest_utm_campaign", "latest_referrer",
-    "latest_landing_page", "resources", "terms_version", "marketing_opt_in", "marketing_opt_in_at",
-    "first_seen", "last_seen",
+    "latest_landing_page", "resources", "terms_state", "terms_version", "terms_at", "marketing_state",
+    "marketing_version", "marketing_at", "marketing_opt_in", "marketing_opt_in_at", "first_seen", "last_seen",
 ]
 
 
@@ -117,13 +118,23 @@ def test_first_and_latest_source(store):
     assert (row["first_seen"], row["last_seen"]) == ("2026-11-02T08:30:00Z", "2026-11-04T09:30:00Z")
 
 
-def test_latest_marketing_choice_counts(store):
+def test_an_unticked_box_later_does_not_withdraw_only_a_withdrawal_does(store):
     record(store, marketing_opt_in=True, created_at=T0)
     record(store, marketing_opt_in=False, created_at=T0 + timedelta(days=1))
     record(store, "bob@example.com", marketing_opt_in=False, created_at=T0)
     ann, bob = rows(store)
-    assert (ann["marketing_opt_in"], ann["marketing_opt_in_at"]) == ("no", "")  # withdrawn
-    assert bob["marketing_opt_in"] == "no"
+    assert (ann["marketing_opt_in"], ann["marketing_opt_in_at"]) == ("yes", "2026-11-02T08:30:00Z")
+    assert (ann["marketing_state"], ann["marketing_version"], ann["marketing_at"]) == (
+        "given", MARKETING.version, "2026-11-02T08:30:00Z")
+    assert (bob["marketing_opt_in"], bob["marketing_state"]) == ("no", "declined")
+    ledger.withdraw(store, find_lead(store, "ann@example.com").id, "marketing", ledger.UNSUBSCRIBE_PAGE,
+                    at=T0 + timedelta(days=9))
+    ann, _ = rows(store)
+    assert (ann["marketing_opt_in"], ann["marketing_opt_in_at"]) == ("no", "")
+    assert (ann["marketing_state"], ann["marketing_version"], ann["marketing_at"]) == (
+        "withdrawn", MARKETING.version, "2026-11-11T08:30:00Z")
+    assert (ann["terms_state"], ann["terms_version"], ann["terms_at"]) == (
+        "given", TERMS.version, "2026-11-03T08:30:00Z")
 
 
 def test_marketing_opt_in_at_is_the_opt_in_in_force(runner, store):
@@ -133,8 +144,8 @@ def test_marketing_opt_in_at_is_the_opt_in_in_force(runner, store):
     record(store, "renewed@example.com", marketing_opt_in=True, created_at=T0)
     record(store, "renewed@example.com", marketing_opt_in=True, created_at=T0 + timedelta(days=3))
     record(store, "back@example.com", marketing_opt_in=True, created_at=T0)
-    record(store, "back@example.com", created_at=T0 + timedelta(days=1))  # withdrawn…
-    record(store, "back@example.com", marketing_opt_in=True, created_at=T0 + timedelta(days=5))  # …and given
+    record(store, "back@example.com", created_at=T0 + timedelta(days=1))  # unticked: still given…
+    record(store, "back@example.com", marketing_opt_in=True, created_at=T0 + timedelta(days=5))  # …renewed
     expected = {
         "never@example.com": ("no", ""),
         "once@example.com": ("yes", "2026-11-02T10:30:00Z"),
@@ -161,13 +172,14 @@ def test_consent_hashes_name_the_exact_words(runner, store):
     record(store, "bob@example.com", marketing_opt_in=True, created_at=T0)
     columns = "email,terms_version,terms_sha256,marketing_opt_in,marketing_version,marketing_sha256"
     ann, bob = export_rows(runner, "--columns", columns)
-    # Ann's latest post showed the new words; she declined their marketing text.
-    assert list(ann.values()) == ["ann@example.com", "terms-2027-01", new_terms.sha256, "no",
-                                  "marketing-2027-01", new_marketing.sha256]
+    # Ann's latest post showed the new words; she left the new marketing text unticked, so the
+    # consent she gave to the old words stands.
+    assert list(ann.values()) == ["ann@example.com", "terms-2027-01", new_terms.sha256, "yes",
+                                  "marketing-2026-11", MARKETING.sha256]
     assert list(bob.values()) == ["bob@example.com", "terms-2026-11", TERMS.sha256, "yes",
                                   "marketing-2026-11", MARKETING.sha256]
     [line, _] = export(runner, "--format", "jsonl", "--columns", "terms_sha256,marketing_sha256").splitlines()
-    assert json.loads(line) == {"terms_sha256": new_terms.sha256, "marketing_sha256": new_marketing.sha256}
+    assert json.loads(line) == {"terms_sha256": new_terms.sha256, "marketing_sha256": MARKETING.sha256}
     assert "terms_sha256" not in export_rows(runner)[0]  # not in the default set
 
 
@@ -383,7 +395,7 @@ def test_jsonl_carries_raw_values(runner, store):
     ann, bob = [json.loads(line) for line in text.splitlines()]
     assert ann == {
         "id": 1, "email": "=cmd@example.com", "first_name": "-2+3", "company": 'Acme, "The" Inc.\nLtd',
-        "resources": ["leads-vs-prospects", "scoring"], "marketing_opt_in": False,
+        "resources": ["leads-vs-prospects", "scoring"], "marketing_opt_in": True,  # unticked later: still given
         "first_seen": "2026-11-02T08:30:00Z", "last_download_at": None,
     }
     assert bob["email"] == "bob@example.com"

@@ -7,11 +7,13 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from capture.catalog import ConsentText
+from capture.consent import ledger
 from capture.leads.filters import LeadFilter
 from capture.leads.submission import NewSubmission
 from capture.leads.submission import record_submission
 from capture.leads.queries import count_leads, iter_export_rows, list_leads
 # Leads scored by test_export.RULES as their posts arrive.
+from leads import find_lead
 from test_export import scored  # noqa: F401 (a fixture)
 
 TERMS = ConsentText("terms", "terms-2026-11", "I agree that my details are stored.")
@@ -151,14 +153,18 @@ def test_type_needs_the_catalog(store):
         list(iter_export_rows(store, LeadFilter(resource_type="ebook")))
 
 
-def test_marketing_is_the_latest_choice(store):
+def test_marketing_is_current_consent(store):
     record(store, "yes@example.com", marketing_opt_in=True)
-    record(store, "withdrew@example.com", marketing_opt_in=True, created_at=T0)
-    record(store, "withdrew@example.com", marketing_opt_in=False, created_at=T0 + timedelta(days=1))
+    record(store, "unticked@example.com", marketing_opt_in=True, created_at=T0)
+    record(store, "unticked@example.com", marketing_opt_in=False, created_at=T0 + timedelta(days=1))
     record(store, "later@example.com", marketing_opt_in=False, created_at=T0)
     record(store, "later@example.com", marketing_opt_in=True, created_at=T0 + timedelta(days=1))
+    record(store, "withdrew@example.com", marketing_opt_in=True, created_at=T0)
+    ledger.withdraw(store, find_lead(store, "withdrew@example.com").id, "marketing", ledger.ONE_CLICK,
+                    at=T0 + timedelta(days=2))
     record(store, "no@example.com")
-    assert emails(store, marketing="yes") == ["yes@example.com", "later@example.com"]
+    # A box left unticked on a later form does not withdraw: only a withdrawal does.
+    assert emails(store, marketing="yes") == ["yes@example.com", "unticked@example.com", "later@example.com"]
     assert emails(store, marketing="no") == ["withdrew@example.com", "no@example.com"]
 
 
@@ -169,17 +175,20 @@ def test_criteria_combine(store):
     assert emails(store, q="acme", utm_source="linkedin", marketing="yes") == ["ann@acme.example"]
 
 
-def test_marketing_latest_by_time_not_by_storing_order(store):
-    """A post replayed from the spool keeps its time but is stored after newer ones."""
-    record(store, "ann@example.com", marketing_opt_in=False, created_at=T0 + timedelta(days=1))
-    record(store, "ann@example.com", marketing_opt_in=True, created_at=T0)  # replayed later
-    record(store, "bob@example.com", marketing_opt_in=True, created_at=T0 + timedelta(days=1))
-    record(store, "bob@example.com", marketing_opt_in=False, created_at=T0)  # replayed later
+def test_marketing_by_time_not_by_storing_order(store):
+    """A post replayed from the spool keeps its time but is stored after newer events."""
+    record(store, "ann@example.com", marketing_opt_in=True, created_at=T0)
+    ledger.withdraw(store, find_lead(store, "ann@example.com").id, "marketing", ledger.UNSUBSCRIBE_PAGE,
+                    at=T0 + timedelta(days=2))
+    record(store, "ann@example.com", marketing_opt_in=True, created_at=T0 + timedelta(days=1))  # replayed later
+    record(store, "bob@example.com", marketing_opt_in=False, created_at=T0 + timedelta(days=1))
+    record(store, "bob@example.com", marketing_opt_in=True, created_at=T0)  # replayed later
     assert emails(store, marketing="yes") == ["bob@example.com"]
     assert emails(store, marketing="no") == ["ann@example.com"]
-    rows = list(iter_export_rows(store, columns=["email", "marketing_opt_in", "marketing_opt_in_at"]))
-    assert [tuple(r) for r in rows] == [("ann@example.com", False, None),
-                                        ("bob@example.com", True, "2026-11-03T08:30:00Z")]
+    rows = list(iter_export_rows(store, columns=["email", "marketing_opt_in", "marketing_opt_in_at",
+                                                 "marketing_state"]))
+    assert [tuple(r) for r in rows] == [("ann@example.com", False, None, "withdrawn"),
+                                        ("bob@example.com", True, "2026-11-02T08:30:00Z", "given")]
 
 
 def test_stage_and_score_ranges_both_ends_included(store, scored):

@@ -16,7 +16,7 @@ from alembic.runtime.migration import MigrationContext
 from capture import create_app
 from capture.db import migrate
 from capture.db.engine import create_store_engine
-from capture.db.models import MIGRATION_ONLY, metadata
+from capture.db.models import MIGRATION_ONLY, ConsentState, metadata
 from capture.db.store import Store, get_store
 from capture.leads.submission import record_submission
 from capture.leads.queries import known_consent_text
@@ -177,6 +177,14 @@ def test_upgrading_from_the_first_revision_keeps_every_lead(empty_database_url):
             ("terms", True, TERMS.sha256), ("marketing", True, MARKETING.sha256),
             ("terms", True, TERMS.sha256), ("marketing", False, MARKETING.sha256)]
         assert known_consent_text(store, TERMS.sha256) == TERMS
+        # 0008 folded each history into consent_states: Ann's later unticked box does not withdraw.
+        assert ann.marketing_choice is True and find_lead(store, "bob@example.com").marketing_choice is False
+        with store.read() as s:
+            states = s.execute(sa.select(ConsentState.lead_id, ConsentState.purpose, ConsentState.state,
+                                         ConsentState.event_id).order_by(ConsentState.lead_id,
+                                                                         ConsentState.purpose)).all()
+        assert [tuple(row) for row in states] == [(1, "marketing", "given", 2), (1, "terms", "given", 3),
+                                                  (2, "marketing", "declined", 6), (2, "terms", "given", 5)]
         lead, submission = record_submission(store, new("ann.lee@example.com", resource_id="scoring"))
         assert lead.id == 1 and submission.id == 4
     finally:

@@ -440,6 +440,9 @@ def test_both_ways_of_running_a_post_store_the_same_rows(store):
         outcomes.append((stored_rows(store), [(lead.email, lead.first_name, lead.company,
                                                submission.uid) for lead, submission in answers]))
         with store.engine.begin() as conn:
+            # The ledger gives its rows up to erasure only (migration 0008): as if each was erased.
+            conn.execute(text("INSERT INTO erasures (lead_id, created_at, channel, actor) "
+                              "SELECT id, first_seen, 'cli', '' FROM leads"))
             conn.execute(text("DELETE FROM consent_events"))
             conn.execute(text("UPDATE leads SET first_submission_id = NULL, last_submission_id = NULL"))
             for table in ("submissions", "leads", "consent_texts"):

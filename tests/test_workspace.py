@@ -296,8 +296,12 @@ def test_lead_page_profile_source_consent_and_timeline(sales, store):
     page = page_text(sales.get(f"/workspace/leads/{lead.id}"))
     assert "<h1>Ann Lee</h1>" in page
     assert "<dt>Job title</dt><dd>Head of Growth</dd>" in page
-    assert '<dd>Not opted in (<span class="ws-nowrap">marketing-2026-11</span>,' in page  # the latest choice
-    assert '<dd>Accepted <span class="ws-nowrap">terms-2026-11</span> on' in page
+    consent = re.sub(r"\s+", " ", page.split('<h2 id="consent">')[1].split("</section>")[0])
+    # The box left unticked on the latest form does not withdraw the opt-in.
+    assert ('<h3>Marketing emails</h3> <p class="ws-consent-state"><strong>Given</strong> '
+            '(<span class="ws-nowrap">marketing-2026-11</span>,') in consent
+    assert "may be emailed" in consent and "Evidence: 2 events" in consent
+    assert '<h3>Terms</h3> <p class="ws-consent-state"><strong>Given</strong> (<span class="ws-nowrap">terms-2026-11</span>' in consent
     first, latest = page.split("<h3>First request</h3>")[1].split("<h3>Latest request</h3>")
     assert "<dd>newsletter</dd>" in first and "<dd>https://news.example.org/issue-12</dd>" in first
     assert "<dd>linkedin</dd>" in latest and "<dd>Lead scoring sales trusts</dd>" in latest
@@ -333,10 +337,11 @@ def test_lead_page_quotes_the_consent_words_and_their_hash(sales, store):
 
     page = page_text(sales.get(f"/workspace/leads/{lead.id}"))
     consent = page.split('<h2 id="consent">')[1].split("</section>")[0]
-    # The latest choices, each with the exact words the person saw and their fingerprint.
-    assert 'Accepted <span class="ws-nowrap">terms-2027-01</span> on' in consent
-    assert 'Opted in (<span class="ws-nowrap">marketing-2027-01</span>,' in consent
-    assert words_and_hash(consent) == [(terms_2.text, terms_2.sha256), (marketing_2.text, marketing_2.sha256)]
+    # Each purpose's state, then every event with the exact words the person saw and their fingerprint.
+    assert '<strong>Given</strong> (<span class="ws-nowrap">terms-2027-01</span>,' in consent
+    assert '<strong>Given</strong> (<span class="ws-nowrap">marketing-2027-01</span>,' in consent
+    assert words_and_hash(consent) == [(TERMS.text, TERMS.sha256), (terms_2.text, terms_2.sha256),
+                                       (MARKETING.text, MARKETING.sha256), (marketing_2.text, marketing_2.sha256)]
     # Every consent in the timeline quotes what was shown then: the old words for the first post.
     timeline = page.split('<ol class="ws-timeline">')[1].split("</ol>")[0]
     assert words_and_hash(timeline) == [
@@ -352,7 +357,7 @@ def test_timeline_order_in_the_store(store):
                           at=T0 + timedelta(minutes=5))
     # A late replay: stored last, sent first.
     record(store, "ann@acme.example", resource_id="scoring", created_at=T0 - timedelta(days=1))
-    kinds = [(entry.kind, getattr(entry.item, "resource_id", getattr(entry.item, "kind", None)))
+    kinds = [(entry.kind, entry.item.kind if entry.kind == "consent" else entry.item.resource_id)
              for entry in lead_timeline(store, lead.id)]
     assert kinds == [
         ("submission", "scoring"), ("consent", "terms"), ("consent", "marketing"),

@@ -23,14 +23,16 @@ def shown_folder(path: Path) -> str:
 @command()
 def check() -> None:
     """Check the content folder without building: the resources, leadgate.yml, the privacy
-    notice and scoring.yml. Prints every problem, one a line (file, line where known, field),
-    and exits 1 when there is any."""
+    notice, the published consent texts (also against the database, when it can be read) and
+    scoring.yml. Prints every problem, one a line (file, line where known, field), and exits 1
+    when there is any."""
     from flask import current_app
 
     from capture.checks import check_content
+    from capture.db.store import get_store
 
     content_dir = Path(current_app.config["CONTENT_DIR"])
-    checked = check_content(content_dir)
+    checked = check_content(content_dir, get_store())
     if checked.problems:
         for problem in checked.problems:
             click.echo(problem, err=True)

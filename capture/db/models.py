@@ -131,6 +131,7 @@ class Lead(Profile, Base):
         Index("ix_leads_engagement_id", "engagement", "id"),
         Index("ix_leads_mql_at_id", "mql_at", "id"),
         Index("ix_leads_marketing_choice_score_id", "marketing_choice", "score", "id"),
+        Index("ix_leads_erased_at", "erased_at"),  # the few erased leads (capture.leads.queries)
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -163,8 +164,8 @@ class Lead(Profile, Base):
     disqualified_reason: Mapped[str] = _text(REASON_MAX)
     deal_value: Mapped[Any | None] = mapped_column(Numeric(14, 2))
     deal_currency: Mapped[str] = _text(CURRENCY_MAX)
-    # The latest marketing choice (None: never asked), what may be emailed today: kept by a
-    # trigger on consent_events (migration 0005), never written by the service.
+    #: Whether marketing consent is current (None: never asked): what may be emailed today,
+    #: written with each consent event by capture.consent.ledger (the rule: capture.consent.state).
     marketing_choice: Mapped[bool | None] = mapped_column(Boolean)
     #: When the person confirmed their address (double opt-in: they clicked the link in an email).
     confirmed_at: Mapped[datetime | None]
@@ -372,6 +373,21 @@ class ConsentEvent(Base):
     user_agent: Mapped[str] = _text(USER_AGENT_MAX)
     #: The member of staff, for a staff action.
     actor: Mapped[str] = _text(ACTOR_MAX)
+
+
+class ConsentState(Base):
+    """A lead's state per purpose and the event that set it (no foreign key: erasure deletes
+    the events, and its trigger this row), kept with each event by capture.consent.ledger."""
+
+    __tablename__ = "consent_states"
+
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id"), primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(20), primary_key=True)
+    state: Mapped[str] = mapped_column(String(12))
+    event_id: Mapped[int] = mapped_column(Integer)
+    version: Mapped[str] = mapped_column(String(CONSENT_VERSION_MAX))
+    sha256: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime]
 
 
 class Download(Base):

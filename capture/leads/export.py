@@ -29,10 +29,11 @@ start with a formula character, and leaving them alone keeps numbers and dates u
 Quoting is csv's: commas, quotes and line breaks stay inside their cell, and any Unicode is
 written as it is (NUL and lone surrogates are refused when a form is posted).
 
-``marketing_opt_in`` is ``yes`` only when the latest form the person sent had the box ticked
-(an unticked box later is read as "no" — the cautious reading); ``marketing_opt_in_at`` is
-when the opt-in in force was given — the time of that latest choice when it was yes (a box
-ticked again later renews it), empty when it was no or the person never ticked the box.
+Consent, per purpose (``terms_…``, ``marketing_…``): the state derived from the ledger
+(capture.consent.state) and the version, SHA-256 and time of the event that set it. Leaving
+the box unticked on a later form does not withdraw an earlier consent; only a withdrawal does.
+``marketing_opt_in`` is ``yes`` when marketing consent is current (given, or confirmed when
+double opt-in is on); ``marketing_opt_in_at`` is then the time of the event that set it.
 
 JSON Lines (``--format jsonl``) carries the raw values — text as typed, ``true``/``false``,
 numbers, ``null`` for no time, a list for ``resources``, a list of ``{"rule", "points"}``
@@ -57,7 +58,7 @@ from capture.catalog import Catalog
 from capture.db.store import Store
 from capture.fields import BY_NAME, CHOICE, PROFILE_FIELDS
 from capture.leads.filters import LeadFilter
-from capture.leads.queries import EXPORT_SOURCE_FIELDS, ExportKey, iter_export_rows
+from capture.leads.queries import EXPORT_SOURCE_FIELDS, PURPOSES, ExportKey, iter_export_rows
 from capture.leads.stages import STAGES
 from capture.scoring.score import readable_reasons, reasons_from_json
 
@@ -96,6 +97,18 @@ def _source(name: str, which: str) -> Column:
     return Column(f"{which}_{name}", kind, f"The {_named(name)} of the person's {which} request.")
 
 
+def _consent(purpose: str) -> tuple[Column, ...]:
+    """A purpose's columns: where its consent stands, and the event that put it there."""
+    what = {"terms": "the terms", "marketing": "marketing emails"}.get(purpose, purpose)
+    return (
+        Column(f"{purpose}_state", TEXT, f"Consent to {what}: given, declined, confirmed or withdrawn "
+               "(empty: never asked). A box left unticked later does not withdraw a consent."),
+        Column(f"{purpose}_version", TEXT, f"Version of the words of the event that set the {purpose} state."),
+        Column(f"{purpose}_sha256", HASH, f"SHA-256 of the exact words of that {purpose} event."),
+        Column(f"{purpose}_at", TIME, f"When the event that set the {purpose} state happened."),
+    )
+
+
 #: Every column, in the order ``all`` gives them.
 COLUMNS: dict[str, Column] = {c.name: c for c in (
     Column("id", NUMBER, "The lead's number: stable, to match one export with the next."),
@@ -114,13 +127,11 @@ COLUMNS: dict[str, Column] = {c.name: c for c in (
     Column("submissions", NUMBER, "How many forms the person sent."),
     Column("downloads", NUMBER, "How many times the person's download links were used."),
     Column("last_download_at", TIME, "When a download link of theirs was last used."),
-    Column("terms_version", TEXT, "Version of the terms accepted on the latest request."),
-    Column("terms_sha256", HASH, "SHA-256 of the exact terms text accepted on the latest request."),
-    Column("marketing_opt_in", FLAG, "yes when the latest marketing choice was to opt in."),
-    Column("marketing_opt_in_at", TIME, "When the opt-in in force was given (the latest choice, "
-           "if yes); empty when the latest choice was no or there was never a yes."),
-    Column("marketing_version", TEXT, "Version of the marketing text of that latest choice."),
-    Column("marketing_sha256", HASH, "SHA-256 of the exact marketing text of that latest choice."),
+    *(column for purpose in PURPOSES for column in _consent(purpose)),
+    Column("marketing_opt_in", FLAG, "yes when marketing consent is current: given (confirmed, "
+           "with double opt-in) and not withdrawn — what may be emailed today."),
+    Column("marketing_opt_in_at", TIME, "When the marketing consent in force was given (or "
+           "confirmed); empty when it is not current."),
     Column("first_seen", TIME, "When the person first sent a form."),
     Column("last_seen", TIME, "When the person last sent a form."),
 )}
@@ -130,8 +141,8 @@ DEFAULT_COLUMNS = (
     "email", "first_name", "last_name", "company", "job_title", "company_size", "industry",
     "stage", "fit", "engagement", "score", "score_reasons", "first_utm_source", "first_utm_medium", "first_utm_campaign", "first_referrer", "first_landing_page",
     "latest_utm_source", "latest_utm_medium", "latest_utm_campaign", "latest_referrer",
-    "latest_landing_page", "resources", "terms_version", "marketing_opt_in", "marketing_opt_in_at",
-    "first_seen", "last_seen",
+    "latest_landing_page", "resources", "terms_state", "terms_version", "terms_at", "marketing_state",
+    "marketing_version", "marketing_at", "marketing_opt_in", "marketing_opt_in_at", "first_seen", "last_seen",
 )
 
 

@@ -25,8 +25,9 @@ What each parameter means (all given parameters must hold):
     leads who first came from elsewhere. The export's first/latest source columns then show
     the first and latest touch of each of them.
 ``marketing``
-    ``yes``: the lead's latest marketing choice was to opt in (what may be emailed today);
-    ``no``: the latest choice was no, or never asked.
+    ``yes``: the lead's marketing consent is current — what may be emailed today: given (or
+    confirmed, which double opt-in requires) and not withdrawn; a later form with the box left
+    unticked does not take it back (capture.consent.state). ``no``: anyone else.
 ``stage``
     The lead's stage now (lead, mql, sql, prospect, customer, disqualified, recycled).
 ``score_min``, ``score_max``, ``fit_min``, ``fit_max``, ``engagement_min``, ``engagement_max``
@@ -53,7 +54,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, column, false, func, literal_column, or_, select, table
 
 from capture.catalog import SLUG, Catalog
-from capture.db.models import ConsentEvent, Lead, Submission
+from capture.db.models import Lead, Submission
 from capture.fields import EMAIL_MAX, RESOURCE_ID_MAX, UTM_MAX
 from capture.leads.stages import STAGES
 
@@ -203,24 +204,10 @@ def _day_start(day: date) -> datetime:
     return datetime.combine(day, time(), UTC)
 
 
-def latest_marketing(column: Any) -> Any:
-    """A column of the lead's latest marketing consent event, per Lead row; NULL when none.
-
-    Latest by the time the person chose, not by id: a post replayed from the spool keeps its
-    time but is stored after posts that came later.
-    """
-    return (
-        select(column)
-        .where(ConsentEvent.lead_id == Lead.id, ConsentEvent.kind == "marketing")
-        .order_by(ConsentEvent.created_at.desc(), ConsentEvent.id.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-
-
-def marketing_granted() -> Any:
-    """The lead's latest marketing choice (True/False), NULL when never asked; per Lead row."""
-    return latest_marketing(ConsentEvent.granted)
+#: Every list of leads (workspace, search, API, exports) leaves erased leads out: their row
+#: stays, emptied, only so that reports keep counting them (capture.privacy). Tested on each
+#: lead reached, never through the index of the few erased ones (SQLite would walk it).
+NOT_ERASED: ColumnElement[bool] = func.coalesce(Lead.erased_at, Lead.erased_at).is_(None)
 
 
 @dataclass(frozen=True)
@@ -325,8 +312,8 @@ def lead_parts(lead_filter: LeadFilter, catalog: Catalog | None = None,
     if mql:
         plain_mql = [c.operator(_untouched(Lead.mql_at), c.right) for c in mql]  # type: ignore[attr-defined]
         parts.append(Part(and_(*mql), and_(*plain_mql), select(Lead.id).where(*mql)))
-    # The latest choice as stored on the lead (migration 0005 keeps it by trigger, by the same
-    # rule as marketing_granted): indexed with the score, so counted without a million lookups.
+    # Whether marketing consent is current, as stored on the lead by the ledger's code with
+    # each event (capture.consent): indexed with the score, so counted without a million lookups.
     if f.marketing is True:
         granted = Lead.marketing_choice == True  # noqa: E712 (SQL, not Python)
         parts.append(Part(granted, _untouched(Lead.marketing_choice) == True,  # noqa: E712
@@ -338,12 +325,13 @@ def lead_parts(lead_filter: LeadFilter, catalog: Catalog | None = None,
     return parts
 
 
-def lead_conditions(lead_filter: LeadFilter, catalog: Catalog | None = None,
+def lead_conditions(lead_filter: LeadFilter | None, catalog: Catalog | None = None,
                     dialect: str | None = None) -> list[ColumnElement[bool]]:
     """WHERE conditions on a query of :class:`Lead` for a filter (meanings in capture.leads.filters).
 
     Every list of leads (workspace, API, CLI export) filters through here so they agree.
     Each criterion in the form that finds its leads from an index (see :class:`Part`): what
-    a count or an export of every matching lead wants.
+    a count or an export of every matching lead wants. Erased leads are never selected.
     """
-    return [part.indexed for part in lead_parts(lead_filter, catalog, dialect)]
+    parts = lead_parts(lead_filter, catalog, dialect) if lead_filter else []
+    return [NOT_ERASED, *(part.indexed for part in parts)]

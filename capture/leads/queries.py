@@ -15,29 +15,28 @@ from sqlalchemy import case, false, func, literal, select, tuple_
 from sqlalchemy.orm import aliased
 
 from capture.catalog import Catalog, ConsentText
-from capture.db.models import ConsentEvent, ConsentTextRow, Download, Lead, Submission
+from capture.consent.ledger import MARKETING, TERMS
+from capture.db.models import ConsentEvent, ConsentState, ConsentTextRow, Download, Lead, Submission
 from capture.db.store import Store
 from capture.fields import PROFILE_FIELDS, SOURCE_FIELDS
-from capture.leads.filters import (
-    LeadFilter,
-    Part,
-    latest_marketing,
-    lead_conditions,
-    lead_parts,
-    marketing_granted,
-)
+from capture.leads.filters import NOT_ERASED, LeadFilter, Part, lead_conditions, lead_parts
 
 #: The source of a lead as the export shows it (first and latest request).
 EXPORT_SOURCE_FIELDS = (*SOURCE_FIELDS, "resource_id")
 #: The lead's stage and stored score, as the lead list shows them.
 QUALIFICATION_COLUMNS = ("stage", "fit", "engagement", "score", "score_reasons")
+#: The purposes of consent the export has columns for.
+PURPOSES = (TERMS, MARKETING)
+#: A purpose's columns: its state, and the words' version and SHA-256 and the time of the
+#: event that set it (consent_states, capture.consent.state).
+CONSENT_PARTS = ("state", "version", "sha256", "at")
 #: Every column iter_export_rows can give (meanings in capture.leads.export).
 EXPORT_COLUMNS = (
     "id", "email", *PROFILE_FIELDS, *QUALIFICATION_COLUMNS,
     *(f"first_{f}" for f in EXPORT_SOURCE_FIELDS), *(f"latest_{f}" for f in EXPORT_SOURCE_FIELDS),
-    "resources", "submissions", "downloads", "last_download_at", "terms_version", "terms_sha256",
-    "marketing_opt_in", "marketing_opt_in_at", "marketing_version", "marketing_sha256",
-    "first_seen", "last_seen",
+    "resources", "submissions", "downloads", "last_download_at",
+    *(f"{purpose}_{part}" for purpose in PURPOSES for part in CONSENT_PARTS),
+    "marketing_opt_in", "marketing_opt_in_at", "first_seen", "last_seen",
 )
 
 #: What the lead list can be sorted by, in the words of its links.
@@ -167,7 +166,7 @@ def list_leads(store: Store, lead_filter: LeadFilter | None = None, sort: str = 
     column = LEAD_SORTS[sort]
     parts = lead_parts(lead_filter, catalog, store.dialect) if lead_filter else []
     driver = _driver(store, parts, sort)
-    conditions = [p.indexed if p is driver or sort in p.sorts else p.plain for p in parts]
+    conditions = [NOT_ERASED, *(p.indexed if p is driver or sort in p.sorts else p.plain for p in parts)]
     # Driven by a criterion, the order must not pull the sort index back in.
     order_by = column if driver is None else func.coalesce(column, column)
     latest = aliased(Submission)
@@ -178,7 +177,7 @@ def list_leads(store: Store, lead_filter: LeadFilter | None = None, sort: str = 
         select(Lead.id, Lead.email, Lead.first_name, Lead.last_name, Lead.company,
                Lead.job_title, Lead.first_seen, Lead.last_seen, Lead.stage, Lead.score, Lead.fit,
                Lead.engagement,
-               marketing_granted().label("marketing"),
+               Lead.marketing_choice.label("marketing"),
                latest.resource_id.label("latest_resource_id"),
                latest.utm_source.label("latest_utm_source"),
                latest.utm_medium.label("latest_utm_medium"),
@@ -218,9 +217,12 @@ def count_leads(store: Store, lead_filter: LeadFilter | None = None, catalog: Ca
     """
     parts = lead_parts(lead_filter, catalog, store.dialect) if lead_filter else []
     if len(parts) == 1 and parts[0].posts:
-        stmt = parts[0].probe.with_only_columns(func.count(Submission.lead_id.distinct()))
+        # Erased leads keep their posts (for reports): the few there are found by their index.
+        erased = select(Lead.id).where(Lead.erased_at.is_not(None))
+        stmt = (parts[0].probe.with_only_columns(func.count(Submission.lead_id.distinct()))
+                .where(Submission.lead_id.not_in(erased)))
     else:
-        stmt = select(func.count()).select_from(Lead).where(*(p.indexed for p in parts))
+        stmt = select(func.count()).select_from(Lead).where(NOT_ERASED, *(p.indexed for p in parts))
     with store.read() as s:
         return s.execute(stmt).scalar_one()
 
@@ -257,11 +259,14 @@ def iter_export_rows(store: Store, lead_filter: LeadFilter | None = None, *,
     write, because a million-lead export spends its time in per-row Python: text is ""
     when empty, times are ISO 8601 UTC text (``2026-11-23T12:00:00Z``) or None, counts and
     ids ints (``fit``, ``engagement`` and ``score`` too), ``score_reasons`` the stored JSON
-    text ("" when never scored), ``marketing_opt_in`` a bool (False when never asked), ``marketing_opt_in_at``
-    None unless that latest choice was yes, and ``resources`` the resource ids of the lead's
-    posts joined by ``;``, repeats included, in no order.
+    text ("" when never scored), ``marketing_opt_in`` a bool (whether marketing consent is
+    current; False when never asked), ``marketing_opt_in_at`` None unless it is, each
+    purpose's ``_state``, ``_version``, ``_sha256`` "" and ``_at`` None when never asked, and
+    ``resources`` the resource ids of the lead's posts joined by ``;``, repeats included, in
+    no order. Erased leads are left out.
     """
-    first, latest, marketing = aliased(Submission), aliased(Submission), aliased(ConsentEvent)
+    first, latest = aliased(Submission), aliased(Submission)
+    states = {purpose: aliased(ConsentState, name=f"{purpose}_state") for purpose in PURPOSES}
     iso = _iso_text(store.engine.dialect.name)
     expressions: dict[str, Any] = {
         "id": Lead.id, "email": Lead.email,
@@ -278,13 +283,11 @@ def iter_export_rows(store: Store, lead_filter: LeadFilter | None = None, *,
         "downloads": select(func.count()).where(Download.lead_id == Lead.id).scalar_subquery(),
         "last_download_at": iso(select(func.max(Download.created_at))
                                 .where(Download.lead_id == Lead.id).scalar_subquery()),
-        "terms_version": func.coalesce(latest.terms_version, ""),
-        "terms_sha256": func.coalesce(latest.terms_sha256, ""),
-        "marketing_opt_in": func.coalesce(marketing.granted, false()),
-        # The opt-in in force: the latest choice's time when it was yes, else NULL.
-        "marketing_opt_in_at": case((marketing.granted, iso(marketing.created_at))),
-        "marketing_version": func.coalesce(marketing.version, ""),
-        "marketing_sha256": func.coalesce(marketing.sha256, ""),
+        **{f"{purpose}_{part}": iso(state.at) if part == "at" else func.coalesce(getattr(state, part), "")
+           for purpose, state in states.items() for part in CONSENT_PARTS},
+        "marketing_opt_in": func.coalesce(Lead.marketing_choice, false()),
+        # When the consent in force was given (or confirmed), while it is current.
+        "marketing_opt_in_at": case((Lead.marketing_choice, iso(states[MARKETING].at))),
         "first_seen": iso(Lead.first_seen), "last_seen": iso(Lead.last_seen),
     }
     unknown = [c for c in columns if c not in expressions]
@@ -294,12 +297,15 @@ def iter_export_rows(store: Store, lead_filter: LeadFilter | None = None, *,
     wanted = set(columns)
     if wanted & ({f"first_{f}" for f in EXPORT_SOURCE_FIELDS} | {"resources"}):
         stmt = stmt.outerjoin(first, first.id == Lead.first_submission_id)
-    if wanted & ({f"latest_{f}" for f in EXPORT_SOURCE_FIELDS} | {"terms_version", "terms_sha256"}):
+    if wanted & {f"latest_{f}" for f in EXPORT_SOURCE_FIELDS}:
         stmt = stmt.outerjoin(latest, latest.id == Lead.last_submission_id)
-    if wanted & {"marketing_opt_in", "marketing_opt_in_at", "marketing_version", "marketing_sha256"}:
-        stmt = stmt.outerjoin(marketing, marketing.id == latest_marketing(ConsentEvent.id))
+    for purpose, state in states.items():
+        needs = {f"{purpose}_{part}" for part in CONSENT_PARTS} | (
+            {"marketing_opt_in_at"} if purpose == MARKETING else set())
+        if wanted & needs:
+            stmt = stmt.outerjoin(state, (state.lead_id == Lead.id) & (state.purpose == purpose))
     stmt = (
-        stmt.where(*(lead_conditions(lead_filter, catalog, store.dialect) if lead_filter else ()),
+        stmt.where(*(lead_conditions(lead_filter, catalog, store.dialect)),
                    *_key_bounds(order, after, through))
         .order_by(*_lead_order(order))
         .execution_options(yield_per=chunk_size)
@@ -325,7 +331,7 @@ def export_page_end(store: Store, lead_filter: LeadFilter | None, catalog: Catal
     columns = _key_columns(order)
     stmt = (
         select(*columns).select_from(Lead)
-        .where(*(lead_conditions(lead_filter, catalog, store.dialect) if lead_filter else ()),
+        .where(*(lead_conditions(lead_filter, catalog, store.dialect)),
                *_key_bounds(order, after, None))
         .order_by(*_lead_order(order)).offset(limit - 1).limit(2)
     )

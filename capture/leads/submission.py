@@ -163,13 +163,14 @@ def record_submission(store: Store, data: NewSubmission, scoring: Scoring | None
             tx.run(sql.lead_update, {"lead_id": lead["id"], **changed})
         if promoted:
             tx.run(sql.stage_change, promoted)
-        ledger.insert_events(tx, [
+        states = ledger.record(tx, store.dialect, [
             ledger.event_row(lead_id=lead["id"], submission_id=submission_id, text=text,
                              event=ledger.GIVEN if given else ledger.DECLINED, method=ledger.FORM,
                              at=at, resource_id=data.resource_id, page=data.page or data.landing_page,
                              ip_prefix=data.ip_prefix, user_agent=data.user_agent)
-            for text, given in ((data.terms, True), (data.marketing, data.marketing_opt_in))])
+            for text, given in ((data.terms, True), (data.marketing, data.marketing_opt_in))],
+            states={} if row["first_submission_id"] is None else None)
         queue_emails(tx, store.dialect, mail, lead_id=lead["id"], submission_id=submission_id, to_address=data.email,
-                     resource_id=data.resource_id, marketing_opt_in=data.marketing_opt_in)
+                     resource_id=data.resource_id, marketing=states[ledger.MARKETING] if data.marketing_opt_in else None)
     scoring.stored = True
     return Lead(**lead), Submission(id=submission_id, lead_id=lead["id"], **submission)

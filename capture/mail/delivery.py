@@ -28,13 +28,13 @@ from flask import current_app
 from sqlalchemy import select, update
 
 from capture.catalog import get_catalog
-from capture.consent.state import GIVEN, state_of
+from capture.consent.state import GIVEN
 from capture.db.models import Email, Lead, Submission, utcnow
 from capture.jobs.queue import GiveUp
 from capture.jobs.worker import JobContext
 from capture.mail import smtp
 from capture.mail.links import sign_confirm, sign_unsubscribe
-from capture.mail.outbox import CONFIRMATION, DELIVERY, MARKETING_EVENTS
+from capture.mail.outbox import CONFIRMATION, DELIVERY, MARKETING_STATE
 from capture.mail.render import clean, render
 from capture.web.links import DownloadClaim, public_url, sign_download, valid_for
 
@@ -61,11 +61,11 @@ def deliver(context: JobContext, payload: dict[str, Any]) -> None:
             return  # erased since: nothing to send to anybody
         if row["sent_at"] is not None:
             return  # sent by an earlier attempt whose job did not get marked done
-        marketing = (state_of(s.execute(MARKETING_EVENTS, {"lead_id": row["lead_id"]}).mappings().all())
+        marketing = (s.execute(MARKETING_STATE, {"lead_id": row["lead_id"]}).scalar()
                      if row["kind"] == CONFIRMATION else None)
-    if row["kind"] == CONFIRMATION and (marketing is None or marketing.state != GIVEN):
+    if row["kind"] == CONFIRMATION and marketing != GIVEN:
         log.info("email %s not sent: marketing consent of lead %s is %s now", row["id"], row["lead_id"],
-                 marketing.state if marketing else "gone")
+                 marketing or "gone")
         return
     message = build(row)
     send(context, message)

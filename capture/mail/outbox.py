@@ -28,8 +28,8 @@ from flask import Flask
 from sqlalchemy import Insert, Select, Update, bindparam, func, insert, select, update
 
 from capture.consent.ledger import MARKETING
-from capture.consent.state import CONFIRMED, state_of
-from capture.db.models import ConsentEvent, Email, utcnow
+from capture.consent.state import CONFIRMED, State
+from capture.db.models import ConsentState, Email, utcnow
 from capture.db.writes import Writes
 from capture.jobs import queue
 
@@ -75,36 +75,34 @@ def get_mail_settings(app: Flask) -> MailSettings | None:
 
 
 _emails = Email.__table__
-_events = ConsentEvent.__table__.c
 _SENT_LATELY: Select = select(func.count()).select_from(_emails).where(
     _emails.c.lead_id == bindparam("lead_id"), _emails.c.created_at > bindparam("since"))
-#: A lead's marketing events in order, for its state (capture.consent.state.state_of).
-MARKETING_EVENTS: Select = (select(_events.id, _events.event, _events.version, _events.sha256, _events.created_at)
-                             .where(_events.lead_id == bindparam("lead_id"), _events.kind == MARKETING)
-                             .order_by(_events.created_at, _events.id))
+#: A lead's marketing state as the ledger keeps it (consent_states): ``given``, ``confirmed``…, or None.
+MARKETING_STATE: Select = select(ConsentState.state).where(ConsentState.lead_id == bindparam("lead_id"),
+                                                           ConsentState.purpose == MARKETING)
 _INSERT: Insert = insert(_emails).returning(_emails.c.id)
 _JOB_OF: Update = update(_emails).where(_emails.c.id == bindparam("email_id")).values(job_id=bindparam("job_id"))
 
 
-def owed(tx: Writes, mail: MailSettings, lead_id: int, marketing_opt_in: bool) -> list[str]:
-    """The kinds of email this post owes, before the cap."""
+def owed(mail: MailSettings, marketing: State | None) -> list[str]:
+    """The kinds of email a post owes, before the cap. ``marketing``: the person's marketing
+    state after this post when its box was ticked, else None."""
     kinds = [DELIVERY] if mail.delivery else []
-    if mail.double_opt_in and marketing_opt_in:
-        # The ledger, this post's events included: a person confirmed before is not asked again;
-        # one who withdrew since and ticked the box again is.
-        current = state_of(tx.rows(MARKETING_EVENTS, {"lead_id": lead_id}))
-        if current is None or current.state != CONFIRMED:
-            kinds.append(CONFIRMATION)
+    # A person confirmed before is not asked again (given while confirmed stays confirmed);
+    # one who withdrew since and ticked the box again is.
+    if mail.double_opt_in and marketing is not None and marketing.state != CONFIRMED:
+        kinds.append(CONFIRMATION)
     return kinds
 
 
 def queue_emails(tx: Writes, dialect: str, mail: MailSettings | None, *, lead_id: int, submission_id: int,
-                 to_address: str, resource_id: str, marketing_opt_in: bool,
+                 to_address: str, resource_id: str, marketing: State | None,
                  now: datetime | None = None) -> list[int]:
-    """Record the emails this stored post owes (rows and jobs) in its transaction; their ids."""
+    """Record the emails this stored post owes (rows and jobs) in its transaction; their ids.
+    ``marketing`` as in :func:`owed`: the ledger's state after this post, which it wrote."""
     if mail is None:
         return []
-    kinds = owed(tx, mail, lead_id, marketing_opt_in)
+    kinds = owed(mail, marketing)
     if not kinds:
         return []
     now = now or utcnow()

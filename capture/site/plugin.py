@@ -33,6 +33,8 @@ from capture.catalog import (
     Resource,
     load_catalog,
 )
+from capture.consent.texts import REGISTER_FILE, register
+from capture.db.models import utcnow
 from capture.privacy_notice import fill_privacy_notice, notice_problems
 from capture.scoring.apply import load_scoring
 from capture.scoring.rules import RulesError
@@ -114,6 +116,10 @@ class LeadgatePlugin(BasePlugin[LeadgateConfig]):
             self.catalog = load_catalog(config.docs_dir, self.resources_dir)
         except CatalogError as e:
             raise PluginError(_problems(config.docs_dir, e.problems)) from None
+        # A published consent text keeps its words; new versions are kept in the register.
+        problems = register(config.docs_dir, self.catalog.consent_texts(), utcnow().date())
+        if problems:
+            raise PluginError(_problems(config.docs_dir, problems))
         try:
             # Not used by the build, but a site must not go live with rules the service refuses.
             load_scoring(self.catalog)
@@ -159,7 +165,7 @@ class LeadgatePlugin(BasePlugin[LeadgateConfig]):
             resource = by_path.get(Path(file.abs_src_path).resolve()) if file.abs_src_path else None
             if resource is not None:
                 self.gated_names[Path(file.abs_src_path).name] = resource
-            if resource is not None or file.src_uri == SETTINGS_FILE:
+            if resource is not None or file.src_uri in (SETTINGS_FILE, REGISTER_FILE):
                 file.inclusion = InclusionLevel.EXCLUDED
 
         self.tags = {}

@@ -22,6 +22,7 @@ from flask import (
     Blueprint,
     Flask,
     Response,
+    current_app,
     flash,
     redirect,
     render_template,
@@ -30,7 +31,9 @@ from flask import (
 )
 
 from capture.catalog import get_catalog
-from capture.db.models import REASON_MAX, ConsentEvent, Download, Lead, Submission
+from capture.consent import ledger
+from capture.consent.proof import proof, told
+from capture.db.models import REASON_MAX, Download, Lead, Submission, utcnow
 from capture.db.store import get_store
 from capture.errors import Problem
 from capture.leads.filters import ARGS, LeadFilter
@@ -230,6 +233,21 @@ def move(lead_id: int) -> Any:
     return redirect(url_for(".lead", lead_id=lead_id), 303)
 
 
+@bp.post("/leads/<int:lead_id>/consent/withdraw")
+@auth.login_required
+@roles.needs(roles.MOVE)
+def withdraw_marketing(lead_id: int) -> Any:
+    """Staff record the person's withdrawal of marketing consent (asked by phone, by email…):
+    a ledger event with method ``staff`` naming the account; nothing when none stands."""
+    if get_lead(get_store(), lead_id) is None:
+        raise Problem(404, "There is no lead with this number; it may have been erased.",
+                      title="Lead not found")
+    withdrawn = ledger.withdraw(get_store(), lead_id, ledger.MARKETING, ledger.STAFF, at=utcnow(),
+                                user_agent=request.user_agent.string, actor=auth.current_user().email)
+    flash("Marketing consent withdrawn." if withdrawn else "There was no marketing consent to withdraw.")
+    return redirect(url_for(".lead", lead_id=lead_id, _anchor="consent"), 303)
+
+
 def move_asked(form: Mapping[str, str]) -> Move:
     """The move a posted form asks for, from the fields of the stage chosen only: the form
     shows every field where the browser cannot hide the others."""
@@ -263,10 +281,6 @@ def lead_page(lead_id: int, *, form: Mapping[str, str] | None = None,
                       title="Lead not found")
     timeline = lead_timeline(store, lead_id)
     submissions = {e.item.id: e.item for e in timeline if isinstance(e.item, Submission)}
-    consent: dict[str, ConsentEvent] = {}
-    for entry in timeline:
-        if isinstance(entry.item, ConsentEvent):
-            consent[entry.item.kind] = entry.item
     # A stage change comes after the post that caused it, both stored at the same moment
     # (sorted() keeps that order for equal times).
     changes = [TimelineEntry(change.created_at, "stage-change", change)
@@ -278,8 +292,8 @@ def lead_page(lead_id: int, *, form: Mapping[str, str] | None = None,
         "workspace/lead.html", lead=person, timeline=events, catalog=get_catalog(),
         first=submissions.get(person.first_submission_id),
         latest=submissions.get(person.last_submission_id),
-        terms=consent.get("terms"), marketing=consent.get("marketing"),
-        consent_texts=lead_consent_texts(store, lead_id),
+        consent=proof(store, lead_id, double_opt_in=current_app.config["DOUBLE_OPT_IN"]),
+        methods=ledger.METHODS, told=told, consent_texts=lead_consent_texts(store, lead_id),
         downloads=sum(isinstance(e.item, Download) for e in timeline),
         rules=rules, scoring_on=rules.mql_threshold <= 100,
         fit_reasons=fit_reasons, engagement_reasons=engagement_reasons,

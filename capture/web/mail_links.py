@@ -12,12 +12,12 @@ from __future__ import annotations
 from flask import Blueprint, Flask, Response, current_app, make_response, render_template, request
 
 from capture.consent import ledger
-from capture.consent.state import CONFIRMED, state_of
+from capture.consent.state import CONFIRMED
 from capture.db.models import utcnow
 from capture.db.store import get_store
 from capture.errors import Problem
 from capture.leads.attribution import ip_prefix
-from capture.mail.outbox import MARKETING_EVENTS
+from capture.mail.outbox import MARKETING_STATE
 from capture.mail.links import TokenExpired, TokenInvalid, read_confirm, read_unsubscribe
 from capture.shells import MESSAGE_PAGE, MESSAGE_REGION, in_site_shell, site_link
 from capture.web.links import public_url
@@ -85,8 +85,7 @@ def confirm(token: str) -> Response:
 def confirmed(lead_id: int) -> bool:
     """Whether the lead's marketing consent stands confirmed (a second click changes nothing)."""
     with get_store().read() as s:
-        current = state_of(s.execute(MARKETING_EVENTS, {"lead_id": lead_id}).mappings().all())
-    return current is not None and current.state == CONFIRMED
+        return s.execute(MARKETING_STATE, {"lead_id": lead_id}).scalar() == CONFIRMED
 
 
 @bp.get("/unsubscribe/<token>")
