@@ -89,8 +89,9 @@ def test_a_post_with_both_on_gets_the_resource_and_a_confirmation_then_confirms_
 
     assert Worker(app).run_pending() == 2
     assert sink.greetings == 1  # one connection, kept open from the first email to the second
-    delivery, confirmation = sorted(sink.wait_for(2), key=lambda m: m["Subject"] != "Your copy of Leads versus prospects")
-    assert delivery["Subject"] == "Your copy of Leads versus prospects"
+    by_subject = {m["Subject"]: m for m in sink.wait_for(2)}
+    delivery = by_subject["Your copy of Leads versus prospects"]
+    confirmation = by_subject["Please confirm your subscription"]
     assert delivery["From"].addresses[0].addr_spec == "hello@example.com"
     assert delivery["To"].addresses[0].addr_spec == ADDRESS
     assert delivery["To"].addresses[0].display_name == "Ann Lee"

@@ -163,16 +163,19 @@ def _mail_link(summary: str, get: str, post: str, *, expires: bool) -> dict[str,
     refusals: dict[str, Any] = {"404": _error("Not a token of this link.", html=True), "414": URI_TOO_LONG}
     if expires:
         refusals["410"] = _error("The link expired.", html=True)
-    page = {HTML: {"schema": {"type": "string"}}}
+    text = {"schema": {"type": "string"}}
     token = [_token_path("The signed token of the email's link.")]
     name = summary.split()[0].lower()
+    body = {"required": False, "content": {FORM: {"schema": ONE_CLICK}, MULTIPART: {"schema": ONE_CLICK}}}
     return {
-        "get": {"operationId": f"{name}Page", "summary": f"{summary}: a page with one button", "tags": ["capture"],
-                "parameters": token, "responses": {"200": {"description": get, "content": page}, **refusals}},
+        "get": {"operationId": f"{name}Page", "summary": f"{summary}: a page with one button",
+                "tags": ["capture"], "parameters": token,
+                "responses": {"200": {"description": get, "content": {HTML: text}}, **refusals}},
         "post": {"operationId": name, "summary": summary, "tags": ["capture"], "parameters": token,
-                 "requestBody": {"required": False, "content": {FORM: {"schema": ONE_CLICK}, MULTIPART: {"schema": ONE_CLICK}}},
-                 "responses": {"200": {"description": post, "content": {**page, "text/plain": {"schema": {"type": "string"}}}},
-                               "413": _error("The body is larger than the service accepts.", html=True), **refusals}},
+                 "requestBody": body,
+                 "responses": {"200": {"description": post, "content": {HTML: text, "text/plain": text}},
+                               "413": _error("The body is larger than the service accepts.", html=True),
+                               **refusals}},
     }
 
 

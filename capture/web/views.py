@@ -157,7 +157,8 @@ def submit() -> Response:
     thanks_url = public_url("capture.thanks", token=token)
     if not wants_json():
         return redirect(thanks_url, 303)
-    link = {"emailed_to": masked(data.email)} if emailed else {"download_url": public_url("capture.download", token=token)}
+    link = ({"emailed_to": masked(data.email)} if emailed
+            else {"download_url": public_url("capture.download", token=token)})
     response = jsonify(
         ok=True, **link, thanks_url=thanks_url, link_valid_for=valid_for(current_app.config["DOWNLOAD_MAX_AGE"]),
         resource={"id": resource.id, "title": resource.title})
