@@ -98,7 +98,8 @@ def spam_release(ids: tuple[str, ...], by: str) -> None:
             "see `leadgate spam list`; nothing was released.")
     for key in ids:
         try:
-            done = folder.release(store, key, staff.email, get_scoring(), get_mail_settings(current_app))
+            done = folder.release(store, key, staff.email, get_scoring(),
+                                  mail=get_mail_settings(current_app))
         except folder.AlreadyReleased as e:
             click.echo(f"{e.post.id} {e.post.email}: already released by {e.post.released_by or 'someone'}; "
                        "nothing added")

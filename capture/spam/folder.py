@@ -205,7 +205,7 @@ def _key(uid_or_id: uuid.UUID | int | str) -> ColumnElement[bool]:
         raise NotHeld(f"{text!r} is neither a post's number nor its uid") from None
 
 
-def release(store: Store, uid_or_id: uuid.UUID | int | str, actor: str, scoring: Scoring,
+def release(store: Store, uid_or_id: uuid.UUID | int | str, actor: str, scoring: Scoring, *,
             mail: MailSettings | None = None) -> Released:
     """Store a held post as a real lead, once, and mark it released by ``actor``.
 

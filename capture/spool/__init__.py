@@ -97,7 +97,8 @@ class Spool:
     """The app's way to keep every lead: the database first, else the spool, replayed later."""
 
     def __init__(self, store: Store, path: str | os.PathLike[str], retry_seconds: float,
-                 scoring: Callable[[], Scoring], spam_keep_days: int = 30, mail: MailSettings | None = None):
+                 scoring: Callable[[], Scoring], spam_keep_days: int = 30, *,
+                 mail: MailSettings | None = None):
         self.store = store
         #: Posts held as spam longer than this many days are purged.
         self.spam_keep_days = spam_keep_days
@@ -259,6 +260,7 @@ def get_spool(app: Flask | None = None) -> Spool:
 
 def init_app(app: Flask) -> None:
     spool = Spool(get_store(app), app.config["SPOOL_PATH"], app.config["SPOOL_RETRY_SECONDS"],
-                  lambda: get_scoring(app), app.config["SPAM_KEEP_DAYS"], get_mail_settings(app))
+                  lambda: get_scoring(app), app.config["SPAM_KEEP_DAYS"],
+                  mail=get_mail_settings(app))
     app.extensions[EXTENSION] = spool
     app.before_request(spool.tend)

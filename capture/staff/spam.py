@@ -68,7 +68,8 @@ def release(post_id: int) -> Any:
     """Make a held post a lead, as if it had never been held: scored, consent recorded."""
     staff = auth.current_user()
     try:
-        done = folder.release(get_store(), post_id, staff.email, get_scoring(), get_mail_settings(current_app))
+        done = folder.release(get_store(), post_id, staff.email, get_scoring(),
+                              mail=get_mail_settings(current_app))
     except folder.NotHeld:
         flash("That post is no longer in the spam folder: it was deleted or purged.")
     except folder.AlreadyReleased as e:
