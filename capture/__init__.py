@@ -14,7 +14,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from capture import cli, config, errors, spool
     from capture.db import store
     from capture.staff import api, audit, auth, dashboard, exports, privacy, roles, spam, workspace
-    from capture.web import headers, health, hygiene, openapi, routing, site, views
+    from capture.web import headers, health, hygiene, mail_links, openapi, routing, site, views
     from capture.spam import limits
 
     # The instance folder holds the SQLite file, the demo secret and the spool: a deployment
@@ -35,6 +35,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     hygiene.init_app(app)
     views.init_app(app)
+    mail_links.init_app(app)
     health.init_app(app)
     openapi.init_app(app)
     auth.init_app(app)

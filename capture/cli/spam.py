@@ -70,7 +70,10 @@ def spam_release(ids: tuple[str, ...], by: str) -> None:
     """Release the posts numbered ID… (the numbers `leadgate spam list` shows, or their uids):
     each becomes a lead exactly as a clean post does (scored, its consent recorded), once;
     releasing one again adds nothing."""
+    from flask import current_app
+
     from capture.db.store import get_store
+    from capture.mail.outbox import get_mail_settings
     from capture.scoring.apply import get_scoring
     from capture.spam import folder
     from capture.staff import accounts, roles
@@ -95,7 +98,8 @@ def spam_release(ids: tuple[str, ...], by: str) -> None:
             "see `leadgate spam list`; nothing was released.")
     for key in ids:
         try:
-            done = folder.release(store, key, staff.email, get_scoring())
+            done = folder.release(store, key, staff.email, get_scoring(),
+                                  mail=get_mail_settings(current_app))
         except folder.AlreadyReleased as e:
             click.echo(f"{e.post.id} {e.post.email}: already released by {e.post.released_by or 'someone'}; "
                        "nothing added")

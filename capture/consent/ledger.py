@@ -13,7 +13,6 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from flask import current_app, has_app_context
 from sqlalchemy import Insert, Integer, Select, Update, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -105,20 +104,15 @@ def _stored_states(tx: Writes, lead_id: int) -> dict[str, State]:
             for row in tx.rows(_STATES, {"lead_id": lead_id})}
 
 
-def double_opt_in() -> bool:
-    """Whether marketing consent needs confirming (the DOUBLE_OPT_IN setting of the app that
-    runs; off outside one), which decides what leads.marketing_choice says."""
-    return bool(current_app.config.get("DOUBLE_OPT_IN")) if has_app_context() else False
-
-
-def record(tx: Writes, dialect: str, rows: list[dict[str, Any]], *,
+def record(tx: Writes, dialect: str, rows: list[dict[str, Any]], *, double_opt_in: bool,
            states: dict[str, State] | None = None) -> dict[str, State]:
     """Append ``rows`` (from :func:`event_row`, all of one lead, one per purpose) to the ledger in the
     caller's transaction, and keep what is derived from it in step there: the lead's state per
     purpose (consent_states) and whether marketing consent is current (leads.marketing_choice).
 
     ``states`` are the lead's states before, when the caller knows them ({} for a new lead);
-    else they are read. Returns the states after."""
+    else they are read. ``double_opt_in`` (the setting) decides whether a given marketing consent
+    is current before it is confirmed. Returns the states after."""
     if not rows:
         return states or {}
     lead_id = rows[0]["lead_id"]
@@ -143,7 +137,7 @@ def record(tx: Writes, dialect: str, rows: list[dict[str, Any]], *,
         {"lead_id": lead_id, "purpose": purpose, "state": state.state, "event_id": state.event_id,
          "version": state.version, "sha256": state.sha256, "at": state.at} for purpose, state in changed.items()])
     if MARKETING in changed:
-        tx.run(_MARKETING_CHOICE, {"lead_id": lead_id, "choice": is_current(states[MARKETING], double_opt_in())})
+        tx.run(_MARKETING_CHOICE, {"lead_id": lead_id, "choice": is_current(states[MARKETING], double_opt_in)})
     return states
 
 
@@ -193,7 +187,9 @@ def _act(store: Store, lead_id: int, purpose: str, event: str, acts_on: frozense
         record(tx, store.dialect, [_row(
             lead_id=lead_id, kind=purpose, version=current.version, sha256=current.sha256, event=event,
             method=method, at=at, submission_id=None, resource_id="", page="", ip_prefix=ip_prefix,
-            user_agent=user_agent, actor=actor)], states=states)
+            user_agent=user_agent, actor=actor)], states=states,
+            # Withdrawn is never current and confirmed always is: the setting changes neither.
+            double_opt_in=False)
         if event == CONFIRMED:
             tx.run(_CONFIRMED_AT, {"lead_id": lead_id, "confirmed_at": at})
     return True

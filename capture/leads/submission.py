@@ -31,6 +31,7 @@ from capture.db.models import (
 from capture.db.store import Store
 from capture.fields import PROFILE_FIELDS, SOURCE_FIELDS
 from capture.leads.merge import MERGED_FIELDS, email_key, merged_lead
+from capture.mail.outbox import MailSettings, queue_emails
 from capture.scoring.apply import Scoring, remember_rules
 from capture.spam.verdict import CLEAN, Verdict
 
@@ -111,13 +112,15 @@ def _statements(dialect: str) -> _Statements:
 
 
 def record_submission(store: Store, data: NewSubmission, scoring: Scoring | None = None, *,
-                      direct: bool = True) -> tuple[Lead, Submission]:
-    """Store a valid form post in one transaction: lead upsert, submission, consent, and the
-    lead's new score (with its promotion to MQL when the score reaches the threshold).
+                      direct: bool = True, mail: MailSettings | None = None) -> tuple[Lead, Submission]:
+    """Store a valid form post in one transaction: lead upsert, submission, consent, the
+    lead's new score (with its promotion to MQL when the score reaches the threshold), and the
+    emails it owes (capture.mail.outbox).
 
     Idempotent on ``data.uid``: recording a submission again (a spool replay) adds nothing
     and returns what the first time stored. ``direct`` as in :meth:`Store.writes`. Without
-    ``scoring`` (tests of storage alone) the lead is scored by no rules: 0, version "none".
+    ``scoring`` (tests of storage alone) the lead is scored by no rules: 0, version "none";
+    without ``mail`` (the app's ``get_mail_settings``; sample data) no email is owed.
     """
     scoring = scoring or Scoring.unscored()
     at = data.created_at
@@ -160,12 +163,16 @@ def record_submission(store: Store, data: NewSubmission, scoring: Scoring | None
             tx.run(sql.lead_update, {"lead_id": lead["id"], **changed})
         if promoted:
             tx.run(sql.stage_change, promoted)
-        ledger.record(tx, store.dialect, [
+        states = ledger.record(tx, store.dialect, [
             ledger.event_row(lead_id=lead["id"], submission_id=submission_id, text=text,
                              event=ledger.GIVEN if given else ledger.DECLINED, method=ledger.FORM,
                              at=at, resource_id=data.resource_id, page=data.page or data.landing_page,
                              ip_prefix=data.ip_prefix, user_agent=data.user_agent)
             for text, given in ((data.terms, True), (data.marketing, data.marketing_opt_in))],
-            states={} if row["first_submission_id"] is None else None)
+            states={} if row["first_submission_id"] is None else None,
+            # Double opt-in needs a mail server (capture.config): without mail settings it is off.
+            double_opt_in=mail is not None and mail.double_opt_in)
+        queue_emails(tx, store.dialect, mail, lead_id=lead["id"], submission_id=submission_id, to_address=data.email,
+                     resource_id=data.resource_id, marketing=states[ledger.MARKETING] if data.marketing_opt_in else None)
     scoring.stored = True
     return Lead(**lead), Submission(id=submission_id, lead_id=lead["id"], **submission)

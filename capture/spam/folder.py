@@ -34,6 +34,7 @@ from capture.db.models import HeldPost, utcnow
 from capture.db.store import Store
 from capture.leads.merge import email_key
 from capture.leads.submission import NewSubmission, record_submission
+from capture.mail.outbox import MailSettings
 from capture.scoring.apply import Scoring
 from capture.spam.verdict import SIGNALS, THRESHOLD, Reason, Verdict
 from capture.spool import lines
@@ -215,7 +216,7 @@ def _key(uid_or_id: uuid.UUID | int | str) -> ColumnElement[bool]:
 
 
 def release(store: Store, uid_or_id: uuid.UUID | int | str, actor: str, scoring: Scoring,
-            secret: str | None = None) -> Released:
+            secret: str | None = None, *, mail: MailSettings | None = None) -> Released:
     """Store a held post as a real lead, once, and mark it released by ``actor``.
 
     NotHeld when there is no such post, AlreadyReleased when it was released before (then
@@ -235,7 +236,7 @@ def release(store: Store, uid_or_id: uuid.UUID | int | str, actor: str, scoring:
             s.execute(delete(HeldPost).where(HeldPost.id == post.id))
         raise Suppressed(f"post {post.id} was sent by a person erased since: it was deleted, nothing was stored")
     # Idempotent on the uid: a release racing this one stores nothing more.
-    lead, submission = record_submission(store, data, scoring)
+    lead, submission = record_submission(store, data, scoring, mail=mail)  # its emails go now
     with store.write() as s:
         marked = s.execute(update(HeldPost).where(HeldPost.id == post.id, HeldPost.released_at.is_(None))
                            .values(released_at=utcnow(), released_by=actor)).rowcount

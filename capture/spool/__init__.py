@@ -76,6 +76,7 @@ from capture.db.models import utcnow
 from capture.db.store import Store, get_store
 from capture.leads.downloads import record_download
 from capture.leads.submission import NewSubmission, record_submission
+from capture.mail.outbox import MailSettings, get_mail_settings
 from capture.scoring.apply import Scoring, get_scoring
 from capture.spam import folder
 from capture.spool.file import Replay, SpoolError, SpoolFile, reason
@@ -102,7 +103,7 @@ class Spool:
 
     def __init__(self, store: Store, path: str | os.PathLike[str], retry_seconds: float,
                  scoring: Callable[[], Scoring], spam_keep_days: int = 30,
-                 secret: Callable[[], str] | None = None):
+                 secret: Callable[[], str] | None = None, *, mail: MailSettings | None = None):
         self.store = store
         #: The key of the suppression list (capture.privacy.suppression), read when first needed.
         self.secret = secret
@@ -110,6 +111,8 @@ class Spool:
         self.spam_keep_days = spam_keep_days
         #: The app's scoring, read when first needed (a post scores its lead as it is stored).
         self.scoring = scoring
+        #: The emails a stored post owes (capture.mail.outbox), also when a replay stores it.
+        self.mail = mail
         self.file = SpoolFile(path)
         self.retry_seconds = retry_seconds
         self._thread: threading.Thread | None = None
@@ -128,7 +131,7 @@ class Spool:
             if data.spam.held:
                 folder.hold(self.store, data)
             else:
-                record_submission(self.store, data, self.scoring())
+                record_submission(self.store, data, self.scoring(), mail=self.mail)
             return True
         except SQLAlchemyError as e:
             why = reason(e)
@@ -210,7 +213,8 @@ class Spool:
         return self.file.remove(person, (key.encode(), json.dumps(key).strip('"').encode()))
 
     def replay(self, *, wait: bool = True) -> Replay:
-        report = self.file.replay(self.store, self.scoring(), wait=wait, suppressed=self.is_suppressed)
+        report = self.file.replay(self.store, self.scoring(), wait=wait, suppressed=self.is_suppressed,
+                                  mail=self.mail)
         if report.stored or report.downloads or report.held:
             log.info("replayed from the spool: %d submission(s), %d download(s), %d post(s) held as spam",
                      report.stored, report.downloads, report.held)
@@ -301,6 +305,7 @@ def init_app(app: Flask) -> None:
     from capture.privacy.suppression import secret_key
 
     spool = Spool(get_store(app), app.config["SPOOL_PATH"], app.config["SPOOL_RETRY_SECONDS"],
-                  lambda: get_scoring(app), app.config["SPAM_KEEP_DAYS"], lambda: secret_key(app))
+                  lambda: get_scoring(app), app.config["SPAM_KEEP_DAYS"], lambda: secret_key(app),
+                  mail=get_mail_settings(app))
     app.extensions[EXTENSION] = spool
     app.before_request(spool.tend)

@@ -25,6 +25,7 @@ from capture.db.store import Store
 from capture.scoring.apply import Scoring
 from capture.leads.downloads import has_download, has_submission, record_download
 from capture.leads.submission import NewSubmission, record_submission
+from capture.mail.outbox import MailSettings
 from capture.spam import folder
 from capture.spool.lines import CorruptLine, SpooledDownload, decode
 
@@ -230,7 +231,7 @@ class SpoolFile:
         return status
 
     def replay(self, store: Store, scoring: Scoring, *, wait: bool = True,
-               suppressed: Suppressed | None = None) -> Replay:
+               suppressed: Suppressed | None = None, mail: MailSettings | None = None) -> Replay:
         """Store every spooled event; drop a line only once its row is committed, or when
         ``suppressed`` says its person was erased after it was made."""
         try:
@@ -244,12 +245,12 @@ class SpoolFile:
                         return Replay()
                     size = os.fstat(f.fileno()).st_size
                 with f:
-                    return self._replay_from(f, size, store, scoring, suppressed)
+                    return self._replay_from(f, size, store, scoring, suppressed, mail)
         except OSError as e:
             raise SpoolError(f"cannot replay the spool {self.path}: {e}") from e
 
     def _replay_from(self, f: IO[bytes], size: int, store: Store, scoring: Scoring,
-                     suppressed: Suppressed | None) -> Replay:
+                     suppressed: Suppressed | None, mail: MailSettings | None) -> Replay:
         report = Replay()
         kept: list[bytes] = []
         corrupt: list[bytes] = []
@@ -271,7 +272,7 @@ class SpoolFile:
                     report.suppressed += 1
                     dropped.add(event.uid)
                 elif isinstance(event, NewSubmission):
-                    self._ingest_submission(store, scoring, event, report)
+                    self._ingest_submission(store, scoring, event, report, mail)
                 elif event.submission_uid in dropped:
                     pass  # a download of a dropped submission goes with it
                 elif not self._ingest_download(store, event, waiting, report):
@@ -296,7 +297,8 @@ class SpoolFile:
         return report
 
     @staticmethod
-    def _ingest_submission(store: Store, scoring: Scoring, data: NewSubmission, report: Replay) -> None:
+    def _ingest_submission(store: Store, scoring: Scoring, data: NewSubmission, report: Replay,
+                           mail: MailSettings | None) -> None:
         if data.spam.held:
             if folder.hold(store, data):
                 report.held += 1
@@ -307,7 +309,7 @@ class SpoolFile:
             report.already_stored += 1
             return
         # Replays are rare and keep no visitor waiting: SQLAlchemy's own execution serves.
-        record_submission(store, data, scoring, direct=False)
+        record_submission(store, data, scoring, direct=False, mail=mail)
         report.stored += 1
 
     @staticmethod

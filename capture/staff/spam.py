@@ -15,6 +15,7 @@ from flask import Blueprint, Flask, current_app, flash, redirect, render_templat
 
 from capture.catalog import get_catalog
 from capture.db.store import get_store
+from capture.mail.outbox import get_mail_settings
 from capture.scoring.apply import get_scoring
 from capture.spam import folder
 from capture.spam.verdict import THRESHOLD
@@ -67,7 +68,8 @@ def release(post_id: int) -> Any:
     """Make a held post a lead, as if it had never been held: scored, consent recorded."""
     staff = auth.current_user()
     try:
-        done = folder.release(get_store(), post_id, staff.email, get_scoring())
+        done = folder.release(get_store(), post_id, staff.email, get_scoring(),
+                              mail=get_mail_settings(current_app))
     except folder.NotHeld:
         flash("That post is no longer in the spam folder: it was deleted or purged.")
     except folder.AlreadyReleased as e:

@@ -158,6 +158,39 @@ def _token_path(description: str) -> dict[str, Any]:
             "description": description}
 
 
+def _mail_link(summary: str, get: str, post: str, *, expires: bool) -> dict[str, Any]:
+    """An email's link: GET shows a page with one button, POST acts (capture.web.mail_links)."""
+    refusals: dict[str, Any] = {"404": _error("Not a token of this link.", html=True), "414": URI_TOO_LONG}
+    if expires:
+        refusals["410"] = _error("The link expired.", html=True)
+    text = {"schema": {"type": "string"}}
+    token = [_token_path("The signed token of the email's link.")]
+    name = summary.split()[0].lower()
+    body = {"required": False, "content": {FORM: {"schema": ONE_CLICK}, MULTIPART: {"schema": ONE_CLICK}}}
+    return {
+        "get": {"operationId": f"{name}Page", "summary": f"{summary}: a page with one button",
+                "tags": ["capture"], "parameters": token,
+                "responses": {"200": {"description": get, "content": {HTML: text}}, **refusals}},
+        "post": {"operationId": name, "summary": summary, "tags": ["capture"], "parameters": token,
+                 "requestBody": body,
+                 "responses": {"200": {"description": post, "content": {HTML: text, "text/plain": text}},
+                               "413": _error("The body is larger than the service accepts.", html=True),
+                               **refusals}},
+    }
+
+
+#: RFC 8058's one-click body, which the unsubscribe link's POST also accepts.
+ONE_CLICK = {"type": "object", "properties": {"List-Unsubscribe": {"const": "One-Click"}}}
+MAIL_LINKS = {
+    "/confirm/{token}": _mail_link("Confirm an address (double opt-in)", "The page with the button.",
+                                   "Confirmed (the same page however often it is sent).", expires=True),
+    "/unsubscribe/{token}": _mail_link(
+        "Unsubscribe from marketing emails", "The page with the button.",
+        "Unsubscribed, the same however often: a page, or with the body List-Unsubscribe=One-Click "
+        "(RFC 8058) a line of text.", expires=False),
+}
+
+
 def describe(catalog: Catalog | None = None) -> dict[str, Any]:
     """The whole OpenAPI 3.1 document; ``catalog`` adds the values a page would post today."""
     form = submission_schema(catalog)
@@ -183,7 +216,8 @@ def describe(catalog: Catalog | None = None) -> dict[str, Any]:
                 "requestBody": {"required": True, "content": {
                     FORM: {"schema": form}, MULTIPART: {"schema": form}}},
                 "responses": {
-                    "201": {"description": "Stored (or spooled): the links to the resource.",
+                    "201": {"description": "Stored (or spooled): the links to the resource, or (with "
+                                           "EMAIL_DELIVERY) the masked address the link is emailed to.",
                             "content": {JSON: {"schema": {"$ref": "#/components/schemas/Submitted"}}}},
                     "303": {"description": "Stored: go to the thank-you page, which has the link.",
                             "headers": {"Location": {"schema": {"type": "string", "format": "uri"}}}},
@@ -239,6 +273,7 @@ def describe(catalog: Catalog | None = None) -> dict[str, Any]:
                 },
             },
         },
+        **MAIL_LINKS,
         "/download/{token}": {
             "get": {
                 "operationId": "download",
@@ -368,13 +403,17 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "properties": {
             "ok": {"const": True},
-            "download_url": {"type": "string", "format": "uri"},
+            "download_url": {"type": "string", "format": "uri",
+                             "description": "The personal link; absent with EMAIL_DELIVERY, when it is emailed."},
+            "emailed_to": {"type": "string", "description": "With EMAIL_DELIVERY: the address the link is "
+                                                            "emailed to, masked (a…@example.com)."},
             "thanks_url": {"type": "string", "format": "uri"},
             "link_valid_for": {"type": "string", "description": "The links' lifetime in words."},
             "resource": {"type": "object", "properties": {"id": {"type": "string"}, "title": {"type": "string"}},
                          "required": ["id", "title"]},
         },
-        "required": ["ok", "download_url", "thanks_url", "link_valid_for", "resource"],
+        "required": ["ok", "thanks_url", "link_valid_for", "resource"],
+        "oneOf": [{"required": ["download_url"]}, {"required": ["emailed_to"]}],
     },
     "FormToken": {
         "type": "object",

@@ -31,6 +31,7 @@ from capture.fields import BY_NAME
 from capture.leads.attribution import ip_prefix, is_site_page, origin_of, source_fields
 from capture.leads.queries import known_consent_text
 from capture.leads.submission import NewSubmission
+from capture.mail.links import TokenExpired, masked, read_emailed, sign_emailed
 from capture.shells import MESSAGE_PAGE, MESSAGE_REGION, in_site_shell, site_link
 from capture.spam import limits, signals
 from capture.spam.token import get_tokens
@@ -148,13 +149,18 @@ def submit() -> Response:
     except SpoolError:
         raise Problem(503) from None
     resource = checked.resource
-    token = sign_download(current_app.config["SECRET_KEY"], DownloadClaim(data.uid, resource.id))
+    secret = current_app.config["SECRET_KEY"]
+    # With EMAIL_DELIVERY the link goes to the mailbox only: the answer names the address, masked.
+    emailed = current_app.config["EMAIL_DELIVERY"]
+    token = (sign_emailed(secret, resource.id, data.email) if emailed
+             else sign_download(secret, DownloadClaim(data.uid, resource.id)))
     thanks_url = public_url("capture.thanks", token=token)
     if not wants_json():
         return redirect(thanks_url, 303)
+    link = ({"emailed_to": masked(data.email)} if emailed
+            else {"download_url": public_url("capture.download", token=token)})
     response = jsonify(
-        ok=True, download_url=public_url("capture.download", token=token),
-        thanks_url=thanks_url, link_valid_for=valid_for(current_app.config["DOWNLOAD_MAX_AGE"]),
+        ok=True, **link, thanks_url=thanks_url, link_valid_for=valid_for(current_app.config["DOWNLOAD_MAX_AGE"]),
         resource={"id": resource.id, "title": resource.title})
     response.status_code = 201
     return response
@@ -213,11 +219,31 @@ def open_link(token: str) -> tuple[DownloadClaim, Resource]:
     return claim, resource
 
 
+def emailed_page(token: str) -> Response | None:
+    """The thank-you page of a link sent by email (None: the token is a download token)."""
+    try:
+        emailed = read_emailed(current_app.config["SECRET_KEY"], token, current_app.config["DOWNLOAD_MAX_AGE"])
+    except TokenExpired:
+        raise Problem(410, "This page has expired. The link was sent by email.") from None
+    if emailed is None:
+        return None
+    resource = get_catalog().get(emailed[0])
+    if resource is None:
+        raise Problem(410, "This resource is no longer available.")
+    content = render_template(
+        "thanks_region.html", resource=resource, emailed_to=emailed[1],
+        link_valid_for=valid_for(current_app.config["DOWNLOAD_MAX_AGE"]), catalog_url=site_link())
+    return private(make_response(in_site_shell(MESSAGE_REGION, MESSAGE_PAGE, "Thank you", content)))
+
+
 @bp.get("/thanks/<token>")
 def thanks(token: str) -> Response:
+    emailed = emailed_page(token)
+    if emailed is not None:
+        return emailed
     _, resource = open_link(token)
     content = render_template(
-        "thanks_region.html", resource=resource,
+        "thanks_region.html", resource=resource, emailed_to=None,
         # Absolute: the page's <base> is the site's thank-you page, which may be on another host.
         download_url=public_url("capture.download", token=token),
         link_valid_for=valid_for(current_app.config["DOWNLOAD_MAX_AGE"]), catalog_url=site_link())

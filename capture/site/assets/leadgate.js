@@ -221,10 +221,18 @@
 
     var heading = document.createElement("p");
     heading.className = "leadgate-success__title";
-    heading.textContent = "Thank you! Your copy is ready.";
+    // With email delivery the service sends the link to the mailbox and names it, masked.
+    var emailed = typeof data.emailed_to === "string" && data.emailed_to ? data.emailed_to : "";
+    heading.textContent = emailed ? "Thank you! Check your inbox." : "Thank you! Your copy is ready.";
     box.appendChild(heading);
 
-    var link = safeUrl(data.download_url, form.action) || safeUrl(data.thanks_url, form.action);
+    var link = emailed ? null : safeUrl(data.download_url, form.action) || safeUrl(data.thanks_url, form.action);
+    if (emailed) {
+      var sent = document.createElement("p");
+      sent.textContent = "We are sending the link to " + (title ? "“" + title + "”" : "your copy") +
+        " to " + emailed + ". It should arrive within a few minutes; if it does not, look in your spam folder.";
+      box.appendChild(sent);
+    }
     if (link) {
       var p = document.createElement("p");
       var a = document.createElement("a");
