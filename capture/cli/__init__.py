@@ -2,14 +2,14 @@
 
 One module per group of commands: ``site`` (build, serve), ``export``, ``db``, ``staff``
 (user, token), ``spool``, ``qualify`` (check, rescore, stage), ``report`` (report, spend,
-sample) and ``spam`` (the spam folder); ``command`` holds what they share.
+sample), ``spam`` (the spam folder) and ``jobs`` (worker, jobs status|retry); ``command`` holds what they share.
 """
 
 from __future__ import annotations
 
 from flask import Flask
 
-from capture.cli import db, export, qualify, report, site, spam, spool, staff
+from capture.cli import db, export, jobs, qualify, report, site, spam, spool, staff
 from capture.cli.command import group
 
 
@@ -20,7 +20,7 @@ def main() -> None:
 
 for _command in (site.build, site.serve, export.export, export.export_log, db.db, staff.user, staff.token, spool.spool,
                  qualify.check, qualify.rescore, qualify.stage, report.report, report.spend,
-                 report.sample, spam.spam):
+                 report.sample, spam.spam, jobs.worker, jobs.jobs):
     main.add_command(_command)
 
 

@@ -7,7 +7,10 @@ row ``FOR UPDATE SKIP LOCKED``, so workers on several hosts never take the same 
 (one host) write transactions are serialised by ``BEGIN IMMEDIATE`` and the same UPDATE is safe.
 A worker that dies leaves its job ``running`` until the lease ends; then another takes it:
 delivery is at least once, and handlers make a repeat harmless (capture.mail keeps a sent mark
-and the Message-ID chosen when the email was recorded).
+and the Message-ID chosen when the email was recorded). A job whose worker died during its last
+allowed attempt is given up (:func:`give_up_lost`) rather than taken again, so a job that kills
+its worker cannot take every worker down in turn. docs/deployment.md ("Jobs") says why this
+table rather than a queue library.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import String, and_, bindparam, case, cast, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+
+from flask import current_app, has_app_context
 
 from capture.db.models import Job, utcnow
 from capture.db.store import Store
@@ -57,8 +62,11 @@ def backoff(attempts: int) -> timedelta:
 
 def enqueue(tx: Writes, dialect: str, kind: str, payload: dict[str, Any], *, at: datetime | None = None,
             lead_id: int | None = None, dedupe_key: str | None = None,
-            max_attempts: int = MAX_ATTEMPTS) -> int | None:
-    """Record a job in the caller's transaction; its id, or None when ``dedupe_key`` exists already."""
+            max_attempts: int | None = None) -> int | None:
+    """Record a job in the caller's transaction; its id, or None when ``dedupe_key`` exists already.
+    ``max_attempts`` defaults to the app's ``JOB_MAX_ATTEMPTS`` (:data:`MAX_ATTEMPTS` outside an app)."""
+    if max_attempts is None:
+        max_attempts = current_app.config["JOB_MAX_ATTEMPTS"] if has_app_context() else MAX_ATTEMPTS
     now = utcnow()
     row = {"kind": kind, "payload": json.dumps(payload, separators=(",", ":")), "lead_id": lead_id,
            "dedupe_key": dedupe_key, "state": QUEUED, "attempts": 0, "max_attempts": max_attempts,
@@ -71,9 +79,10 @@ def enqueue(tx: Writes, dialect: str, kind: str, payload: dict[str, Any], *, at:
 
 
 def _due(now: Any) -> Any:
+    """Queued and due, or running past its lease with an attempt left (a worker died)."""
     jobs = Job.__table__.c
     return or_(and_(jobs.state == QUEUED, jobs.run_at <= now),
-               and_(jobs.state == RUNNING, jobs.locked_until < now))
+               and_(jobs.state == RUNNING, jobs.locked_until < now, jobs.attempts < jobs.max_attempts))
 
 
 def claim(store: Store, worker: str, lease: timedelta, kinds: tuple[str, ...] | None = None) -> Claimed | None:
@@ -87,7 +96,7 @@ def claim(store: Store, worker: str, lease: timedelta, kinds: tuple[str, ...] | 
         oldest = oldest.with_for_update(skip_locked=True)
     taken = (update(jobs).where(jobs.c.id == oldest.scalar_subquery())
              .values(state=RUNNING, attempts=jobs.c.attempts + 1, locked_until=bindparam("until"),
-                     locked_by=bindparam("worker"))
+                     locked_by=bindparam("worker"), last_error=_lost_or(jobs.c.last_error))
              .returning(jobs.c.id, jobs.c.kind, jobs.c.payload, jobs.c.attempts, jobs.c.max_attempts,
                         jobs.c.lead_id))
     with store.writes(direct=False) as tx:
@@ -97,6 +106,27 @@ def claim(store: Store, worker: str, lease: timedelta, kinds: tuple[str, ...] | 
     row = rows[0]
     return Claimed(id=row["id"], kind=row["kind"], payload=json.loads(row["payload"]),
                    attempts=row["attempts"], max_attempts=row["max_attempts"], lead_id=row["lead_id"])
+
+
+def _lost_or(otherwise: Any) -> Any:
+    """The error a job taken again after its lease shows: which worker stopped during it."""
+    jobs = Job.__table__.c
+    lost = (literal("the worker ") + jobs.locked_by + literal(" stopped during attempt ")
+            + cast(jobs.attempts, String) + literal(" (its lease ended)"))
+    return case((jobs.state == RUNNING, lost), else_=otherwise)
+
+
+def give_up_lost(store: Store) -> int:
+    """Give up the jobs whose worker died during their last allowed attempt; how many."""
+    jobs = Job.__table__
+    now = utcnow()
+    with store.writes(direct=False) as tx:
+        rows = tx.rows(update(jobs).where(jobs.c.state == RUNNING, jobs.c.locked_until < bindparam("now"),
+                                          jobs.c.attempts >= jobs.c.max_attempts)
+                       .values(state=FAILED, finished_at=bindparam("now"), locked_until=None,
+                               last_error=_lost_or(jobs.c.last_error))
+                       .returning(jobs.c.id), {"now": now})
+    return len(rows)
 
 
 def _held(job: Claimed, worker: str) -> Any:
@@ -135,3 +165,32 @@ def counts(store: Store) -> dict[str, dict[str, int]]:
     for kind, state, n in rows:
         result.setdefault(kind, dict.fromkeys(STATES, 0))[state] = n
     return result
+
+
+class NotFailed(Exception):
+    """A job asked to be retried that is not failed (or does not exist); the message says which."""
+
+
+def retry(store: Store, job_id: int) -> None:
+    """Queue a failed job again, due now, with its attempts counted afresh."""
+    jobs = Job.__table__
+    with store.writes(direct=False) as tx:
+        rows = tx.rows(_retried(jobs.c.id == job_id), {"now": utcnow()})
+        if not rows:
+            found = tx.rows(select(jobs.c.state).where(jobs.c.id == job_id), {})
+            if not found:
+                raise NotFailed(f"there is no job {job_id}.")
+            raise NotFailed(f"job {job_id} is {found[0]['state']}, not failed: only a failed job is queued again.")
+
+
+def retry_failed(store: Store) -> list[int]:
+    """Queue every failed job again; their ids."""
+    with store.writes(direct=False) as tx:
+        return sorted(row["id"] for row in tx.rows(_retried(), {"now": utcnow()}))
+
+
+def _retried(*where: Any) -> Any:
+    jobs = Job.__table__
+    return (update(jobs).where(jobs.c.state == FAILED, *where)
+            .values(state=QUEUED, attempts=0, run_at=bindparam("now"), finished_at=None, locked_by="")
+            .returning(jobs.c.id))
