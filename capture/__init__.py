@@ -13,7 +13,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Defaults from config.Config, then ``LEADGATE_*`` variables, then test_config."""
     from capture import cli, config, errors, spool
     from capture.db import store
-    from capture.staff import api, audit, auth, dashboard, exports, roles, spam, workspace
+    from capture.staff import api, audit, auth, dashboard, exports, jobs, roles, spam, workspace
     from capture.web import headers, health, hygiene, openapi, routing, site, views
     from capture.spam import limits
 
@@ -44,6 +44,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     api.init_app(app)
     dashboard.init_app(app)
     spam.init_app(app)
+    jobs.init_app(app)
     roles.init_app(app)
     audit.init_app(app)
     site.init_app(app)
