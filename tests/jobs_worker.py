@@ -22,6 +22,7 @@ KINDS = {"test_record": "jobs_worker:record", "test_sleep": "jobs_worker:sleep_t
 def record(context: Any, payload: dict[str, Any]) -> None:
     """Append "<n> <worker>" to the payload's file: one line per run of the job, O_APPEND so
     several processes' lines never mix."""
+    time.sleep(payload.get("sleep", 0))
     line = f"{payload['n']} {context.worker}\n".encode()
     fd = os.open(payload["file"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
@@ -31,9 +32,12 @@ def record(context: Any, payload: dict[str, Any]) -> None:
 
 
 def sleep_then_record(context: Any, payload: dict[str, Any]) -> None:
-    """Say it started (the payload's ``started`` file), sleep, then record: a job to kill mid-way."""
+    """Say it started (the payload's ``started`` file), wait while the ``hold`` file is there
+    (a minute at most), then record: a job to kill mid-way."""
     Path(payload["started"]).write_text(context.worker)
-    time.sleep(payload["seconds"])
+    deadline = time.monotonic() + 60
+    while Path(payload["hold"]).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
     record(context, payload)
 
 
