@@ -15,12 +15,13 @@ table rather than a queue library.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, and_, bindparam, case, cast, func, literal, or_, select, update
+from sqlalchemy import String, bindparam, case, cast, func, literal, null, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from flask import current_app, has_app_context
@@ -78,42 +79,52 @@ def enqueue(tx: Writes, dialect: str, kind: str, payload: dict[str, Any], *, at:
     return rows[0]["id"] if rows else None
 
 
-def _due(now: Any) -> Any:
-    """Queued and due, or running past its lease with an attempt left (a worker died)."""
-    jobs = Job.__table__.c
-    return or_(and_(jobs.state == QUEUED, jobs.run_at <= now),
-               and_(jobs.state == RUNNING, jobs.locked_until < now, jobs.attempts < jobs.max_attempts))
-
-
-def claim(store: Store, worker: str, lease: timedelta, kinds: tuple[str, ...] | None = None) -> Claimed | None:
-    """Take the oldest due job (queued and due, or running past its lease) for ``lease``."""
-    jobs = Job.__table__
-    now = utcnow()
-    oldest = select(jobs.c.id).where(_due(bindparam("now"))).order_by(jobs.c.run_at, jobs.c.id).limit(1)
-    if kinds is not None:
-        oldest = oldest.where(jobs.c.kind.in_(kinds))
-    if store.dialect == "postgresql":
-        oldest = oldest.with_for_update(skip_locked=True)
-    taken = (update(jobs).where(jobs.c.id == oldest.scalar_subquery())
-             .values(state=RUNNING, attempts=jobs.c.attempts + 1, locked_until=bindparam("until"),
-                     locked_by=bindparam("worker"), last_error=_lost_or(jobs.c.last_error))
-             .returning(jobs.c.id, jobs.c.kind, jobs.c.payload, jobs.c.attempts, jobs.c.max_attempts,
-                        jobs.c.lead_id))
-    with store.writes(direct=False) as tx:
-        rows = tx.rows(taken, {"now": now, "until": now + lease, "worker": worker[:100]})
-    if not rows:
-        return None
-    row = rows[0]
-    return Claimed(id=row["id"], kind=row["kind"], payload=json.loads(row["payload"]),
-                   attempts=row["attempts"], max_attempts=row["max_attempts"], lead_id=row["lead_id"])
-
-
 def _lost_or(otherwise: Any) -> Any:
     """The error a job taken again after its lease shows: which worker stopped during it."""
     jobs = Job.__table__.c
     lost = (literal("the worker ") + jobs.locked_by + literal(" stopped during attempt ")
             + cast(jobs.attempts, String) + literal(" (its lease ended)"))
     return case((jobs.state == RUNNING, lost), else_=otherwise)
+
+
+@functools.lru_cache(maxsize=16)
+def _claim_statement(kinds: tuple[str, ...] | None) -> Any:
+    """The claim, built once per set of kinds and run on the driver's cursor (capture.db.writes).
+
+    Two candidates, each served by the ``(state, run_at)`` index without a sort: a running job
+    past its lease with an attempt left (a worker died; few rows), else the queued job due
+    first (in the index's order: no tie-break on id, which would sort every due row on
+    PostgreSQL). On PostgreSQL each is locked ``FOR UPDATE SKIP LOCKED``, so a worker passes
+    over a row another is taking; SQLite ignores that clause and takes its write lock at BEGIN.
+    """
+    jobs = Job.__table__
+    now = bindparam("now", type_=jobs.c.run_at.type)
+    # The kinds as values in the statement: the driver's cursor takes no expanding IN (…).
+    of_kinds = ([or_(*(jobs.c.kind == bindparam(f"kind_{i}", kind)for i, kind in enumerate(kinds)))]
+                if kinds is not None else [])
+    lost = (select(jobs.c.id).where(jobs.c.state == RUNNING, jobs.c.locked_until < now,
+                                    jobs.c.attempts < jobs.c.max_attempts, *of_kinds)
+            .order_by(jobs.c.state, jobs.c.run_at).limit(1).with_for_update(skip_locked=True))
+    due = (select(jobs.c.id).where(jobs.c.state == QUEUED, jobs.c.run_at <= now, *of_kinds)
+           .order_by(jobs.c.state, jobs.c.run_at).limit(1).with_for_update(skip_locked=True))
+    return (update(jobs).where(jobs.c.id == func.coalesce(lost.scalar_subquery(), due.scalar_subquery()))
+            .values(state=RUNNING, attempts=jobs.c.attempts + 1, locked_until=bindparam("until"),
+                    locked_by=bindparam("worker"), last_error=_lost_or(jobs.c.last_error))
+            .returning(jobs.c.id, jobs.c.kind, jobs.c.payload, jobs.c.attempts, jobs.c.max_attempts,
+                       jobs.c.lead_id))
+
+
+def claim(store: Store, worker: str, lease: timedelta, kinds: tuple[str, ...] | None = None) -> Claimed | None:
+    """Take the oldest due job (queued and due, or running past its lease) for ``lease``."""
+    now = utcnow()
+    with store.writes() as tx:
+        _quick_commit(tx, store.dialect)
+        rows = tx.rows(_claim_statement(kinds), {"now": now, "until": now + lease, "worker": worker[:100]})
+    if not rows:
+        return None
+    row = rows[0]
+    return Claimed(id=row["id"], kind=row["kind"], payload=json.loads(row["payload"]),
+                   attempts=row["attempts"], max_attempts=row["max_attempts"], lead_id=row["lead_id"])
 
 
 def give_up_lost(store: Store) -> int:
@@ -129,31 +140,49 @@ def give_up_lost(store: Store) -> int:
     return len(rows)
 
 
-def _held(job: Claimed, worker: str) -> Any:
-    """The job's row, while this worker still holds it (another may have taken it after the lease)."""
-    jobs = Job.__table__.c
-    return and_(jobs.id == job.id, jobs.state == RUNNING, jobs.locked_by == worker[:100])
+#: PostgreSQL's ``SET LOCAL synchronous_commit = off``, as a SELECT the driver's cursor runs.
+_ASYNC_COMMIT = select(func.set_config("synchronous_commit", "off", True))
+
+
+def _quick_commit(tx: Writes, dialect: str) -> None:
+    """Let PostgreSQL commit this transaction without waiting for its WAL to reach the disk
+    (3 ms a commit on our test machine, docs/performance.md). Safe for a claim or a finish
+    only: a server crash may forget the last fraction of a second of them, and then a job is
+    queued or running again and runs again, which at-least-once delivery allows (an email
+    keeps its own sent mark, written with a normal commit). Not for a job's enqueue, which is
+    part of the write that needs it."""
+    if dialect == "postgresql":
+        tx.run(_ASYNC_COMMIT, {})
+
+
+_jobs = Job.__table__
+#: The job's row while this worker still holds it (another may have taken it after the lease).
+_HELD = update(_jobs).where(_jobs.c.id == bindparam("job_id"), _jobs.c.state == RUNNING,
+                            _jobs.c.locked_by == bindparam("worker"))
+_FINISH = _HELD.values(state=DONE, finished_at=bindparam("now"), locked_until=null(), last_error="")
+_AGAIN = _HELD.values(state=QUEUED, run_at=bindparam("run_at"), locked_until=null(), last_error=bindparam("error"))
+_GIVE_UP = _HELD.values(state=FAILED, finished_at=bindparam("now"), locked_until=null(),
+                        last_error=bindparam("error"))
 
 
 def finish(store: Store, job: Claimed, worker: str) -> None:
     """The job is done: it never runs again."""
-    with store.writes(direct=False) as tx:
-        tx.run(update(Job.__table__).where(_held(job, worker)).values(
-            state=DONE, finished_at=utcnow(), locked_until=None, last_error=""), {})
+    with store.writes() as tx:
+        _quick_commit(tx, store.dialect)
+        tx.run(_FINISH, {"job_id": job.id, "worker": worker[:100], "now": utcnow()})
 
 
 def failed(store: Store, job: Claimed, worker: str, error: str, *, give_up: bool = False) -> str:
     """The attempt failed: queue the job again after its backoff, or give it up. The new state."""
     now = utcnow()
-    state = FAILED if give_up or job.attempts >= job.max_attempts else QUEUED
-    values: dict[str, Any] = {"state": state, "locked_until": None, "last_error": error[:ERROR_MAX]}
-    if state == FAILED:
-        values["finished_at"] = now
-    else:
-        values["run_at"] = now + backoff(job.attempts)
-    with store.writes(direct=False) as tx:
-        tx.run(update(Job.__table__).where(_held(job, worker)).values(**values), {})
-    return state
+    held = {"job_id": job.id, "worker": worker[:100], "error": error[:ERROR_MAX]}
+    with store.writes() as tx:
+        _quick_commit(tx, store.dialect)
+        if give_up or job.attempts >= job.max_attempts:
+            tx.run(_GIVE_UP, {**held, "now": now})
+            return FAILED
+        tx.run(_AGAIN, {**held, "run_at": now + backoff(job.attempts)})
+    return QUEUED
 
 
 def counts(store: Store) -> dict[str, dict[str, int]]:
