@@ -33,6 +33,14 @@ def refused(context: worker.JobContext, payload: dict[str, Any]) -> None:
     raise ConnectionRefusedError("the SMTP server refused: 451 try later")
 
 
+def long_one(context: worker.JobContext, payload: dict[str, Any]) -> None:
+    """A job in steps, holding its lease between them; what extend_lease said each time."""
+    RAN.append({"held": context.extend_lease()})
+    with context.store.writes() as tx:  # another worker took it meanwhile
+        tx.run(update(Job.__table__).values(locked_by="other-host:1"), {})
+    RAN.append({"held": context.extend_lease()})
+
+
 def hopeless(context: worker.JobContext, payload: dict[str, Any]) -> None:
     raise GiveUp("550 no such mailbox")
 
@@ -45,6 +53,7 @@ def test_kinds(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(worker.HANDLERS, "test_ok", f"{__name__}:ok")
     monkeypatch.setitem(worker.HANDLERS, "test_refused", f"{__name__}:refused")
     monkeypatch.setitem(worker.HANDLERS, "test_hopeless", f"{__name__}:hopeless")
+    monkeypatch.setitem(worker.HANDLERS, "test_long", f"{__name__}:long_one")
     monkeypatch.setitem(worker.HANDLERS, "privacy_purge", f"{__name__}:purge")
 
 
@@ -237,3 +246,15 @@ def test_max_attempts_comes_from_the_setting(make_app, tmp_path: Path):
     with app.app_context():
         job_id = add(store, "test_ok")
     assert jobs(store)[job_id].max_attempts == 2
+
+
+def test_a_long_job_holds_its_lease_until_another_worker_took_it(app, store, monkeypatch):
+    job_id = add(store, "test_long")
+    w = worker.Worker(app)
+    before = utcnow()
+    assert w.run_pending() == 1
+    assert RAN == [{"held": True}, {"held": False}]
+    row = jobs(store)[job_id]
+    # Its finish found the job no longer its own: it stays with the worker that took it.
+    assert (row.state, row.locked_by) == ("running", "other-host:1")
+    assert row.locked_until >= before + w.lease

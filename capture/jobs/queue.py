@@ -165,6 +165,17 @@ _GIVE_UP = _HELD.values(state=FAILED, finished_at=bindparam("now"), locked_until
                         last_error=bindparam("error"))
 
 
+_EXTEND = _HELD.values(locked_until=bindparam("until")).returning(_jobs.c.id)
+
+
+def extend(store: Store, job: Claimed, worker: str, lease: timedelta) -> bool:
+    """Hold the job for ``lease`` more from now (a long job between two steps); whether this
+    worker still held it (False: its lease had ended and another worker took it)."""
+    with store.writes() as tx:
+        _quick_commit(tx, store.dialect)
+        return bool(tx.rows(_EXTEND, {"job_id": job.id, "worker": worker[:100], "until": utcnow() + lease}))
+
+
 def finish(store: Store, job: Claimed, worker: str) -> None:
     """The job is done: it never runs again."""
     with store.writes() as tx:

@@ -53,6 +53,15 @@ class JobContext:
     store: Store
     worker: str
     kept: dict[str, Any] = field(default_factory=dict)
+    #: The job running now, and how long a claim holds it.
+    job: queue.Claimed | None = None
+    lease: timedelta = timedelta(seconds=300)
+
+    def extend_lease(self) -> bool:
+        """For a job that may outlast its lease (a purge of many leads): call it between steps
+        to hold the job ``JOB_LEASE_SECONDS`` more. False when another worker took it meanwhile
+        (this one was too slow): stop, and leave the work to that one."""
+        return self.job is not None and queue.extend(self.store, self.job, self.worker, self.lease)
 
     def close(self) -> None:
         for thing in self.kept.values():
@@ -82,7 +91,7 @@ class Worker:
         self.store = get_store(app)
         self.lease = timedelta(seconds=app.config["JOB_LEASE_SECONDS"])
         self.poll = app.config["WORKER_POLL_SECONDS"]
-        self.context = JobContext(app, self.store, self.name)
+        self.context = JobContext(app, self.store, self.name, lease=self.lease)
         self.stopping = threading.Event()
         self.scheduled: date | None = None
         self.swept_at = -float("inf")
@@ -93,6 +102,7 @@ class Worker:
         if job is None:
             return False
         started = time.perf_counter()
+        self.context.job = job
         try:
             with self.app.app_context():
                 handler(job.kind)(self.context, job.payload)
@@ -109,6 +119,8 @@ class Worker:
             queue.finish(self.store, job, self.name)
             log.info("job %s (%s) done in %.0f ms (attempt %s)", job.id, job.kind,
                      (time.perf_counter() - started) * 1000, job.attempts)
+        finally:
+            self.context.job = None
         return True
 
     def queue_periodic(self) -> None:
