@@ -1,6 +1,7 @@
 """Emails per second a worker delivers, against the SMTP sink's own ceiling measured in the same run.
 
     .venv/bin/python benchmarks/jobs.py [--emails 10000] [--database sqlite|postgresql|both] [--rounds 1]
+                                        [--workers 1]
 
 An SMTP sink (aiosmtpd on 127.0.0.1, in a process of its own, whose handler only counts) takes
 every message. Then, for each round and database:
@@ -11,7 +12,8 @@ every message. Then, for each round and database:
 - **worker**: N emails recorded as a form post records them (an ``emails`` row and an ``email``
   job each, for leads and posts made by ``leadgate sample``'s write paths) on a new SQLite file
   or a throwaway PostgreSQL database, then one worker (``Worker.run_pending``, what
-  ``leadgate worker --once`` runs) claims, renders, sends and marks each one.
+  ``leadgate worker --once`` runs) claims, renders, sends and marks each one; with
+  ``--workers N``, N worker processes share them (each with its own SMTP connection).
 
 Printed: a line per measure, then per database the medians of messages/s and of the worker's
 share of the ceiling measured just before it. Needs aiosmtpd, and capture.mail.delivery (the
@@ -88,11 +90,12 @@ def ceiling(port: int, message: Any, n: int) -> float:
     return n / (time.perf_counter() - started)
 
 
-def make_app(database_url: str, port: int, folder: Path) -> Any:
+def make_app(database_url: str, port: int, folder: Path, *, migrated: bool = False) -> Any:
     from capture import create_app
     from capture.db import migrate
 
-    migrate.upgrade(database_url)
+    if not migrated:
+        migrate.upgrade(database_url)
     return create_app({
         "DATABASE_URL": database_url, "SECRET_KEY": SECRET_KEY, "BASE_URL": "http://127.0.0.1:8000/",
         "CONTENT_DIR": str(ROOT / "content"), "SITE_DIR": None, "SPOOL_PATH": str(folder / "spool.jsonl"),
@@ -152,22 +155,45 @@ def first_message(app: Any) -> Any:
         return delivery.build(row)
 
 
-def deliver_all(app: Any, counted: Any, n: int) -> float:
-    """Messages/s one worker delivers, all N checked as received and marked sent."""
+def worker_process(database_url: str, port: int, folder: str, ready: Any, ran: Any, go: Any) -> None:
+    """A worker in a process of its own, with its own app: it starts when every one is ready."""
+    from capture.jobs.worker import Worker
+
+    app = make_app(database_url, port, Path(folder), migrated=True)
+    with ready.get_lock():
+        ready.value += 1
+    go.wait()
+    done = Worker(app).run_pending()
+    with ran.get_lock():
+        ran.value += done
+
+
+def deliver_all(app: Any, counted: Any, n: int, workers: int, port: int, folder: Path) -> float:
+    """Messages/s the workers deliver, all N checked as received and marked sent."""
     from sqlalchemy import func, select
 
     from capture.db.models import Email
     from capture.db.store import get_store
-    from capture.jobs.worker import Worker
 
     before = counted.value
+    context = multiprocessing.get_context("spawn")
+    ready, ran, go = context.Value("l", 0), context.Value("l", 0), context.Event()
+    processes = [context.Process(target=worker_process,
+                                 args=(get_store(app).url, port, str(folder), ready, ran, go))
+                 for _ in range(workers)]
+    for process in processes:
+        process.start()
+    while ready.value < workers:  # imports and apps made before the clock starts
+        time.sleep(0.05)
     started = time.perf_counter()
-    ran = Worker(app).run_pending()
+    go.set()
+    for process in processes:
+        process.join()
     seconds = time.perf_counter() - started
     with get_store(app).read() as s:
         sent = s.execute(select(func.count()).select_from(Email).where(Email.sent_at.is_not(None))).scalar_one()
-    if ran != n or sent != n or counted.value - before != n:
-        raise SystemExit(f"the worker ran {ran} jobs, marked {sent} sent, the sink got {counted.value - before}; "
+    if ran.value != n or sent != n or counted.value - before != n:
+        raise SystemExit(f"the workers ran {ran.value} jobs, marked {sent} sent, the sink got {counted.value - before}; "
                          f"expected {n} each")
     return n / seconds
 
@@ -188,10 +214,11 @@ def main() -> None:
     parser.add_argument("--database", choices=("sqlite", "postgresql", "both"), default="both",
                         help="where the jobs are queued (both)")
     parser.add_argument("--rounds", type=int, default=1, help="rounds of ceiling + worker per database (1)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes sharing the emails (1)")
     parser.add_argument("--postgres-url", default=POSTGRES_URL, help=f"PostgreSQL server ({POSTGRES_URL})")
     args = parser.parse_args()
-    if not (1 <= args.emails <= 200_000 and 1 <= args.rounds <= 10):
-        parser.error("keep it bounded: --emails 1-200000, --rounds 1-10")
+    if not (1 <= args.emails <= 200_000 and 1 <= args.rounds <= 10 and 1 <= args.workers <= 16):
+        parser.error("keep it bounded: --emails 1-200000, --rounds 1-10, --workers 1-16")
     if importlib.util.find_spec("aiosmtpd") is None:
         raise SystemExit("benchmarks/jobs.py needs aiosmtpd (pip install aiosmtpd, or the test extra).")
     if importlib.util.find_spec("capture.mail.delivery") is None:
@@ -210,7 +237,7 @@ def main() -> None:
                         record_emails(app, args.emails)
                         message = first_message(app)
                         top = ceiling(port, message, args.emails)
-                        rate = deliver_all(app, counted, args.emails)
+                        rate = deliver_all(app, counted, args.emails, args.workers, port, folder)
                         from capture.db.store import get_store
 
                         get_store(app).dispose()
@@ -218,9 +245,10 @@ def main() -> None:
                     print(f"{kind}: skipped ({e})")
                     continue
                 results[kind].append((rate, rate / top))
-                print(f"round {round_no} {kind:10} ceiling {top:8.0f} msg/s   worker {rate:7.0f} msg/s   "
+                print(f"round {round_no} {kind:10} ceiling {top:8.0f} msg/s   {args.workers} worker(s) {rate:7.0f} msg/s   "
                       f"{rate / top:6.1%} of the ceiling   ({args.emails} messages of {len(bytes(message))} bytes)")
-    print(f"\n{'database':10} {'worker msg/s':>12} {'share of ceiling':>17}   (medians of {args.rounds} round(s))")
+    print(f"\n{'database':10} {'worker msg/s':>12} {'share of ceiling':>17}   "
+          f"(medians of {args.rounds} round(s), {args.workers} worker process(es))")
     for kind, measured in results.items():
         if measured:
             print(f"{kind:10} {statistics.median(r for r, _ in measured):12.0f} "

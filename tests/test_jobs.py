@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, time, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -240,7 +239,7 @@ def test_a_job_whose_lease_ended_is_taken_again_and_says_why(app, store, monkeyp
     assert (row.state, row.attempts) == ("done", 2) and RAN == [{"n": 1}]
 
 
-def test_max_attempts_comes_from_the_setting(make_app, tmp_path: Path):
+def test_max_attempts_comes_from_the_setting(make_app):
     app = make_app(JOB_MAX_ATTEMPTS=2)
     store = worker.get_store(app)
     with app.app_context():

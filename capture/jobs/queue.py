@@ -21,10 +21,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from flask import current_app, has_app_context
 from sqlalchemy import String, bindparam, case, cast, func, literal, null, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-
-from flask import current_app, has_app_context
 
 from capture.db.models import Job, utcnow
 from capture.db.store import Store
@@ -100,7 +99,7 @@ def _claim_statement(kinds: tuple[str, ...] | None) -> Any:
     jobs = Job.__table__
     now = bindparam("now", type_=jobs.c.run_at.type)
     # The kinds as values in the statement: the driver's cursor takes no expanding IN (…).
-    of_kinds = ([or_(*(jobs.c.kind == bindparam(f"kind_{i}", kind)for i, kind in enumerate(kinds)))]
+    of_kinds = ([or_(*(jobs.c.kind == bindparam(f"kind_{i}", kind) for i, kind in enumerate(kinds)))]
                 if kinds is not None else [])
     lost = (select(jobs.c.id).where(jobs.c.state == RUNNING, jobs.c.locked_until < now,
                                     jobs.c.attempts < jobs.c.max_attempts, *of_kinds)
