@@ -14,13 +14,14 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from datetime import timedelta
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
-from capture.db.models import Job
+from capture.db.models import Job, utcnow
 from capture.db.store import Store
 from capture.jobs import queue
 from conftest import SECRET_KEY
@@ -128,6 +129,32 @@ def test_a_job_whose_worker_was_killed_is_taken_again_after_its_lease(store, sta
     with store.read() as s:
         state, attempts = s.execute(select(Job.state, Job.attempts).where(Job.id == job_id)).one()
     assert (state, attempts) == ("done", 2)
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_or_ctrl_c_finishes_the_job_in_hand_then_exits(store, start_worker, tmp_path, signum):
+    worker = start_worker("worker")
+    file, started, hold = tmp_path / "runs.txt", tmp_path / "started.txt", tmp_path / "hold"
+    hold.touch()
+    with store.writes() as tx:
+        job_id = queue.enqueue(tx, store.dialect, "test_sleep",
+                               {"n": 1, "file": str(file), "started": str(started), "hold": str(hold)})
+        queue.enqueue(tx, store.dialect, "test_record", {"n": 2, "file": str(file)}, at=utcnow() + timedelta(seconds=1))
+    wait_for(started.exists, "the job to start", lambda: (tmp_path / "worker.log").read_text())
+    worker.send_signal(signum)
+    time.sleep(0.5)
+    assert worker.poll() is None, "stopped before the job in hand was done"
+    hold.unlink()
+    assert worker.wait(timeout=30) == 0
+    log = (tmp_path / "worker.log").read_text()
+    assert f"{signal.Signals(signum).name}: stopping after the job in hand" in log
+    assert f"job {job_id} (test_sleep) done" in log
+    # The job in hand finished; the next one was left for another worker.
+    assert [n for n, _ in runs(file)] == [1]
+    with store.read() as s:
+        states = dict(s.execute(select(Job.id, Job.state)).all())
+    assert states[job_id] == "done" and sorted(states.values()) == ["done", "queued"]
 
 
 @pytest.fixture
