@@ -14,14 +14,13 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from datetime import timedelta
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
-from capture.db.models import Job, utcnow
+from capture.db.models import Job
 from capture.db.store import Store
 from capture.jobs import queue
 from conftest import SECRET_KEY
@@ -107,15 +106,23 @@ def test_workers_in_several_processes_run_each_job_exactly_once(store, start_wor
         assert s.execute(select(func.max(Job.attempts))).scalar_one() == 1
 
 
-@pytest.mark.parametrize("database_kind", ["sqlite", "postgresql"], indirect=True)
-def test_a_job_whose_worker_was_killed_is_taken_again_after_its_lease(store, start_worker, tmp_path):
-    first = start_worker("first")
+def job_in_hand(store: Store, tmp_path: Path, log: str) -> tuple[int, Path, Path]:
+    """A job started by a worker and held mid-way until the returned hold file is deleted;
+    its id, the hold file and the file it records its run in."""
     file, started, hold = tmp_path / "runs.txt", tmp_path / "started.txt", tmp_path / "hold"
     hold.touch()
     with store.writes() as tx:
         job_id = queue.enqueue(tx, store.dialect, "test_sleep",
                                {"n": 1, "file": str(file), "started": str(started), "hold": str(hold)})
-    wait_for(started.exists, "the job to start", lambda: (tmp_path / "first.log").read_text())
+    wait_for(started.exists, "the job to start", lambda: (tmp_path / log).read_text())
+    assert job_id is not None
+    return job_id, hold, file
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite", "postgresql"], indirect=True)
+def test_a_job_whose_worker_was_killed_is_taken_again_after_its_lease(store, start_worker, tmp_path):
+    first = start_worker("first")
+    job_id, hold, file = job_in_hand(store, tmp_path, "first.log")
     first.kill()  # SIGKILL: nothing is cleaned up
     first.wait()
     killed_at = time.monotonic()
@@ -135,13 +142,9 @@ def test_a_job_whose_worker_was_killed_is_taken_again_after_its_lease(store, sta
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_sigterm_or_ctrl_c_finishes_the_job_in_hand_then_exits(store, start_worker, tmp_path, signum):
     worker = start_worker("worker")
-    file, started, hold = tmp_path / "runs.txt", tmp_path / "started.txt", tmp_path / "hold"
-    hold.touch()
-    with store.writes() as tx:
-        job_id = queue.enqueue(tx, store.dialect, "test_sleep",
-                               {"n": 1, "file": str(file), "started": str(started), "hold": str(hold)})
-        queue.enqueue(tx, store.dialect, "test_record", {"n": 2, "file": str(file)}, at=utcnow() + timedelta(seconds=1))
-    wait_for(started.exists, "the job to start", lambda: (tmp_path / "worker.log").read_text())
+    job_id, hold, file = job_in_hand(store, tmp_path, "worker.log")
+    # Due while the first is in hand: left for another worker once this one was told to stop.
+    enqueue_records(store, 1, file)
     worker.send_signal(signum)
     time.sleep(0.5)
     assert worker.poll() is None, "stopped before the job in hand was done"
