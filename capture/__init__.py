@@ -13,7 +13,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Defaults from config.Config, then ``LEADGATE_*`` variables, then test_config."""
     from capture import cli, config, errors, spool
     from capture.db import store
-    from capture.staff import api, audit, auth, dashboard, exports, privacy, roles, spam, workspace
+    from capture.staff import api, audit, auth, dashboard, exports, jobs, privacy, roles, spam, workspace
     from capture.web import headers, health, hygiene, mail_links, openapi, routing, site, views
     from capture.spam import limits
 
@@ -46,6 +46,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     dashboard.init_app(app)
     spam.init_app(app)
     privacy.init_app(app)
+    jobs.init_app(app)
     roles.init_app(app)
     audit.init_app(app)
     site.init_app(app)

@@ -52,9 +52,8 @@ def test_help_lists_only_leadgates_commands_and_options(tmp_path):
     options, commands = result.stdout.split("Options:\n")[1].split("Commands:\n")
     assert options.split() == ["--help", "Show", "this", "message", "and", "exit."]
     assert [line.split()[0] for line in commands.splitlines()] == [
-        "build", "check", "consent", "db", "export", "export-log", "privacy", "report", "rescore", "sample",
-        "serve", "spam",
-        "spend", "spool", "stage", "token", "user"]
+        "build", "check", "consent", "db", "export", "export-log", "jobs", "privacy", "report", "rescore",
+        "sample", "serve", "spam", "spend", "spool", "stage", "token", "user", "worker"]
 
 
 def _walk(command: click.Command, path: str = "leadgate"):

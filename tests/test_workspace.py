@@ -661,5 +661,6 @@ def test_the_stylesheet_is_served_and_pages_need_no_inline_style(client, sales, 
         assert '<link rel="stylesheet" href="/workspace/static/workspace.css">' in page
     nav = page_text(sales.get("/workspace/")).split('<nav class="ws-nav"')[1].split("</nav>")[0]
     assert re.findall(r'<a href="([^"]+)"[^>]*>(\w+)</a>', nav) == [
-        ("/workspace/", "Leads"), ("/workspace/dashboard", "Dashboard"), ("/workspace/spam", "Spam")]
+        ("/workspace/", "Leads"), ("/workspace/dashboard", "Dashboard"), ("/workspace/spam", "Spam"),
+        ("/workspace/jobs", "Jobs")]
     assert 'aria-current="page">Leads' in nav

@@ -2,15 +2,15 @@
 
 One module per group of commands: ``site`` (build, serve), ``export``, ``db``, ``staff``
 (user, token), ``spool``, ``qualify`` (check, rescore, stage), ``report`` (report, spend,
-sample), ``spam`` (the spam folder), ``consent`` (proof) and ``privacy`` (a person's rights);
-``command`` holds what they share.
+sample), ``spam`` (the spam folder), ``consent`` (proof), ``privacy`` (a person's rights) and
+``jobs`` (worker, jobs status|retry); ``command`` holds what they share.
 """
 
 from __future__ import annotations
 
 from flask import Flask
 
-from capture.cli import consent, db, export, privacy, qualify, report, site, spam, spool, staff
+from capture.cli import consent, db, export, jobs, privacy, qualify, report, site, spam, spool, staff
 from capture.cli.command import group
 
 
@@ -21,7 +21,7 @@ def main() -> None:
 
 for _command in (site.build, site.serve, export.export, export.export_log, db.db, staff.user, staff.token, spool.spool,
                  qualify.check, qualify.rescore, qualify.stage, report.report, report.spend,
-                 report.sample, spam.spam, consent.consent, privacy.privacy):
+                 report.sample, spam.spam, consent.consent, privacy.privacy, jobs.worker, jobs.jobs):
     main.add_command(_command)
 
 

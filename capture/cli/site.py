@@ -13,6 +13,8 @@ from capture.cli.db import upgrade_database
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
+#: The demo's worker process (kept, so that nothing reaps or warns about it before exec).
+_children: list[object] = []
 
 
 @command(needs_app=False)
@@ -43,8 +45,9 @@ def _build(config_file: str, site_dir: str | None) -> Path:
         help="gunicorn workers for visitors (default: $WEB_CONCURRENCY, else 2), plus one per "
              "export slot ($LEADGATE_EXPORT_SLOTS, else 2).")
 @option("--demo", is_flag=True,
-        help="Local demo: use (or create) instance/secret_key instead of LEADGATE_SECRET_KEY, and "
-             "build links to the address it listens on unless LEADGATE_BASE_URL is set.")
+        help="Local demo: use (or create) instance/secret_key instead of LEADGATE_SECRET_KEY, "
+             "build links to the address it listens on unless LEADGATE_BASE_URL is set, and run a "
+             "`leadgate worker` beside the service (emails, the daily purge), stopped with it.")
 @option("--dev", is_flag=True, help="Flask's development server with the reloader.")
 @option("--build/--no-build", "build_first", default=True, show_default=True,
         help="Build the site before serving it.")
@@ -93,8 +96,12 @@ def serve(host: str, port: int, workers: int | None, demo: bool, dev: bool, buil
     if app.config["AUTO_UPGRADE"] if upgrade is None else upgrade:
         # Once, here, before any worker starts: workers never change the schema.
         upgrade_database(app.config["DATABASE_URL"])
+    # Pinned before any child starts (see below): the worker's app uses the same folder.
+    os.environ["LEADGATE_INSTANCE_PATH"] = app.instance_path
     if first_run:
         announce(host, port, app.config["DATABASE_URL"])
+        if demo:
+            start_worker()
     if dev:
         create_app({"DEBUG": True}).run(host=host, port=port, debug=True)
         return
@@ -102,14 +109,31 @@ def serve(host: str, port: int, workers: int | None, demo: bool, dev: bool, buil
     # forking, so no database connection is ever shared across processes.
     # gunicorn puts the working directory first on sys.path, so a worker may import capture from
     # a source tree while this process imported an installed copy: pin the instance folder
-    # (database, secret, spool) to the one resolved here.
-    os.environ["LEADGATE_INSTANCE_PATH"] = app.instance_path
+    # (database, secret, spool) to the one resolved here (LEADGATE_INSTANCE_PATH, set above).
     argv = [sys.executable, "-m", "gunicorn", "-c", "python:capture.gunicorn_conf",
             "--bind", f"{host}:{port}"]
     if workers is not None:
         # The visitors' workers: gunicorn_conf adds one per export slot (LEADGATE_EXPORT_SLOTS).
         os.environ["WEB_CONCURRENCY"] = str(workers)
     os.execv(sys.executable, [*argv, "capture:create_app()"])
+
+
+def start_worker() -> None:
+    """`leadgate worker` as a child of this process, for the demo's one-command start.
+
+    This process becomes gunicorn's master (``os.execv`` keeps its id), so the worker stays its
+    child: Ctrl+C reaches both (one process group) and each finishes what it holds; when the
+    master stops any other way (SIGTERM from a service manager, a crash), the worker sees it is
+    no longer its parent's child (``--with-parent``) and stops within half a second, after the
+    job in hand. Outside the demo, workers are started on their own (docs/deployment.md, Jobs).
+    """
+    import subprocess
+
+    _children.append(subprocess.Popen(
+        [sys.executable, "-c", "from capture.cli import main; main(prog_name='leadgate')",
+         "worker", "--with-parent", str(os.getpid())], stdin=subprocess.DEVNULL))
+    click.echo("  worker:     `leadgate worker` runs the background jobs (emails, the daily purge).",
+               err=True)
 
 
 def check_port_free(host: str, port: int) -> None:

@@ -5,6 +5,7 @@
   data only while ``MARKETING_CAN_EXPORT`` is true (an admin's decision, default true).
 - ``admin`` do all of that and read the export log (capture.staff.audit).
 - Everyone reads the spam folder; sales and admin release or delete what it holds.
+- Everyone reads the background jobs' page; admins retry a failed job.
 
 Accounts and tokens are managed on the command line only (``leadgate user``, ``leadgate
 token``): whoever can run those on the host holds the database and is an admin in fact. Only
@@ -41,6 +42,7 @@ EXPORT = "export"
 EXPORT_LOG = "export_log"
 SPAM = "spam"
 ERASE = "erase"
+JOBS = "jobs"
 
 #: Permission → the roles that have it.
 PERMISSIONS: dict[str, tuple[str, ...]] = {
@@ -53,6 +55,8 @@ PERMISSIONS: dict[str, tuple[str, ...]] = {
     SPAM: ("sales", "admin"),
     #: Erase a person for good (capture.privacy.erasure): it cannot be undone.
     ERASE: ("admin",),
+    #: Queue a failed background job again (capture.staff.jobs): running the service is an admin's.
+    JOBS: ("admin",),
 }
 #: (permission, role) → the setting that must be true for the role to keep the permission.
 SWITCHES: dict[tuple[str, str], str] = {(EXPORT, "marketing"): "MARKETING_CAN_EXPORT"}
@@ -82,6 +86,8 @@ def why_not(user: User, permission: str) -> str:
         return "only admin accounts erase a person"
     if permission == SPAM:
         return "releasing or deleting held posts needs a sales or admin account"
+    if permission == JOBS:
+        return "only admin accounts retry failed jobs"
     return f"it needs one of these roles: {', '.join(PERMISSIONS[permission])}"
 
 
