@@ -558,10 +558,19 @@ def test_form_links_the_notice_at_the_address_it_is_given(catalog) -> None:
 # -- the shipped content ---------------------------------------------------------------------
 
 def test_shipped_content_builds_with_the_repo_config(tmp_path: Path) -> None:
-    site = tmp_path / "site"
-    build(load_config(config_file=str(ROOT / "mkdocs.yml"), site_dir=str(site), strict=True))
-    catalog = load_catalog(ROOT / "content")
+    site, content = tmp_path / "site", tmp_path / "content"
+    shutil.copytree(ROOT / "content", content)
+    (content / "emails").mkdir()
+    (content / "emails" / "delivery.txt").write_text("Hello {{ first_name }}, here it is.\n", encoding="utf-8")
+    build(load_config(config_file=str(ROOT / "mkdocs.yml"), docs_dir=str(content), site_dir=str(site),
+                      strict=True))
+    catalog = load_catalog(content)
     assert len(catalog) >= 2
+    # What content/ holds for the service alone is never published: settings, the consent
+    # register, the scoring rules and the customer and competitor lists they name, email templates.
+    published = {path.relative_to(site).as_posix() for path in site.rglob("*") if path.is_file()}
+    assert not published & {"leadgate.yml", "consent-texts.yml", "scoring.yml", "scoring/customers.txt",
+                            "scoring/competitors.txt", "emails/delivery.txt"}
     for resource in catalog:
         html = read(site, resource.url + "index.html")
         assert "data-leadgate-form" in html and 'action="/submit"' in html

@@ -4,7 +4,9 @@ It reads ``content/`` through :mod:`capture.catalog` (the same reader the captur
 uses), turns every resource page into a landing page with the download form, adds the
 catalog, tag and thank-you pages and the page script, fills the controller's details into
 the privacy notice and links it from every page's footer and from the consent boxes, and keeps
-every gated file and ``leadgate.yml`` out of the build and out of ``mkdocs serve``.
+every gated file and what content/ holds for the service alone (``leadgate.yml``, the consent
+register, the scoring rules and their domain lists, email templates) out of the build and out
+of ``mkdocs serve``.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ from capture.consent.texts import REGISTER_FILE, register
 from capture.db.models import utcnow
 from capture.privacy_notice import fill_privacy_notice, notice_problems
 from capture.scoring.apply import load_scoring
-from capture.scoring.rules import RulesError
+from capture.mail.render import OVERRIDES as EMAIL_TEMPLATES
+from capture.scoring.rules import RULES_FILE, RulesError
 from capture.site import csp, render
 from capture.site.config import LeadgateConfig
 
@@ -122,9 +125,13 @@ class LeadgatePlugin(BasePlugin[LeadgateConfig]):
             raise PluginError(_problems(config.docs_dir, problems))
         try:
             # Not used by the build, but a site must not go live with rules the service refuses.
-            load_scoring(self.catalog)
+            rules = load_scoring(self.catalog).rules
         except RulesError as e:
             raise PluginError(_listed(config.docs_dir, e.problems)) from None
+        # What content/ holds for the service alone (settings, scoring rules and the lists
+        # they name, email templates) never reaches the public site.
+        self.service_only = {SETTINGS_FILE, REGISTER_FILE, RULES_FILE,
+                             *(posixpath.normpath(domains.file) for domains in rules.domain_lists)}
         self.pages = {r.src_uri: r for r in self.catalog}
         self.env = render.environment()
         # After the site's own custom_dir (its overrides win), before the theme's templates.
@@ -165,7 +172,8 @@ class LeadgatePlugin(BasePlugin[LeadgateConfig]):
             resource = by_path.get(Path(file.abs_src_path).resolve()) if file.abs_src_path else None
             if resource is not None:
                 self.gated_names[Path(file.abs_src_path).name] = resource
-            if resource is not None or file.src_uri in (SETTINGS_FILE, REGISTER_FILE):
+            if (resource is not None or file.src_uri in self.service_only
+                    or file.src_uri.startswith(f"{EMAIL_TEMPLATES}/")):
                 file.inclusion = InclusionLevel.EXCLUDED
 
         self.tags = {}
