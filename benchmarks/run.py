@@ -1,7 +1,7 @@
 """Form posts per second: the capture service against a bare Flask form handler, with wrk.
 
     .venv/bin/python benchmarks/run.py [--duration 10] [--rounds 3] [--database sqlite|postgresql|both]
-                                       [--workers 2] [--ladder]
+                                       [--workers 2] [--ladder] [--email]
 
 Starts, on 127.0.0.1, the baseline (benchmarks/baseline_app.py) and the real service
 (`leadgate serve`) on each database, all with the gunicorn settings of capture/gunicorn_conf.py
@@ -11,7 +11,10 @@ plain form posts, three new visitors in four, one returning) at 16 connections. 
 database shows medians over its rounds: requests per second, latency, the CPU time the server's
 processes spent per request (from /proc, so Linux only), and the service's throughput as a
 share of the baseline's in the same round, so that load from other work on the machine
-cancels out as far as it can. PostgreSQL runs on a throwaway database on live.POSTGRES_URL
+cancels out as far as it can. ``--email`` adds, per database, the service with email delivery
+and double opt-in on: each post also records its emails and their jobs (the outbox), which a
+worker sends later; no worker runs during the rounds, so the row shows what delivery costs a
+form post (benchmarks/jobs.py measures the sending). PostgreSQL runs on a throwaway database on live.POSTGRES_URL
 (or --postgres-url).
 """
 
@@ -125,6 +128,26 @@ def benchmark_app(app: str, log_path: Path, workers: int = 2,
         port, log_path, env=env)
 
 
+#: Email delivery and double opt-in on, with room for every post: a returning visitor of
+#: submit.lua posts more often than EMAILS_PER_ADDRESS_PER_DAY allows. Nothing listens at the
+#: SMTP address: no worker runs, the emails wait in the outbox.
+EMAIL_SETTINGS = {
+    "LEADGATE_SMTP_URL": "smtp://127.0.0.1:9", "LEADGATE_MAIL_FROM": "Bench <bench@example.com>",
+    "LEADGATE_EMAIL_DELIVERY": "true", "LEADGATE_DOUBLE_OPT_IN": "true",
+    "LEADGATE_EMAILS_PER_ADDRESS_PER_DAY": "1000000",
+}
+
+
+def emails_recorded(database_url: str) -> int:
+    """The delivery emails the posts recorded (one per stored post)."""
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text("SELECT count(*) FROM emails WHERE kind = 'delivery'")).scalar_one()
+    finally:
+        engine.dispose()
+
+
 def stored_submissions(database_url: str) -> int:
     engine = create_engine(database_url)
     try:
@@ -143,6 +166,8 @@ def main() -> None:
     parser.add_argument("--database", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument("--ladder", action="store_true",
                         help="also measure the baseline + WTForms, and + one SQLite insert")
+    parser.add_argument("--email", action="store_true",
+                        help="also measure the service with email delivery and double opt-in on")
     parser.add_argument("--postgres-url", default=POSTGRES_URL,
                         help=f"server to create the throwaway database on ({POSTGRES_URL})")
     args = parser.parse_args()
@@ -182,6 +207,15 @@ def main() -> None:
             server = stack.enter_context(LiveServer(workdir, url, workers=args.workers,
                                                     settings={"LEADGATE_RATE_LIMIT": "off"}))
             servers[database] = (server, server.database_url)
+            if args.email:
+                url_email = None
+                if database == "postgresql":
+                    url_email = stack.enter_context(postgres_database("leadgate_bench", args.postgres_url))
+                (tmp / f"{database}-email").mkdir()
+                server = stack.enter_context(LiveServer(tmp / f"{database}-email", url_email,
+                                                        workers=args.workers, settings={
+                    "LEADGATE_RATE_LIMIT": "off", **EMAIL_SETTINGS}))
+                servers[f"{database}+email"] = (server, server.database_url)
 
         print(f"wrk: {args.connections} connections, {args.duration:g} s a run, "
               f"{args.rounds} round(s); {args.workers} sync gunicorn workers each", file=sys.stderr)
@@ -191,7 +225,8 @@ def main() -> None:
         # runs (WAL writes, autovacuum) must not land in the SQLite rounds. Each round drives
         # the baseline (and the ladder, with the first database) right before the service.
         ladder = [name for name in servers if name.startswith("+")]
-        groups = [(database, ["baseline", *(ladder if not i else ()), database])
+        groups = [(database, ["baseline", *(ladder if not i else ()), database,
+                              *([f"{database}+email"] if args.email else [])])
                   for i, database in enumerate(d for d in ("sqlite", "postgresql") if d in servers)]
         results: dict[str, dict[str, list[Result]]] = {}
         for database, names in groups:
@@ -200,7 +235,7 @@ def main() -> None:
                 for name in names:
                     result = wrk(servers[name][0], catalog, args.duration, args.connections)
                     results[database][name].append(result)
-                    print(f"  {database} round {round_} {name:10} {result.rate:7.0f} req/s  p50 "
+                    print(f"  {database} round {round_} {name:12} {result.rate:7.0f} req/s  p50 "
                           f"{result.p50_ms:5.1f} ms  p99 {result.p99_ms:5.1f} ms  "
                           f"{result.cpu_ms:5.2f} CPU ms/request", file=sys.stderr)
         for database, _ in groups:
@@ -208,18 +243,27 @@ def main() -> None:
             stored = stored_submissions(servers[database][1])
             if stored < answered:
                 raise SystemExit(f"{database}: {answered} posts answered but {stored} stored")
+            if args.email:
+                answered = sum(r.requests for r in results[database][f"{database}+email"])
+                owed = emails_recorded(servers[f"{database}+email"][1])
+                if owed < answered:
+                    raise SystemExit(f"{database}+email: {answered} posts answered but {owed} emails recorded")
 
     for database, runs_by_name in results.items():
         baseline = runs_by_name["baseline"]
-        print(f"\n{database + ' rounds':18} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} "
+        print(f"\n{database + " rounds":20} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} "
               f"{'CPU ms/req':>11} {'of baseline':>12}")
         for name, runs in runs_by_name.items():
             share = statistics.median(r.rate / b.rate for r, b in zip(runs, baseline))
-            label = "service/" + name if name == database else name
-            print(f"{label:18} {statistics.median(r.rate for r in runs):7.0f} "
+            label = "service/" + name if name in (database, f"{database}+email") else name
+            print(f"{label:20} {statistics.median(r.rate for r in runs):7.0f} "
                   f"{statistics.median(r.p50_ms for r in runs):7.1f} "
                   f"{statistics.median(r.p99_ms for r in runs):7.1f} "
                   f"{statistics.median(r.cpu_ms for r in runs):11.2f} {share:11.0%}")
+        if f"{database}+email" in runs_by_name:
+            ratio = statistics.median(e.rate / o.rate for e, o in zip(runs_by_name[f"{database}+email"],
+                                                                     runs_by_name[database]))
+            print(f"email delivery on / off, same rounds: {ratio:.0%} of the req/s")
 
 
 if __name__ == "__main__":
