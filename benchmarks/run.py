@@ -251,7 +251,7 @@ def main() -> None:
 
     for database, runs_by_name in results.items():
         baseline = runs_by_name["baseline"]
-        print(f"\n{database + " rounds":20} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} "
+        print(f"\n{database + ' rounds':20} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} "
               f"{'CPU ms/req':>11} {'of baseline':>12}")
         for name, runs in runs_by_name.items():
             share = statistics.median(r.rate / b.rate for r, b in zip(runs, baseline))
