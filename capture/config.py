@@ -183,8 +183,10 @@ class Config:
     #: Seconds an idle worker waits before it looks for due jobs again.
     WORKER_POLL_SECONDS: float = 1
     #: Erase leads inactive for longer than ``retention_months`` (content/leadgate.yml) once a
-    #: day, as a job of the worker. ``leadgate privacy purge`` does the same by hand.
-    RETENTION_PURGE: bool = True
+    #: day, as a job of the worker. Off until the team that deploys turns it on, having read
+    #: what ``leadgate privacy purge --dry-run`` would erase: an erasure cannot be undone, and an
+    #: upgrade must not empty a database of its older leads overnight.
+    RETENTION_PURGE: bool = False
     #: How much lower than the visitors' the CPU priority of an export's rows is, 0 to 19:
     #: added to the nice value of the thread that makes them (Linux; elsewhere ignored), so
     #: visitors' requests get the cores first while exports stream. 0: the same priority.

@@ -124,3 +124,45 @@ def test_postgresql_without_its_driver_says_what_to_install(base_config, monkeyp
                         lambda name, *a: None if name == "psycopg" else real(name, *a))
     with pytest.raises(ConfigError, match=r"pip install 'leadgate\[postgres\]'"):
         create_app({**base_config, "DATABASE_URL": "postgresql+psycopg://u@127.0.0.1/db"})
+
+
+MAIL = {"LEADGATE_MAIL_FROM": "Example <hello@example.com>"}
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"LEADGATE_EMAIL_DELIVERY": "true"}, "LEADGATE_EMAIL_DELIVERY needs a server to send through"),
+    ({"LEADGATE_DOUBLE_OPT_IN": "true"}, "LEADGATE_DOUBLE_OPT_IN needs a server to send through"),
+    ({"LEADGATE_SMTP_URL": "http://mail.example.com", **MAIL}, "must start with smtp:// or smtps://"),
+    ({"LEADGATE_SMTP_URL": "smtp://", **MAIL}, "names no host"),
+    ({"LEADGATE_SMTP_URL": "smtp://mail.example.com:99999", **MAIL}, "port that is not a number"),
+    ({"LEADGATE_SMTP_URL": "smtp://mail.example.com?tls=yes", **MAIL}, "unknown option 'tls'"),
+    ({"LEADGATE_SMTP_URL": "smtp://mail.example.com?starttls=maybe", **MAIL}, "starttls must be true or false"),
+    ({"LEADGATE_SMTP_URL": "smtps://mail.example.com?starttls=true", **MAIL}, "smtps:// is TLS already"),
+    ({"LEADGATE_SMTP_URL": "smtp://ann:s3cret@mail.example.com:587", **MAIL},
+     "user and password but no encryption"),
+    ({"LEADGATE_SMTP_URL": "smtp://mail.example.com:587?starttls=true"}, "LEADGATE_MAIL_FROM must be the sender"),
+    ({"LEADGATE_SMTP_URL": "smtp://mail.example.com:587?starttls=true", "LEADGATE_MAIL_FROM": "hello"},
+     "LEADGATE_MAIL_FROM must be the sender"),
+    ({"LEADGATE_EMAILS_PER_ADDRESS_PER_DAY": "0"}, "LEADGATE_EMAILS_PER_ADDRESS_PER_DAY must be 1 or more"),
+])
+def test_bad_mail_settings_say_what_to_write(monkeypatch, base_config, settings, message):
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=message) as refused:
+        create_app(base_config)
+    assert "s3cret" not in str(refused.value)
+
+
+@pytest.mark.parametrize(("url", "server"), [
+    ("smtp://127.0.0.1:1025", ("127.0.0.1", 1025, False, False, "", "")),
+    ("smtp://ann%40example.com:p%40ss@mail.example.com:587?starttls=true",
+     ("mail.example.com", 587, False, True, "ann@example.com", "p@ss")),
+    ("smtps://ann:pw@mail.example.com", ("mail.example.com", 465, True, False, "ann", "pw")),
+    ("smtp://relay:pw@localhost", ("localhost", 25, False, False, "relay", "pw")),
+])
+def test_smtp_urls_are_read(url, server):
+    from capture.mail.smtp import parse_smtp_url
+
+    parsed = parse_smtp_url(url)
+    assert (parsed.host, parsed.port, parsed.tls, parsed.starttls, parsed.user, parsed.password) == server
+    assert parsed.password not in repr(parsed) or not parsed.password

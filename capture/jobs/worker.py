@@ -108,12 +108,15 @@ class Worker:
                 handler(job.kind)(self.context, job.payload)
         except queue.GiveUp as e:
             queue.failed(self.store, job, self.name, str(e) or type(e).__name__, give_up=True)
-            log.warning("job %s (%s) given up at attempt %s: %s", job.id, job.kind, job.attempts, e)
+            # The log names the error's type only: an SMTP error's text carries the recipient's
+            # address, which erasure can take from the jobs table but not from a log.
+            log.warning("job %s (%s) given up at attempt %s: %s (the error is in `leadgate jobs status`)",
+                        job.id, job.kind, job.attempts, type(e).__name__)
         except Exception as e:
             state = queue.failed(self.store, job, self.name, f"{type(e).__name__}: {e}")
             then = "given up" if state == queue.FAILED else f"tried again in {queue.backoff(job.attempts)}"
-            log.warning("job %s (%s) attempt %s/%s failed, %s: %s: %s", job.id, job.kind, job.attempts,
-                        job.max_attempts, then, type(e).__name__, e)
+            log.warning("job %s (%s) attempt %s/%s failed, %s: %s", job.id, job.kind, job.attempts,
+                        job.max_attempts, then, type(e).__name__)
             self.context.close()  # a connection that failed is not reused
         else:
             queue.finish(self.store, job, self.name)

@@ -16,6 +16,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from capture.config import TRUE, FALSE
 
 SCHEMES = {"smtp": 25, "smtps": 465}
+#: Hosts a password may be sent to without TLS: a relay on this machine.
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,10 @@ def parse_smtp_url(url: str, timeout: float = 30.0) -> SmtpServer:
         raise ValueError("LEADGATE_SMTP_URL: starttls must be true or false")
     if parts.scheme == "smtps" and starttls in TRUE:
         raise ValueError("LEADGATE_SMTP_URL: smtps:// is TLS already; starttls=true is for smtp://")
+    if (parts.username or parts.password) and parts.scheme == "smtp" and starttls not in TRUE \
+            and parts.hostname not in LOOPBACK:
+        raise ValueError("LEADGATE_SMTP_URL has a user and password but no encryption: the password would "
+                         "cross the network in clear. Add ?starttls=true (port 587) or use smtps:// (port 465).")
     return SmtpServer(host=parts.hostname, port=port, tls=parts.scheme == "smtps",
                       starttls=starttls in TRUE, user=unquote(parts.username or ""),
                       password=unquote(parts.password or ""), timeout=timeout)
