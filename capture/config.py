@@ -172,8 +172,9 @@ class Config:
     #: them (a ``confirmed`` event in the consent ledger). Needs SMTP_URL.
     DOUBLE_OPT_IN: bool = False
     #: Most emails one address receives in 24 hours, whatever the posts (a bot cannot use the
-    #: form to flood a stranger's inbox).
-    EMAILS_PER_ADDRESS_PER_DAY: int = 3
+    #: form to flood a stranger's inbox). Five: one confirmation (never a second while its link
+    #: is valid) and four resources.
+    EMAILS_PER_ADDRESS_PER_DAY: int = 5
     #: Seconds a confirmation link stays valid.
     CONFIRM_MAX_AGE: int = 7 * 24 * 3600
     #: Attempts at a job (sending an email…) before it is given up and shown as failed.

@@ -237,6 +237,18 @@ def test_at_most_the_cap_of_emails_reach_one_address_in_a_day(mail_app, sink, fo
         "ann.lee@example.com", "ann.lee@example.com", "bo@example.com"]
 
 
+def test_one_confirmation_while_its_link_is_valid_so_the_cap_goes_to_resources(mail_app, sink, form_post):
+    app = mail_app()  # the default cap: five
+    client = browser(app)
+    for _ in range(5):
+        assert client.post("/submit", data=form_post(marketing_opt_in="yes")).status_code == 303
+    # Four resources and one confirmation, not a confirmation with every post; the fifth
+    # post is over the cap.
+    assert sorted(e.kind for e in rows(app, Email)) == ["confirmation"] + ["delivery"] * 4
+    assert Worker(app).run_pending() == 5
+    assert len(sink.wait_for(5)) == 5
+
+
 def test_an_email_is_never_sent_for_a_post_that_was_not_stored(mail_app, sink, form_post):
     app = mail_app()
     client = browser(app)

@@ -55,6 +55,8 @@ class MailSettings:
     #: The domain of MAIL_FROM, the right-hand side of every Message-ID.
     domain: str
     max_attempts: int = queue.MAX_ATTEMPTS
+    #: Seconds a confirmation link stays valid: while one is, a new post does not owe another.
+    confirm_max_age: int = 7 * 24 * 3600
 
     @classmethod
     def of(cls, config: Mapping[str, Any]) -> MailSettings | None:
@@ -64,7 +66,7 @@ class MailSettings:
         domain = parseaddr(config["MAIL_FROM"])[1].rpartition("@")[2]
         return cls(delivery=config["EMAIL_DELIVERY"], double_opt_in=config["DOUBLE_OPT_IN"],
                    per_day=config["EMAILS_PER_ADDRESS_PER_DAY"], domain=domain,
-                   max_attempts=config["JOB_MAX_ATTEMPTS"])
+                   max_attempts=config["JOB_MAX_ATTEMPTS"], confirm_max_age=config["CONFIRM_MAX_AGE"])
 
 
 def get_mail_settings(app: Flask) -> MailSettings | None:
@@ -80,6 +82,10 @@ _SENT_LATELY: Select = select(func.count()).select_from(_emails).where(
 #: A lead's marketing state as the ledger keeps it (consent_states): ``given``, ``confirmed``…, or None.
 MARKETING_STATE: Select = select(ConsentState.state).where(ConsentState.lead_id == bindparam("lead_id"),
                                                            ConsentState.purpose == MARKETING)
+#: Confirmations recorded for a lead since a time: one whose link is still valid is enough.
+_CONFIRMATIONS_SINCE: Select = select(func.count()).select_from(_emails).where(
+    _emails.c.lead_id == bindparam("lead_id"), _emails.c.kind == CONFIRMATION,
+    _emails.c.created_at > bindparam("since"))
 _INSERT: Insert = insert(_emails).returning(_emails.c.id)
 _JOB_OF: Update = update(_emails).where(_emails.c.id == bindparam("email_id")).values(job_id=bindparam("job_id"))
 
@@ -106,6 +112,15 @@ def queue_emails(tx: Writes, dialect: str, mail: MailSettings | None, *, lead_id
     if not kinds:
         return []
     now = now or utcnow()
+    if CONFIRMATION in kinds:
+        # A person who takes three resources before confirming gets one confirmation, not
+        # three: the cap's room goes to the resources they asked for.
+        [pending] = tx.rows(_CONFIRMATIONS_SINCE, {
+            "lead_id": lead_id, "since": now - timedelta(seconds=mail.confirm_max_age)})
+        if next(iter(pending.values())):
+            kinds.remove(CONFIRMATION)
+            if not kinds:
+                return []
     [counted] = tx.rows(_SENT_LATELY, {"lead_id": lead_id, "since": now - CAP_WINDOW})
     already = next(iter(counted.values()))
     room = max(mail.per_day - already, 0)
