@@ -173,6 +173,7 @@ def record_submission(store: Store, data: NewSubmission, scoring: Scoring | None
             # Double opt-in needs a mail server (capture.config): without mail settings it is off.
             double_opt_in=mail is not None and mail.double_opt_in)
         queue_emails(tx, store.dialect, mail, lead_id=lead["id"], submission_id=submission_id, to_address=data.email,
-                     resource_id=data.resource_id, marketing=states[ledger.MARKETING] if data.marketing_opt_in else None)
+                     resource_id=data.resource_id, marketing=states[ledger.MARKETING] if data.marketing_opt_in else None,
+                     new_lead=row["first_submission_id"] is None)
     scoring.stored = True
     return Lead(**lead), Submission(id=submission_id, lead_id=lead["id"], **submission)

@@ -102,17 +102,19 @@ def owed(mail: MailSettings, marketing: State | None) -> list[str]:
 
 
 def queue_emails(tx: Writes, dialect: str, mail: MailSettings | None, *, lead_id: int, submission_id: int,
-                 to_address: str, resource_id: str, marketing: State | None,
+                 to_address: str, resource_id: str, marketing: State | None, new_lead: bool = False,
                  now: datetime | None = None) -> list[int]:
     """Record the emails this stored post owes (rows and jobs) in its transaction; their ids.
-    ``marketing`` as in :func:`owed`: the ledger's state after this post, which it wrote."""
+    ``marketing`` as in :func:`owed`: the ledger's state after this post, which it wrote.
+    ``new_lead``: the post made the lead, so no email was ever recorded for it (two reads
+    fewer on most posts)."""
     if mail is None:
         return []
     kinds = owed(mail, marketing)
     if not kinds:
         return []
     now = now or utcnow()
-    if CONFIRMATION in kinds:
+    if CONFIRMATION in kinds and not new_lead:
         # A person who takes three resources before confirming gets one confirmation, not
         # three: the cap's room goes to the resources they asked for.
         [pending] = tx.rows(_CONFIRMATIONS_SINCE, {
@@ -121,8 +123,10 @@ def queue_emails(tx: Writes, dialect: str, mail: MailSettings | None, *, lead_id
             kinds.remove(CONFIRMATION)
             if not kinds:
                 return []
-    [counted] = tx.rows(_SENT_LATELY, {"lead_id": lead_id, "since": now - CAP_WINDOW})
-    already = next(iter(counted.values()))
+    already = 0
+    if not new_lead:
+        [counted] = tx.rows(_SENT_LATELY, {"lead_id": lead_id, "since": now - CAP_WINDOW})
+        already = next(iter(counted.values()))
     room = max(mail.per_day - already, 0)
     if room < len(kinds):
         log.warning("lead %s: %s email(s) not recorded, %s already in 24 hours (EMAILS_PER_ADDRESS_PER_DAY=%s)",
