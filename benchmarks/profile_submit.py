@@ -40,7 +40,8 @@ def main() -> None:
         if not args.database_url:
             upgrade(url)
         app = create_app({"SECRET_KEY": "profile-" + "k" * 32, "DATABASE_URL": url,
-                          "CONTENT_DIR": str(ROOT / "content"), "SITE_DIR": None})
+                          "CONTENT_DIR": str(ROOT / "content"), "SITE_DIR": None,
+                          "BASE_URL": "http://localhost/"})
         catalog = load_catalog(ROOT / "content")
         resources = list(catalog)
         client = app.test_client()
