@@ -41,7 +41,7 @@ def main() -> None:
             upgrade(url)
         app = create_app({"SECRET_KEY": "profile-" + "k" * 32, "DATABASE_URL": url,
                           "CONTENT_DIR": str(ROOT / "content"), "SITE_DIR": None,
-                          "BASE_URL": "http://localhost/"})
+                          "BASE_URL": "http://localhost/", "RATE_LIMIT": "off"})
         catalog = load_catalog(ROOT / "content")
         resources = list(catalog)
         client = app.test_client()
