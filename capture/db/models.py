@@ -8,30 +8,29 @@ contract (capture.fields).
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     DDL,
     Boolean,
-    Float,
     Date,
-    Integer,
-    Numeric,
-    DateTime,
+    Float,
     ForeignKey,
     Index,
-    MetaData,
+    Integer,
+    Numeric,
     String,
     Text,
-    TypeDecorator,
     Uuid,
     event,
 )
 from sqlalchemy import false as sa_false
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
-from capture.fields import EMAIL_MAX, RESOURCE_ID_MAX, limit
+# metadata, utcnow and UTCDateTime are read from here by the rest of the package, as before.
+from capture.db.base import Base, UTCDateTime, field_text, metadata, text_column, utcnow  # noqa: F401
+from capture.fields import EMAIL_MAX, RESOURCE_ID_MAX
 
 #: Kept from the browser's User-Agent header (longer ones are cut).
 USER_AGENT_MAX = 500
@@ -55,53 +54,6 @@ MIGRATION_ONLY = frozenset({
     "ix_submissions_utm_campaign_lead_id", "ix_leads_search",
     "leads_search", *(f"leads_search_{part}" for part in ("data", "idx", "content", "docsize", "config")),
 })
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-class UTCDateTime(TypeDecorator):
-    """Timezone-aware UTC in, timezone-aware UTC out, on SQLite (no time zones) as on PostgreSQL."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime: pass a timezone-aware UTC time")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-metadata = MetaData(naming_convention={
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-})
-
-
-class Base(DeclarativeBase):
-    metadata = metadata
-    type_annotation_map = {datetime: UTCDateTime}
-
-
-def _text(length: int) -> Any:
-    """A NOT NULL text column that holds "" when nothing was given."""
-    return mapped_column(String(length), default="", server_default="")
-
-
-def field_text(name: str) -> Any:
-    """The column of a form field, as long as the field contract allows."""
-    return _text(limit(name))
 
 
 class Profile:
@@ -151,7 +103,7 @@ class Lead(Profile, Base):
     engagement: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     score: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     score_reasons: Mapped[str] = mapped_column(Text, default="", server_default="")
-    rules_version: Mapped[str] = _text(RULES_VERSION_MAX)
+    rules_version: Mapped[str] = text_column(RULES_VERSION_MAX)
     scored_at: Mapped[datetime | None]
     stage: Mapped[str] = mapped_column(String(STAGE_MAX), default="lead", server_default="lead")
     stage_changed_at: Mapped[datetime | None]
@@ -161,9 +113,9 @@ class Lead(Profile, Base):
     sql_at: Mapped[datetime | None]
     prospect_at: Mapped[datetime | None]
     customer_at: Mapped[datetime | None]
-    disqualified_reason: Mapped[str] = _text(REASON_MAX)
+    disqualified_reason: Mapped[str] = text_column(REASON_MAX)
     deal_value: Mapped[Any | None] = mapped_column(Numeric(14, 2))
-    deal_currency: Mapped[str] = _text(CURRENCY_MAX)
+    deal_currency: Mapped[str] = text_column(CURRENCY_MAX)
     #: Whether marketing consent is current (None: never asked): what may be emailed today,
     #: written with each consent event by capture.consent.ledger (the rule: capture.consent.state).
     marketing_choice: Mapped[bool | None] = mapped_column(Boolean)
@@ -193,11 +145,11 @@ class StageChange(Base):
     to_stage: Mapped[str] = mapped_column(String(STAGE_MAX))
     #: ``user`` (the workspace or the CLI), ``token`` (the API) or ``rules`` (the score).
     actor_kind: Mapped[str] = mapped_column(String(10))
-    actor: Mapped[str] = _text(ACTOR_MAX)
-    reason: Mapped[str] = _text(REASON_MAX)
-    channel: Mapped[str] = _text(20)
+    actor: Mapped[str] = text_column(ACTOR_MAX)
+    reason: Mapped[str] = text_column(REASON_MAX)
+    channel: Mapped[str] = text_column(20)
     value: Mapped[Any | None] = mapped_column(Numeric(14, 2))
-    currency: Mapped[str] = _text(CURRENCY_MAX)
+    currency: Mapped[str] = text_column(CURRENCY_MAX)
 
 
 class RulesVersion(Base):
@@ -262,7 +214,7 @@ class Submission(Profile, Base):
     utm_content: Mapped[str] = field_text("utm_content")
     referrer: Mapped[str] = field_text("referrer")
     landing_page: Mapped[str] = field_text("landing_page")
-    user_agent: Mapped[str] = _text(USER_AGENT_MAX)
+    user_agent: Mapped[str] = text_column(USER_AGENT_MAX)
     ip_prefix: Mapped[str | None] = mapped_column(String(64))
     terms_accepted: Mapped[bool] = mapped_column(Boolean)
     terms_version: Mapped[str] = mapped_column(String(CONSENT_VERSION_MAX))
@@ -295,7 +247,7 @@ class HeldPost(Base):
     #: The whole post as a spool line (capture.spool.lines), what a release stores.
     payload: Mapped[str] = mapped_column(Text)
     released_at: Mapped[datetime | None]
-    released_by: Mapped[str] = _text(ACTOR_MAX)
+    released_by: Mapped[str] = text_column(ACTOR_MAX)
 
 
 class StaffSession(Base):
@@ -310,7 +262,7 @@ class StaffSession(Base):
     last_seen_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     ended_at: Mapped[datetime | None]
-    user_agent: Mapped[str] = _text(USER_AGENT_MAX)
+    user_agent: Mapped[str] = text_column(USER_AGENT_MAX)
     ip_prefix: Mapped[str | None] = mapped_column(String(64))
 
 
@@ -335,7 +287,7 @@ class ExportRecord(Base):
     created_at: Mapped[datetime]
     #: ``cli``, ``workspace`` or ``api``.
     channel: Mapped[str] = mapped_column(String(20))
-    actor: Mapped[str] = _text(ACTOR_MAX)
+    actor: Mapped[str] = text_column(ACTOR_MAX)
     #: The filter as the person gave it (query string or CLI options).
     filters: Mapped[str] = mapped_column(Text, default="", server_default="")
     rows: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
@@ -368,11 +320,11 @@ class ConsentEvent(Base):
     #: ``staff``, ``import`` (capture.consent.ledger.METHODS).
     method: Mapped[str] = mapped_column(String(20), default="form", server_default="form")
     #: The resource and the page the event came from ("" when it came from neither).
-    resource_id: Mapped[str] = _text(RESOURCE_ID_MAX)
+    resource_id: Mapped[str] = text_column(RESOURCE_ID_MAX)
     page: Mapped[str] = field_text("landing_page")
-    user_agent: Mapped[str] = _text(USER_AGENT_MAX)
+    user_agent: Mapped[str] = text_column(USER_AGENT_MAX)
     #: The member of staff, for a staff action.
-    actor: Mapped[str] = _text(ACTOR_MAX)
+    actor: Mapped[str] = text_column(ACTOR_MAX)
 
 
 class ConsentState(Base):
@@ -398,7 +350,7 @@ class Download(Base):
     submission_id: Mapped[int | None] = mapped_column(ForeignKey("submissions.id"))
     resource_id: Mapped[str] = mapped_column(String(RESOURCE_ID_MAX))
     created_at: Mapped[datetime]
-    user_agent: Mapped[str] = _text(USER_AGENT_MAX)
+    user_agent: Mapped[str] = text_column(USER_AGENT_MAX)
     ip_prefix: Mapped[str | None] = mapped_column(String(64))
 
 
@@ -422,7 +374,7 @@ class ApiToken(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
-    name: Mapped[str] = _text(TOKEN_NAME_MAX)
+    name: Mapped[str] = text_column(TOKEN_NAME_MAX)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime]
@@ -455,7 +407,7 @@ class Job(Base):
     run_at: Mapped[datetime]
     #: A running job whose worker died is taken again after this time.
     locked_until: Mapped[datetime | None]
-    locked_by: Mapped[str] = _text(100)
+    locked_by: Mapped[str] = text_column(100)
     last_error: Mapped[str] = mapped_column(Text, default="", server_default="")
     finished_at: Mapped[datetime | None]
 
@@ -474,10 +426,10 @@ class Email(Base):
     #: ``delivery`` or ``confirmation`` (capture.mail).
     kind: Mapped[str] = mapped_column(String(20))
     to_address: Mapped[str] = mapped_column(String(EMAIL_MAX))
-    resource_id: Mapped[str] = _text(RESOURCE_ID_MAX)
+    resource_id: Mapped[str] = text_column(RESOURCE_ID_MAX)
     message_id: Mapped[str] = mapped_column(String(255), unique=True)
     #: The subject as sent (filled when it is sent).
-    subject: Mapped[str] = _text(300)
+    subject: Mapped[str] = text_column(300)
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
 
@@ -505,4 +457,4 @@ class Erasure(Base):
     created_at: Mapped[datetime]
     #: ``cli``, ``workspace`` or ``retention``.
     channel: Mapped[str] = mapped_column(String(20))
-    actor: Mapped[str] = _text(ACTOR_MAX)
+    actor: Mapped[str] = text_column(ACTOR_MAX)
