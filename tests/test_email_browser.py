@@ -141,7 +141,7 @@ def test_the_pages_of_an_emails_links_and_the_leads_consent_look_right(demo_with
                     "unsubscribe-done": "You are unsubscribed"}
     assert not sideways
     assert "Address confirmed" in evidence and "Withdrawn" in evidence
-    for how in ("ticked or left unticked on the form", "the confirmation link in an email",
+    for how in ("the box on the form", "the confirmation link in an email",
                 "the unsubscribe link or page"):
         assert how in evidence
     assert jobs.count(address) == 2 and "No job has failed for good." in jobs
