@@ -42,11 +42,14 @@ class ChildServer:
     """A command serving HTTP on 127.0.0.1:port, its output in a log file; stopped on exit."""
 
     def __init__(self, argv: list[str], port: int, log_path: Path,
-                 env: dict[str, str] | None = None, cwd: Path = ROOT):
+                 env: dict[str, str] | None = None, cwd: Path = ROOT, own_settings_only: bool = False):
+        """``env`` is added to the test's environment; with ``own_settings_only`` the test's
+        LEADGATE_* variables are left out, as in a user's shell that sets only these."""
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.cwd = cwd
-        self.env = {**os.environ, **(env or {})}
+        inherited = {k: v for k, v in os.environ.items() if not (own_settings_only and k.startswith("LEADGATE_"))}
+        self.env = {**inherited, **(env or {})}
         self.log_path = log_path
         self._log = open(log_path, "w")
         self.process = subprocess.Popen(argv, cwd=self.cwd, env=self.env, stdout=self._log,

@@ -210,7 +210,7 @@ def test_proof_prints_every_event_to_the_word(client, runner, store, form_post, 
     assert f"Marketing emails (marketing): withdrawn, version {marketing.version}, since 2027-01-01T08:30:00Z; current: no" in out
     assert out.count(f"words:  {marketing.text}") == 3  # given, declined, withdrawn
     assert out.count(f"sha256: {marketing.sha256}") == 3
-    assert "method: form (ticked or left unticked on the form)" in out
+    assert "method: form (the box on the form)" in out
     assert "from:   leads-vs-prospects on https://site.example.com/resources/leads-vs-prospects/" in out
     assert "method: staff (a member of staff, on the person's request)" in out
     assert "staff:  sam.sales@example.com" in out

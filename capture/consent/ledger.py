@@ -34,7 +34,7 @@ FORM, CONFIRMATION_LINK, UNSUBSCRIBE_PAGE, ONE_CLICK, STAFF, IMPORT = (
     "form", "confirmation_link", "unsubscribe_page", "one_click", "staff", "import")
 #: How an event came about, in the words the proof prints.
 METHODS = {
-    FORM: "ticked or left unticked on the form",
+    FORM: "the box on the form",
     CONFIRMATION_LINK: "the confirmation link in an email",
     UNSUBSCRIBE_PAGE: "the unsubscribe link or page",
     ONE_CLICK: "the mail program's one-click unsubscribe (List-Unsubscribe, RFC 8058)",
