@@ -189,7 +189,7 @@ def test_retry_mistakes_get_one_error_line(runner, args, message):
 
 
 def test_one_purge_job_a_day_however_many_workers_look(make_app, monkeypatch):
-    app = make_app()
+    app = make_app(RETENTION_PURGE=True)
     store = worker.get_store(app)
     for _ in range(3):
         w = worker.Worker(app)

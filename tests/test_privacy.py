@@ -5,22 +5,27 @@ download links, `leadgate` commands and the workspace."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import func, inspect, make_url, select, text
+from mailsink import Sink, running_sink
 from staff import add_user, csrf_token, sign_in, signed_in
 
 from capture.catalog import get_catalog
 from capture.db.models import (
     ConsentEvent,
     Download,
+    Email,
     Erasure,
     ExportRecord,
     HeldPost,
+    Job,
     Lead,
     StageChange,
     Submission,
@@ -28,8 +33,8 @@ from capture.db.models import (
     utcnow,
 )
 from capture.db.store import get_store
+from capture.jobs import queue, schedule
 from capture.jobs.worker import Worker
-from capture.jobs import queue
 from capture.leads.submission import NewSubmission, record_submission
 from capture.spool import get_spool
 from capture.spool.lines import submission_line
@@ -51,21 +56,38 @@ def app(make_app, instance):
     return make_app(SPOOL_PATH=str(instance / "spool.jsonl"), RATE_LIMIT="off")
 
 
-def submit(client, form_post, email: str, **fields) -> str:
-    """A form post as a browser sends it; the download link's path."""
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    yield from running_sink()
+
+
+@pytest.fixture
+def mailing_app(make_app, instance, sink):
+    """The service with email delivery on: each post queues an email and the job sending it."""
+    return make_app(SPOOL_PATH=str(instance / "spool.jsonl"), RATE_LIMIT="off", SMTP_URL=sink.url,
+                    MAIL_FROM="Example Marketing <hello@example.com>", EMAIL_DELIVERY=True)
+
+
+def submit(client, form_post, email: str, **fields) -> str | None:
+    """A form post as a browser sends it; the download link's path (None: it is emailed)."""
     answer = client.post("/submit", data=form_post(email=email, **fields), headers={"Accept": "application/json"})
     assert answer.status_code == 201, answer.get_data(as_text=True)
-    return urlsplit(answer.get_json()["download_url"]).path
+    url = answer.get_json().get("download_url")
+    return urlsplit(url).path if url else None
 
 
-def zephyrine(client, form_post, runner, app) -> None:
+def zephyrine(client, form_post, runner, app, sink: Sink | None = None) -> None:
     """Ann's story for Zephyrine: two posts, a download, consent, a stage move with a note that
-    names her, a post held as spam and a line waiting in the spool."""
+    names her, a post held as spam and a line waiting in the spool. With a ``sink``, email
+    delivery is on: the worker sends her two emails and she opens the link in the first."""
     link = submit(client, form_post, ZEPH, first_name="Zephyrine", last_name="Quillfeather",
                   company="Quillfeather Analytics", marketing="yes",
                   marketing_opt_in="yes")
     submit(client, form_post, ZEPH.lower(), resource_id="scoring", first_name="Zephyrine",
            last_name="Quillfeather", company="Quillfeather Analytics")
+    if sink is not None:
+        assert link is None and Worker(app).run_pending() == 2
+        [link] = re.findall(r"https?://\S+(/download/\S+)", sink.wait_for(2)[0].get_body(("plain",)).get_content())
     fetch(client, link)
     assert add_user(runner, "sam.sales@example.com", "sales").exit_code == 0
     moved = runner.invoke(args=["stage", ZEPH, "sql", "--by", "sam.sales@example.com",
@@ -170,7 +192,9 @@ def test_the_workspace_download_is_an_attachment_for_who_may_export(app, client,
 # --- Erasure ---------------------------------------------------------------------------------
 
 def test_an_erased_person_leaves_no_trace_in_any_file_and_reports_keep_their_counts(
-        app, client, form_post, runner, tmp_path, database_kind, database_url):
+        mailing_app, sink, form_post, tmp_path, database_kind, database_url):
+    app = mailing_app
+    client, runner = app.test_client(), app.test_cli_runner()
     reader = None
     if database_kind == "sqlite":
         # A reader keeps the WAL from being reused while she posts: her rows stay in old frames
@@ -178,16 +202,26 @@ def test_an_erased_person_leaves_no_trace_in_any_file_and_reports_keep_their_cou
         reader = sqlite3.connect(make_url(database_url).database, isolation_level=None)
         reader.execute("BEGIN")
         reader.execute("SELECT count(*) FROM leads").fetchone()
-    zephyrine(client, form_post, runner, app)
+    zephyrine(client, form_post, runner, app, sink)
     submit(client, form_post, OTHER, first_name="Bertrand", last_name="Oakhollow", company="Oak Ltd")
+    assert Worker(app).run_pending() == 1
+    # Her emails name her address; so did the jobs that sent them.
+    assert count(app, Email, func.lower(Email.to_address) == ZEPH.lower()) == 2
     if reader is not None:
         reader.execute("COMMIT")
         reader.close()
-    # A search for her in the export log.
+    # Staff search for her, in the workspace and on the command line: the export log keeps
+    # what they typed.
     assert sign_in(client, "sam.sales@example.com").status_code == 303
-    csv = client.get(f"/workspace/leads.csv?q={ZEPH}")
-    assert csv.status_code == 200 and "Zephyrine" in csv.get_data(as_text=True)
-    csv.close()
+    for search, finds in ((ZEPH, True), ("quillfeather", True), ("Zephyrine Quillfeather", False),
+                          ("Quillfeather Analytics", True)):
+        csv = client.get("/workspace/leads.csv", query_string={"q": search})
+        assert csv.status_code == 200 and ("Zephyrine" in csv.get_data(as_text=True)) == finds, search
+        csv.close()
+    exported = runner.invoke(args=["export", "--search", "ZEPHYRINE"])
+    assert exported.exit_code == 0 and "Quillfeather" in exported.output
+    company = client.get("/workspace/leads.csv", query_string={"q": "Oak Ltd"})
+    company.close()
     before = report(runner)
     result = runner.invoke(args=["privacy", "erase", ZEPH.lower(), "--yes"])
     assert result.exit_code == 0, result.output
@@ -204,6 +238,10 @@ def test_an_erased_person_leaves_no_trace_in_any_file_and_reports_keep_their_cou
         assert postgres_rows_holding(app, ("zephyrine", "quillfeather")) == []
         assert postgres_rows_holding(app, ("oakhollow",)) != []
     with get_store(app).read() as s:
+        searches = s.scalars(select(ExportRecord.filters).order_by(ExportRecord.id)).all()
+    assert searches == ["q=[erased]", "q=[erased]", "q=[erased] [erased]", "q=[erased]", "--search [erased]",
+                        "q=Oak Ltd"]
+    with get_store(app).read() as s:
         tomb = s.scalars(select(Lead).where(Lead.erased_at.is_not(None))).one()
         other = s.scalars(select(Lead).where(Lead.erased_at.is_(None))).one()
         assert (tomb.email, tomb.email_key, tomb.first_name, tomb.stage) == ("", f"erased:{tomb.id}", "", "sql")
@@ -217,6 +255,8 @@ def test_an_erased_person_leaves_no_trace_in_any_file_and_reports_keep_their_cou
         assert (erasure.lead_id, erasure.channel) == (tomb.id, "cli")
         assert other.first_name == "Bertrand"
     assert count(app, HeldPost) == 0 and count(app, Suppression) == 1
+    assert count(app, Email) == count(app, Email, Email.lead_id == other.id) == 1
+    assert count(app, Job, Job.lead_id == tomb.id) == 0 and count(app, Job, Job.lead_id == other.id) == 1
 
 
 def postgres_rows_holding(app, words: tuple[str, ...]) -> list[str]:
@@ -304,6 +344,49 @@ def test_a_held_post_from_before_the_erasure_is_not_released(app, client, form_p
     assert count(app, Lead) == 0 and count(app, HeldPost) == 0
 
 
+@pytest.fixture
+def service_without_its_key(make_app, instance, monkeypatch):
+    """The service as deployed (not in test mode), and a `leadgate` command run on its host
+    without LEADGATE_SECRET_KEY: the suppression list's key is unknown to that command."""
+    monkeypatch.delenv("LEADGATE_SECRET_KEY", raising=False)
+    return make_app(SPOOL_PATH=str(instance / "spool.jsonl"), RATE_LIMIT="off", TESTING=False)
+
+
+def test_spam_release_without_the_key_works_while_nobody_was_erased(service_without_its_key, form_post):
+    app = service_without_its_key
+    client, runner = app.test_client(), app.test_cli_runner()
+    assert client.post("/submit", data=form_post(email=ZEPH, website="http://x.example")).status_code == 303
+    assert add_user(runner, "sam.sales@example.com", "sales").exit_code == 0
+    post_id = folder_post_id(app)
+    result = runner.invoke(args=["spam", "release", str(post_id), "--by", "sam.sales@example.com"])
+    assert result.exit_code == 0, result.output
+    assert f"{post_id} Zephyrine.Quillfeather@example.org: released as lead" in result.output
+    assert count(app, Lead) == 1
+
+
+def test_spam_release_without_the_key_once_someone_was_erased_says_to_set_it(
+        service_without_its_key, form_post, monkeypatch):
+    app = service_without_its_key
+    client, runner = app.test_client(), app.test_cli_runner()
+    with monkeypatch.context() as with_key:
+        with_key.setenv("LEADGATE_SECRET_KEY", app.config["SECRET_KEY"])
+        assert runner.invoke(args=["privacy", "erase", OTHER, "--yes"]).exit_code == 0
+    assert client.post("/submit", data=form_post(email=ZEPH, website="http://x.example")).status_code == 303
+    assert add_user(runner, "sam.sales@example.com", "sales").exit_code == 0
+    post_id = folder_post_id(app)
+    result = runner.invoke(args=["spam", "release", str(post_id), "--by", "sam.sales@example.com"])
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        "Error: set LEADGATE_SECRET_KEY to the service's secret key: the suppression list of erased people "
+        "is keyed with it (to tell whether a post's sender was erased since); nothing was released."]
+    assert count(app, Lead) == 0 and count(app, HeldPost, HeldPost.released_at.is_(None)) == 1
+
+
+def folder_post_id(app) -> int:
+    with get_store(app).read() as s:
+        return s.scalars(select(HeldPost.id)).one()
+
+
 # --- Retention -------------------------------------------------------------------------------
 
 def posted_long_ago(app, email: str) -> int:
@@ -317,7 +400,9 @@ def posted_long_ago(app, email: str) -> int:
     return lead.id
 
 
-def test_the_purge_erases_leads_inactive_past_the_retention_period(app, client, form_post, runner):
+def test_the_purge_erases_leads_inactive_past_the_retention_period(make_app, instance, form_post):
+    app = make_app(SPOOL_PATH=str(instance / "spool.jsonl"), RATE_LIMIT="off", RETENTION_PURGE=True)
+    client, runner = app.test_client(), app.test_cli_runner()
     old_id = posted_long_ago(app, ZEPH)
     submit(client, form_post, OTHER, first_name="Bertrand")
     dry = runner.invoke(args=["privacy", "purge", "--dry-run"])
@@ -341,6 +426,81 @@ def test_a_stage_move_counts_as_activity(app, runner):
     assert runner.invoke(args=["stage", ZEPH, "sql", "--by", "sam.sales@example.com"]).exit_code == 0
     assert "No lead is without activity" in runner.invoke(args=["privacy", "purge"]).output
     assert count(app, Lead, Lead.erased_at.is_(None)) == 1
+
+
+def test_a_returning_visitor_whose_new_post_waits_in_the_spam_folder_is_kept(app, client, form_post, runner):
+    posted_long_ago(app, ZEPH)
+    held = client.post("/submit", data=form_post(email=ZEPH.upper(), website="http://x.example"))
+    assert held.status_code == 303 and count(app, HeldPost) == 1
+    dry = runner.invoke(args=["privacy", "purge", "--dry-run"])
+    assert "No lead is without activity" in dry.output
+    assert "No lead is without activity" in runner.invoke(args=["privacy", "purge"]).output
+    assert count(app, Lead, Lead.erased_at.is_(None)) == 1 and count(app, HeldPost) == 1
+
+
+def test_a_returning_visitor_whose_new_post_waits_in_the_spool_is_kept(app, runner):
+    posted_long_ago(app, ZEPH)
+    with app.app_context():
+        catalog = get_catalog()
+    resource = catalog.get("scoring")
+    get_spool(app).file.append(submission_line(NewSubmission(
+        email=ZEPH.lower(), resource_id=resource.id, terms=resource.terms, marketing=catalog.settings.marketing,
+        marketing_opt_in=False, first_name="Zephyrine")))
+    assert "No lead is without activity" in runner.invoke(args=["privacy", "purge"]).output
+    replayed = runner.invoke(args=["spool", "replay"])
+    assert replayed.exit_code == 0, replayed.output
+    with get_store(app).read() as s:
+        lead = s.scalars(select(Lead)).one()
+    assert lead.erased_at is None and count(app, Submission, Submission.lead_id == lead.id) == 2
+
+
+def test_a_new_post_held_during_the_purge_keeps_the_person(app, client, form_post):
+    """The check inside the erasing transaction: held after the purge listed her, before it erased her."""
+    from capture.privacy import retention
+
+    posted_long_ago(app, ZEPH)
+    listed = retention.inactive
+
+    def listed_then_she_posts(*args):
+        found = listed(*args)
+        assert client.post("/submit", data=form_post(email=ZEPH, website="http://x.example")).status_code == 303
+        return found
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(retention, "inactive", listed_then_she_posts)
+        done = retention.purge(app)
+    assert done.lead_ids == [] and count(app, Lead, Lead.erased_at.is_(None)) == 1 and count(app, HeldPost) == 1
+
+
+def test_the_days_purge_erases_every_old_lead_and_holds_its_job_while_it_runs(make_app, instance, monkeypatch):
+    app = make_app(SPOOL_PATH=str(instance / "spool.jsonl"), RETENTION_PURGE=True, JOB_LEASE_SECONDS=60)
+    old = [posted_long_ago(app, ZEPH), posted_long_ago(app, OTHER)]
+    store = get_store(app)
+    [job_id] = schedule.enqueue_today(store, app.config, utcnow())
+    extended = []
+    extend = queue.extend
+    monkeypatch.setattr(queue, "extend", lambda *a: extended.append(a) or extend(*a))
+    # The job is due at 03:00 UTC: the queue's clock is at least there.
+    due = datetime.combine(utcnow().date(), schedule.PERIODIC[0].at, UTC)
+    monkeypatch.setattr(queue, "utcnow", lambda: max(utcnow(), due))
+    assert Worker(app).run_pending() == 1
+    with store.read() as s:
+        assert sorted(s.scalars(select(Lead.id).where(Lead.erased_at.is_not(None)))) == old
+        assert s.scalars(select(Job.state).where(Job.id == job_id)).one() == "done"
+    assert len(extended) == 2  # before each lead
+
+
+def test_a_purge_taken_over_by_another_worker_stops(make_app, instance, monkeypatch):
+    app = make_app(SPOOL_PATH=str(instance / "spool.jsonl"), RETENTION_PURGE=True)
+    posted_long_ago(app, ZEPH)
+    posted_long_ago(app, OTHER)
+    store = get_store(app)
+    with store.writes() as tx:
+        queue.enqueue(tx, store.dialect, "privacy_purge", {}, dedupe_key="privacy_purge:taken")
+    answers = iter([True, False])  # the lease held for the first lead, then another worker took it
+    monkeypatch.setattr(queue, "extend", lambda *a: next(answers))
+    assert Worker(app).run_pending() == 1
+    assert count(app, Lead, Lead.erased_at.is_not(None)) == 1
 
 
 def test_the_daily_job_does_nothing_when_the_purge_is_turned_off(make_app, instance):

@@ -74,6 +74,7 @@ def spam_release(ids: tuple[str, ...], by: str) -> None:
 
     from capture.db.store import get_store
     from capture.mail.outbox import get_mail_settings
+    from capture.privacy.suppression import KeyUnknown
     from capture.scoring.apply import get_scoring
     from capture.spam import folder
     from capture.staff import accounts, roles
@@ -103,8 +104,14 @@ def spam_release(ids: tuple[str, ...], by: str) -> None:
         except folder.AlreadyReleased as e:
             click.echo(f"{e.post.id} {e.post.email}: already released by {e.post.released_by or 'someone'}; "
                        "nothing added")
+        except folder.Suppressed:
+            click.echo(f"{key}: sent by a person erased since; the post was deleted, nothing added")
         except folder.NotHeld:
             click.echo(f"{key}: deleted or purged meanwhile; nothing added")
+        except KeyUnknown as e:
+            # Every release checks the list, the first one included: nothing was released before.
+            raise click.ClickException(f"{e} (to tell whether a post's sender was erased since); "
+                                       "nothing was released.") from None
         else:
             click.echo(f"{done.post_id} {done.email}: released as lead {done.lead_id} (by {staff.email})")
 

@@ -21,6 +21,7 @@ versions go. What could not be cleaned is said, never hidden.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
@@ -31,7 +32,7 @@ from datetime import datetime
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import and_, delete, false, func, insert, not_, select, text, update
+from sqlalchemy import and_, delete, false, func, insert, not_, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from capture.catalog import get_catalog
@@ -41,6 +42,7 @@ from capture.db.models import (
     Email,
     Erasure,
     ExportRecord,
+    HeldPost,
     Job,
     Lead,
     StageChange,
@@ -50,9 +52,11 @@ from capture.db.models import (
 from capture.db.store import Store, get_store
 from capture.fields import PROFILE_FIELDS
 from capture.leads.merge import email_key
+from capture.leads.submission import NewSubmission
 from capture.privacy import suppression
 from capture.spam import folder
 from capture.spool import get_spool
+from capture.spool.lines import CorruptLine, decode
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +71,10 @@ TOUCHED = ("leads", "submissions", "downloads", "stage_changes", "consent_events
 #: How long truncating SQLite's WAL waits for readers to let go (SQLite's busy handler retries).
 CHECKPOINT_WAIT_MS = 2000
 CHECKPOINT_STEP_MS = 100
-#: What replaces the address in the export log's filters.
+#: What replaces the address and the names in the export log's filters.
 REDACTED = "[erased]"
+#: Name words shorter than this stay in the export log (an initial names nobody).
+NAME_MIN = 2
 
 
 #: Whether a lead must stay after all, asked inside the erasing transaction (a retention purge
@@ -146,11 +152,12 @@ def erase_rows(store: Store, secret: str, email: str, *, channel: str, actor: st
             sqlite = store.dialect == "sqlite"
             if sqlite:
                 s.execute(text("PRAGMA secure_delete=ON"))
+            names = person_names(lead, folder.person_posts(s, email))
             if lead is not None:
                 uids = set(s.scalars(select(Submission.uid).where(Submission.lead_id == lead.id)))
                 _tombstone(s, lead, channel, actor, at, fixed_reasons)
             held = folder.delete_person(s, email)
-            _redact_export_log(s, key)
+            _redact_export_log(s, key, names)
             suppression.add(s, store.dialect, secret, email, at, channel)
             if sqlite:
                 s.execute(text("PRAGMA secure_delete=OFF"))
@@ -180,14 +187,52 @@ def _tombstone(s: Session, lead: Lead, channel: str, actor: str, at: datetime,
     s.execute(delete(Job).where(Job.lead_id == lead.id))
 
 
-def _redact_export_log(s: Session, key: str) -> None:
-    """The address out of the export log's filters (a search for it), the rest of the record kept."""
-    pattern = re.compile(re.escape(key), re.IGNORECASE)
-    found = s.execute(select(ExportRecord.id, ExportRecord.filters)
-                      .where(func.lower(ExportRecord.filters).contains(key.lower()))).all()
+def person_names(lead: Lead | None, held: list[HeldPost]) -> tuple[list[str], list[str]]:
+    """What names the person in a staff search: (their companies that carry one of their names,
+    their name words), from the lead and the posts held as spam, longest first.
+
+    A name word shorter than NAME_MIN is left (an initial names nobody). A company is a
+    business, not a person, and staff search for it for its other leads: it goes only when it
+    holds one of the person's names ("Quillfeather Analytics"), where it identifies them.
+    """
+    given = [(lead.first_name, lead.last_name, lead.company)] if lead is not None else []
+    for post in held:
+        with contextlib.suppress(CorruptLine):
+            data = decode(post.payload.encode("ascii"))
+            if isinstance(data, NewSubmission):
+                given.append((data.first_name, data.last_name, data.company))
+    words = {word.casefold(): word for first, last, _ in given for word in f"{first} {last}".split()
+             if len(word) >= NAME_MIN}
+    companies = {company.strip() for _, _, company in given
+                 if any(_whole(word).search(company) for word in words.values())}
+    return sorted(companies, key=len, reverse=True), sorted(words.values(), key=len, reverse=True)
+
+
+def _whole(words: str) -> re.Pattern[str]:
+    """``words`` as whole words, any case (Unicode: "élodie" finds "Élodie")."""
+    return re.compile(rf"(?<!\w){re.escape(words)}(?!\w)", re.IGNORECASE)
+
+
+def _redact_export_log(s: Session, key: str, names: tuple[list[str], list[str]]) -> None:
+    """The person out of the export log's filters (a staff search for their address, their
+    company or their name), the rest of each record kept."""
+    companies, words = names
+    patterns = [re.compile(re.escape(key), re.IGNORECASE), *map(_whole, (*companies, *words))]
+    # SQL narrows the records; the patterns decide (SQLite's lower() folds ASCII letters only).
+    needles = {_ascii_lower(form) for text in (key, *companies, *words)
+               for form in (text, text.lower(), text.upper(), text.capitalize())}
+    found = s.execute(select(ExportRecord.id, ExportRecord.filters).where(
+        or_(*(func.lower(ExportRecord.filters).contains(needle, autoescape=True) for needle in needles)))).all()
     for record_id, filters in found:
-        s.execute(update(ExportRecord).where(ExportRecord.id == record_id)
-                  .values(filters=pattern.sub(REDACTED, filters)))
+        redacted = filters
+        for pattern in patterns:
+            redacted = pattern.sub(REDACTED, redacted)
+        if redacted != filters:
+            s.execute(update(ExportRecord).where(ExportRecord.id == record_id).values(filters=redacted))
+
+
+def _ascii_lower(text: str) -> str:
+    return "".join(c.lower() if c.isascii() else c for c in text)
 
 
 def clean_files(store: Store) -> str | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -72,18 +73,30 @@ def is_suppressed(store: Store, secret: str | None, email: str, made_at: datetim
     """Whether data about this address made at ``made_at`` predates the person's erasure, and so
     must not be stored: the check of a spool replay, a spam release and an import.
 
-    ``secret`` None: the current app's key (:func:`secret_key`); outside an app, KeyUnknown once
-    anyone was erased.
+    ``secret`` None: the current app's key (:func:`secret_key`). Without the key the answer is
+    still known while nobody was ever erased (False); once someone was, KeyUnknown.
     """
     if secret is None:
-        if has_app_context():
-            secret = secret_key(current_app)
-        elif any_suppressed(store):
-            raise KeyUnknown("the suppression list's key is needed: pass the app's secret key")
-        else:
+        secret = known_key(store, (lambda: secret_key(current_app)) if has_app_context() else _no_key)
+        if secret is None:
             return False
     erased = erased_at(store, secret, email)
     return erased is not None and made_at <= erased
+
+
+def known_key(store: Store, key: Callable[[], str]) -> str | None:
+    """The suppression list's key from ``key``; None when it is unknown but the list is empty
+    (there is nobody to check for), KeyUnknown when it is unknown and someone was erased."""
+    try:
+        return key()
+    except KeyUnknown:
+        if any_suppressed(store):
+            raise
+        return None
+
+
+def _no_key() -> str:
+    raise KeyUnknown("the suppression list's key is needed: pass the app's secret key")
 
 
 def any_suppressed(store: Store) -> bool:

@@ -186,12 +186,9 @@ class Spool:
 
         if self.secret is None:
             return False
-        try:
-            secret = self.secret()
-        except suppression.KeyUnknown:
-            if not suppression.any_suppressed(self.store):
-                return False
-            raise
+        secret = suppression.known_key(self.store, self.secret)
+        if secret is None:
+            return False
         return suppression.is_suppressed(self.store, secret, data.email, data.created_at)
 
     def forget(self, email: str, submission_uids: set[uuid.UUID]) -> int:

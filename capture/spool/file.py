@@ -24,6 +24,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from capture.db.store import Store
 from capture.scoring.apply import Scoring
 from capture.leads.downloads import has_download, has_submission, record_download
+from capture.leads.merge import email_key
 from capture.leads.submission import NewSubmission, record_submission
 from capture.mail.outbox import MailSettings
 from capture.spam import folder
@@ -208,6 +209,19 @@ class SpoolFile:
     def holds(self, submission_uid: uuid.UUID) -> bool:
         """Whether a submission is waiting in the spool."""
         return self.find(submission_uid) is not None
+
+    def posted_since(self, moment: datetime) -> set[str]:
+        """The addresses (email keys) of the submissions waiting here made at or after
+        ``moment``: people active then, whom a retention purge must keep (read without the lock)."""
+        if not self.pending():
+            return set()
+        posted = set()
+        for raw in self._lines():
+            with suppress(CorruptLine):
+                event = decode(raw)
+                if isinstance(event, NewSubmission) and event.created_at >= moment:
+                    posted.add(email_key(event.email))
+        return posted
 
     def status(self, suppressed: Suppressed | None = None) -> SpoolStatus:
         """What waits; with ``suppressed``, how many submissions a replay would drop."""
