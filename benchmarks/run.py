@@ -138,23 +138,23 @@ EMAIL_SETTINGS = {
 }
 
 
-def emails_recorded(database_url: str) -> int:
-    """The delivery emails the posts recorded (one per stored post)."""
+def count(database_url: str, query: str) -> int:
+    """One count from a server's database, after its rounds."""
     engine = create_engine(database_url)
     try:
         with engine.connect() as conn:
-            return conn.execute(text("SELECT count(*) FROM emails WHERE kind = 'delivery'")).scalar_one()
+            return conn.execute(text(query)).scalar_one()
     finally:
         engine.dispose()
+
+
+def emails_recorded(database_url: str) -> int:
+    """The delivery emails the posts recorded (one per stored post)."""
+    return count(database_url, "SELECT count(*) FROM emails WHERE kind = 'delivery'")
 
 
 def stored_submissions(database_url: str) -> int:
-    engine = create_engine(database_url)
-    try:
-        with engine.connect() as conn:
-            return conn.execute(text("SELECT count(*) FROM submissions")).scalar_one()
-    finally:
-        engine.dispose()
+    return count(database_url, "SELECT count(*) FROM submissions")
 
 
 def main() -> None:
