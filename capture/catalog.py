@@ -158,6 +158,11 @@ class Settings:
         """Every purpose of consent, terms and marketing first: the export's, in this order."""
         return (*FIXED_PURPOSES, *(p.name for p in self.purposes))
 
+    @property
+    def purpose_labels(self) -> dict[str, str]:
+        """The further purposes' labels by name, in order (how the proof names them)."""
+        return {p.name: p.label for p in self.purposes}
+
 
 @dataclass(frozen=True)
 class Resource:

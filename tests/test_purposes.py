@@ -88,7 +88,7 @@ def test_a_ticked_box_is_given_and_the_proof_lead_page_and_export_show_it(
 
     proof = runner.invoke(args=["consent", "proof", "ann.lee@example.com"])
     assert proof.exit_code == 0, proof.output
-    assert "partners (partners): given, version partners-2026-12" in proof.output
+    assert "Partner offers (partners): given, version partners-2026-12" in proof.output
     assert f"words:  {WORDS}" in proof.output and f"sha256: {partners_sha(catalog)}" in proof.output
 
     out = runner.invoke(args=["export", "--columns", "all", "--format", "jsonl"])
@@ -105,7 +105,8 @@ def test_a_ticked_box_is_given_and_the_proof_lead_page_and_export_show_it(
 
     signed_in(client, runner)
     page = client.get(f"/workspace/leads/{lead.id}").get_data(as_text=True)
-    assert WORDS in page and "partners-2026-12" in page
+    assert "<h3>Partner offers</h3>" in page and WORDS in page and "partners-2026-12" in page
+    assert "Agreed to Partner offers (partners-2026-12)" in page  # the timeline
 
 
 def test_a_box_left_unticked_is_declined(client, store, form_post, catalog):

@@ -15,6 +15,7 @@ import binascii
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 from urllib.parse import urlencode
 
@@ -288,12 +289,14 @@ def lead_page(lead_id: int, *, form: Mapping[str, str] | None = None,
     events = sorted([*timeline, *changes], key=lambda entry: entry.at)
     rules = get_scoring().rules
     fit_reasons, engagement_reasons = reasons_from_json(person.score_reasons)
+    labels = get_catalog().settings.purpose_labels
     body = render_template(
         "workspace/lead.html", lead=person, timeline=events, catalog=get_catalog(),
         first=submissions.get(person.first_submission_id),
         latest=submissions.get(person.last_submission_id),
-        consent=proof(store, lead_id, double_opt_in=current_app.config["DOUBLE_OPT_IN"]),
-        methods=ledger.METHODS, told=told, consent_texts=lead_consent_texts(store, lead_id),
+        consent=proof(store, lead_id, double_opt_in=current_app.config["DOUBLE_OPT_IN"],
+                      labels=labels),
+        methods=ledger.METHODS, told=partial(told, labels=labels), consent_texts=lead_consent_texts(store, lead_id),
         downloads=sum(isinstance(e.item, Download) for e in timeline),
         rules=rules, scoring_on=rules.mql_threshold <= 100,
         fit_reasons=fit_reasons, engagement_reasons=engagement_reasons,
