@@ -154,11 +154,6 @@ class Settings:
     purposes: tuple[Purpose, ...] = ()
 
     @property
-    def purpose_names(self) -> tuple[str, ...]:
-        """Every purpose of consent, terms and marketing first: the export's, in this order."""
-        return (*FIXED_PURPOSES, *(p.name for p in self.purposes))
-
-    @property
     def purpose_labels(self) -> dict[str, str]:
         """The further purposes' labels by name, in order (how the proof names them)."""
         return {p.name: p.label for p in self.purposes}

@@ -26,7 +26,7 @@ EXPORT_SOURCE_FIELDS = (*SOURCE_FIELDS, "resource_id")
 #: The lead's stage and stored score, as the lead list shows them.
 QUALIFICATION_COLUMNS = ("stage", "fit", "engagement", "score", "score_reasons")
 #: The purposes of consent every export has columns for; the further ones of leadgate.yml
-#: follow them (Settings.purpose_names).
+#: follow them (Settings.purposes).
 PURPOSES = (TERMS, MARKETING)
 #: A purpose's columns: its state, and the words' version and SHA-256 and the time of the
 #: event that set it (consent_states, capture.consent.state).
