@@ -21,7 +21,7 @@ from capture.web.forms import check_submission
 from capture.web.openapi import describe
 
 from leads import consent_events, find_lead
-from staff import signed_in
+from staff import csrf_token, signed_in
 from test_build import CONTROLLER, Tags, build_site, form_region, label_of, read, write_notice
 
 WORDS = "Share my details with event partners so they can send me their offers."
@@ -107,6 +107,24 @@ def test_a_ticked_box_is_given_and_the_proof_lead_page_and_export_show_it(
     page = client.get(f"/workspace/leads/{lead.id}").get_data(as_text=True)
     assert "<h3>Partner offers</h3>" in page and WORDS in page and "partners-2026-12" in page
     assert "Agreed to Partner offers (partners-2026-12)" in page  # the timeline
+
+
+def test_staff_withdraw_a_further_purpose_on_the_persons_request(client, runner, store, form_post, catalog):
+    client.post("/submit", data=form_post(consent_partners="yes", marketing_opt_in="yes",
+                                          partners_sha256=partners_sha(catalog)))
+    lead = find_lead(store, "ann.lee@example.com")
+    signed_in(client, runner)
+    page = client.get(f"/workspace/leads/{lead.id}").get_data(as_text=True)
+    assert "Withdraw consent to Partner offers" in page and "Withdraw marketing consent" in page
+    token = csrf_token(client, f"/workspace/leads/{lead.id}")
+    answer = client.post(f"/workspace/leads/{lead.id}/consent/withdraw",
+                         data={"csrf_token": token, "purpose": "partners"}, follow_redirects=True)
+    assert "Consent to Partner offers withdrawn." in answer.get_data(as_text=True)
+    states = {e.kind: e.event for e in consent_events(store, lead.id)}  # the newest per purpose
+    assert states["partners"] == "withdrawn" and states["marketing"] == "given"
+    refused = client.post(f"/workspace/leads/{lead.id}/consent/withdraw",
+                          data={"csrf_token": token, "purpose": "terms"})
+    assert refused.status_code == 422
 
 
 def test_a_box_left_unticked_is_declined(client, store, form_post, catalog):
