@@ -134,6 +134,15 @@ def test_a_box_left_unticked_is_declined(client, store, form_post, catalog):
     assert (partners.event, partners.version) == ("declined", "partners-2026-12")
 
 
+def test_a_form_sent_back_to_fix_keeps_the_box_as_the_person_left_it(client, form_post, catalog):
+    answer = client.post("/submit", data=form_post(email="not an address", consent_partners="yes",
+                                                   partners_sha256=partners_sha(catalog)))
+    assert answer.status_code == 422
+    inputs = {a["name"]: a for a in Tags(form_region(answer.get_data(as_text=True))).find("input")}
+    assert "checked" in inputs["consent_partners"] and "checked" not in inputs["marketing_opt_in"]
+    assert inputs["partners_sha256"]["value"] == partners_sha(catalog)
+
+
 def test_a_page_built_before_the_purpose_records_nothing_for_it(client, store, form_post):
     assert client.post("/submit", data=form_post()).status_code == 303
     lead = find_lead(store, "ann.lee@example.com")
