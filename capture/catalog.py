@@ -17,6 +17,8 @@ from typing import Any, Iterator
 import yaml
 from email_validator import EmailNotValidError, validate_email
 
+from capture.fields import Field, purpose_fields
+
 SETTINGS_FILE = "leadgate.yml"
 RESOURCES_DIR = "resources"
 #: The privacy notice: a page of the content folder like any other, at the site's ``privacy/``.
@@ -38,6 +40,13 @@ MAX_RETENTION_MONTHS = 120
 #: Longest disqualification reason (stage_changes.reason holds more: a reason typed by hand).
 REASON_LIMIT = 100
 MAX_REASONS = 50
+#: A further purpose of consent in leadgate.yml (beside terms and marketing): lower-case letters
+#: and digits, so its form fields (``consent_<name>``, ``<name>_sha256``) and export columns
+#: (``<name>_state``…) can never be read as another's.
+PURPOSE_NAME = re.compile(r"^[a-z][a-z0-9]{0,19}$")
+#: The purposes every site has; further ones are optional boxes (capture.fields.purpose_fields).
+FIXED_PURPOSES = ("terms", "marketing")
+PURPOSE_LABEL_MAX = 100
 #: The words of a consent text that point at the privacy notice; the form links them to it.
 NOTICE_WORDS = re.compile(r"\bprivacy (?:notice|policy)\b", re.IGNORECASE)
 
@@ -103,6 +112,22 @@ class ConsentText:
 
 
 @dataclass(frozen=True)
+class Purpose:
+    """A further purpose of consent from leadgate.yml: an optional box, never ticked in advance
+    and never a condition of the download (GDPR Art. 7(4))."""
+
+    name: str
+    #: How the form contract, the export and the proof name it ("Partner offers").
+    label: str
+    text: ConsentText
+
+    @cached_property
+    def fields(self) -> tuple[Field, Field]:
+        """Its box (``consent_<name>``) and the hidden hash of its words (``<name>_sha256``)."""
+        return purpose_fields(self.name, self.label)
+
+
+@dataclass(frozen=True)
 class Controller:
     """Who is responsible for the leads' details (GDPR Art. 4(7)), as the privacy notice names them."""
 
@@ -125,6 +150,13 @@ class Settings:
     disqualification_reasons: tuple[str, ...] = tuple(DEFAULT_SETTINGS["disqualification_reasons"])
     #: ISO 4217 code of deal values and spend when none is given.
     currency: str = DEFAULT_SETTINGS["currency"]
+    #: The further purposes of consent, in the order of leadgate.yml.
+    purposes: tuple[Purpose, ...] = ()
+
+    @property
+    def purpose_labels(self) -> dict[str, str]:
+        """The further purposes' labels by name, in order (how the proof names them)."""
+        return {p.name: p.label for p in self.purposes}
 
 
 @dataclass(frozen=True)
@@ -182,6 +214,8 @@ class Catalog:
         """Every consent wording the site shows, with the file and the field it comes from."""
         yield SETTINGS_FILE, "consent.terms", self.settings.terms
         yield SETTINGS_FILE, "consent.marketing", self.settings.marketing
+        for purpose in self.settings.purposes:
+            yield SETTINGS_FILE, f"consent.{purpose.name}", purpose.text
         for resource in self:
             if resource.terms != self.settings.terms:
                 yield resource.src_uri, "consent_text", resource.terms
@@ -238,15 +272,18 @@ def load_settings(content_dir: Path) -> Settings:
         if any(len(v) > 100 for v in value):
             problems.append((SETTINGS_FILE, key, "values must be at most 100 characters"))
         lists[key] = tuple(value)
+    if not isinstance(merged["consent"] or {}, dict):
+        raise CatalogError([(SETTINGS_FILE, "consent", "must be a mapping of purpose: version and text")])
     consent = {**DEFAULT_SETTINGS["consent"], **(merged["consent"] or {})}
     texts = {}
-    for kind in ("terms", "marketing"):
+    for kind in FIXED_PURPOSES:
         entry = consent.get(kind)
         if not (isinstance(entry, dict) and isinstance(entry.get("text"), str) and entry["text"].strip()
                 and isinstance(entry.get("version"), str) and entry["version"].strip()):
             problems.append((SETTINGS_FILE, f"consent.{kind}", "needs a text and a version"))
             continue
         texts[kind] = ConsentText(kind, entry["version"].strip(), entry["text"].strip())
+    purposes = _purposes(consent, problems)
     controller = _controller(merged["controller"], problems)
     months = merged["retention_months"]
     if isinstance(months, bool) or not isinstance(months, int) or not 1 <= months <= MAX_RETENTION_MONTHS:
@@ -266,7 +303,40 @@ def load_settings(content_dir: Path) -> Settings:
         retention_months=months,
         disqualification_reasons=reasons,
         currency=currency,
+        purposes=purposes,
     )
+
+
+def _purposes(consent: dict[str, Any], problems: list) -> tuple[Purpose, ...]:
+    """The ``consent`` entries beside terms and marketing: each a name, a version, the words
+    and a label."""
+    purposes = []
+    for name, entry in consent.items():
+        if name in FIXED_PURPOSES:
+            continue
+        where = f"consent.{name}"
+        if not (isinstance(name, str) and PURPOSE_NAME.match(name)):
+            problems.append((SETTINGS_FILE, where, f"'{str(name)[:40]}' is not a purpose name: up to 20 "
+                             "lower-case letters and digits, starting with a letter (such as partners)"))
+            continue
+        if not isinstance(entry, dict):
+            problems.append((SETTINGS_FILE, where, "needs a version, a text and a label"))
+            continue
+        for key in sorted(set(entry) - {"version", "text", "label"}, key=str):
+            problems.append((SETTINGS_FILE, f"{where}.{key}", "unknown field (allowed: version, text, label)"))
+        values = {}
+        for key, most in (("version", LIMITS["consent_version"]), ("text", LIMITS["consent_text"]),
+                          ("label", PURPOSE_LABEL_MAX)):
+            value = entry.get(key)
+            if not (isinstance(value, str) and value.strip()):
+                problems.append((SETTINGS_FILE, f"{where}.{key}", "is missing"))
+            elif len(value.strip()) > most:
+                problems.append((SETTINGS_FILE, f"{where}.{key}", f"is longer than {most} characters"))
+            else:
+                values[key] = value.strip()
+        if len(values) == 3:
+            purposes.append(Purpose(name, values["label"], ConsentText(name, values["version"], values["text"])))
+    return tuple(purposes)
 
 
 def _reasons(value: Any, problems: list) -> tuple[str, ...]:
@@ -455,3 +525,12 @@ def get_catalog() -> Catalog:
     if EXTENSION not in current_app.extensions:
         current_app.extensions[EXTENSION] = load_catalog(current_app.config["CONTENT_DIR"])
     return current_app.extensions[EXTENSION]
+
+
+def get_settings() -> Settings:
+    """The current app's settings: its catalog's once read, else leadgate.yml alone (an export
+    needs the purposes of consent, never the resources)."""
+    from flask import current_app
+
+    catalog = current_app.extensions.get(EXTENSION)
+    return catalog.settings if catalog is not None else load_settings(Path(current_app.config["CONTENT_DIR"]))

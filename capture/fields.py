@@ -69,6 +69,20 @@ BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
 
 TERMS_VALUE = BY_NAME["terms"].value
 MARKETING_VALUE = BY_NAME["marketing_opt_in"].value
+#: The value of a further purpose's box, as the marketing box's.
+PURPOSE_VALUE = MARKETING_VALUE
+SHA256_LENGTH = BY_NAME["marketing_sha256"].limit
+
+
+def purpose_fields(purpose: str, label: str) -> tuple[Field, Field]:
+    """The two fields of a further purpose of consent (``consent.<purpose>`` in leadgate.yml):
+    its optional box and the SHA-256 of the words the page showed beside it."""
+    return (
+        Field(f"consent_{purpose}", label, CHECKBOX, None,
+              "optional and unticked; ticked only when exactly `yes`", value=PURPOSE_VALUE),
+        Field(f"{purpose}_sha256", f"{label} consent version", HIDDEN, SHA256_LENGTH,
+              f"SHA-256 of the {purpose} text the page showed; without it the box was not shown"),
+    )
 
 #: What a person tells about themselves: kept on each submission, the newest on the lead.
 PROFILE_FIELDS = ("first_name", "last_name", "company", "job_title", "company_size", "industry")

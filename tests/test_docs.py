@@ -7,7 +7,7 @@ import ast
 import re
 from pathlib import Path
 
-from capture.fields import FIELDS
+from capture.fields import FIELDS, purpose_fields
 
 ROOT = Path(__file__).resolve().parent.parent
 ARCHITECTURE = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
@@ -52,6 +52,13 @@ def test_the_field_table_is_the_field_contract():
     documented = [(name.strip("`"), label, kind, limit) for name, label, kind, limit, _rule in rows]
     assert documented == [(f.name, f.label, f.kind, str(f.limit) if f.limit is not None else "—")
                           for f in FIELDS]
+
+
+def test_the_per_purpose_table_is_the_per_purpose_contract():
+    rows = table_after("defined once by `capture.fields.purpose_fields`")
+    documented = [(name.strip("`"), label, kind, limit, rule) for name, label, kind, limit, rule in rows]
+    assert documented == [(f.name, f.label, f.kind, str(f.limit) if f.limit is not None else "—", f.rule)
+                          for f in purpose_fields("<purpose>", "<label>")]
 
 
 def test_the_form_template_takes_its_limits_from_the_contract():

@@ -21,6 +21,7 @@ def proof(email: str) -> None:
     the member of staff who acted."""
     from flask import current_app
 
+    from capture.catalog import get_settings
     from capture.consent.proof import proof as evidence
     from capture.consent.proof import proof_lines
     from capture.db.store import get_store
@@ -35,7 +36,8 @@ def proof(email: str) -> None:
     lead = lead_by_email(store, address)
     if lead is None:
         raise click.ClickException(f"There is no lead with the address {address}.")
-    purposes = evidence(store, lead.id, double_opt_in=current_app.config["DOUBLE_OPT_IN"])
+    purposes = evidence(store, lead.id, double_opt_in=current_app.config["DOUBLE_OPT_IN"],
+                        labels=get_settings().purpose_labels)
     for line in proof_lines(lead, purposes):
         click.echo(line)
 

@@ -66,7 +66,7 @@ def export(output, q, seen_from, seen_to, resource, resource_type, utm_source, u
     Filters combine; --from, --to, --resource, --type and --utm-* must hold on one and the
     same form post (see docs/export.md).
     """
-    from capture.catalog import get_catalog
+    from capture.catalog import get_catalog, get_settings
     from capture.db.store import get_store
     from capture.leads.export import ExportOptions
     from capture.leads.filters import LeadFilter
@@ -79,7 +79,7 @@ def export(output, q, seen_from, seen_to, resource, resource_type, utm_source, u
             "columns": columns, "format": fmt, "excel": "yes" if excel else ""}
     catalog = get_catalog() if resource_type or resource else None
     lead_filter, errors = LeadFilter.from_args(args, *catalog.choices() if catalog else ())
-    options, option_errors = ExportOptions.from_args(args)
+    options, option_errors = ExportOptions.from_args(args, get_settings().purposes)
     errors.update(option_errors)
     if errors:
         raise click.UsageError("\n".join(

@@ -10,7 +10,7 @@ rests on the ledger alone.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -21,7 +21,8 @@ from capture.consent.state import State, is_current, state_of
 from capture.db.models import ConsentEvent, ConsentTextRow, Lead
 from capture.db.store import Store
 
-#: How the proof and the lead page name a purpose; others by their own name.
+#: How the proof and the lead page name a purpose; further ones by their label in the settings
+#: (Settings.purpose_labels), others by their own name.
 PURPOSE_NAMES = {TERMS: "Terms", MARKETING: "Marketing emails"}
 #: An event in a lead's timeline, by (event, purpose); other purposes by event alone.
 TELLS = {
@@ -35,9 +36,11 @@ VERBS = {"given": "Agreed to", "declined": "Did not agree to", "confirmed": "Con
          "withdrawn": "Withdrew consent to"}
 
 
-def told(event: str, purpose: str) -> str:
-    """An event as the lead's timeline tells it: "Opted in to marketing emails"."""
-    return TELLS.get((event, purpose)) or f"{VERBS.get(event, event)} {PURPOSE_NAMES.get(purpose, purpose)}"
+def told(event: str, purpose: str, labels: Mapping[str, str] | None = None) -> str:
+    """An event as the lead's timeline tells it: "Opted in to marketing emails", "Agreed to
+    Partner offers" (``labels`` as :func:`proof`'s)."""
+    name = {**PURPOSE_NAMES, **(labels or {})}.get(purpose, purpose)
+    return TELLS.get((event, purpose)) or f"{VERBS.get(event, event)} {name}"
 
 
 @dataclass(frozen=True)
@@ -71,15 +74,15 @@ class PurposeProof:
     state: State | None
     current: bool
     events: tuple[Evidence, ...]
-
-    @property
-    def name(self) -> str:
-        return PURPOSE_NAMES.get(self.purpose, self.purpose)
+    #: How the proof and the lead page name it.
+    name: str
 
 
-def proof(store: Store, lead_id: int, *, double_opt_in: bool) -> list[PurposeProof]:
-    """The evidence for each purpose the lead was asked about: terms, marketing, then others
-    by name."""
+def proof(store: Store, lead_id: int, *, double_opt_in: bool,
+          labels: Mapping[str, str] | None = None) -> list[PurposeProof]:
+    """The evidence for each purpose the lead was asked about: terms, marketing, the further
+    purposes of the settings (``labels``: name → label, in their order), then others by name."""
+    names = {**PURPOSE_NAMES, **(labels or {})}
     events, texts = ConsentEvent, ConsentTextRow
     with store.read() as s:
         rows = s.execute(
@@ -88,11 +91,11 @@ def proof(store: Store, lead_id: int, *, double_opt_in: bool) -> list[PurposePro
     by_purpose: dict[str, list[tuple[ConsentEvent, str]]] = {}
     for event, words in rows:
         by_purpose.setdefault(event.kind, []).append((event, words))
-    order = [p for p in PURPOSE_NAMES if p in by_purpose] + sorted(set(by_purpose) - set(PURPOSE_NAMES))
-    return [_purpose(purpose, by_purpose[purpose], double_opt_in) for purpose in order]
+    order = [p for p in names if p in by_purpose] + sorted(set(by_purpose) - set(names))
+    return [_purpose(purpose, by_purpose[purpose], double_opt_in, names.get(purpose, purpose)) for purpose in order]
 
 
-def _purpose(purpose: str, rows: list[tuple[ConsentEvent, str]], double_opt_in: bool) -> PurposeProof:
+def _purpose(purpose: str, rows: list[tuple[ConsentEvent, str]], double_opt_in: bool, name: str) -> PurposeProof:
     state = state_of({"id": e.id, "event": e.event, "version": e.version, "sha256": e.sha256,
                       "created_at": e.created_at} for e, _ in rows)
     evidence = tuple(Evidence(
@@ -100,7 +103,7 @@ def _purpose(purpose: str, rows: list[tuple[ConsentEvent, str]], double_opt_in: 
         method=e.method, resource_id=e.resource_id, page=e.page, actor=e.actor, ip_prefix=e.ip_prefix,
         user_agent=e.user_agent) for e, words in rows)
     current = is_current(state, double_opt_in if purpose == MARKETING else False)
-    return PurposeProof(purpose, state, current, evidence)
+    return PurposeProof(purpose, state, current, evidence, name)
 
 
 def utc_text(at: datetime) -> str:

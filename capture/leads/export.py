@@ -29,7 +29,8 @@ start with a formula character, and leaving them alone keeps numbers and dates u
 Quoting is csv's: commas, quotes and line breaks stay inside their cell, and any Unicode is
 written as it is (NUL and lone surrogates are refused when a form is posted).
 
-Consent, per purpose (``terms_…``, ``marketing_…``): the state derived from the ledger
+Consent, per purpose (``terms_…``, ``marketing_…``, then each further purpose of leadgate.yml
+in its order, such as ``partners_…``; :func:`export_columns`): the state derived from the ledger
 (capture.consent.state) and the version, SHA-256 and time of the event that set it. Leaving
 the box unticked on a later form does not withdraw an earlier consent; only a withdrawal does.
 ``marketing_opt_in`` is ``yes`` when marketing consent is current (given, or confirmed when
@@ -54,7 +55,7 @@ from itertools import islice
 from operator import itemgetter
 from typing import Any, BinaryIO
 
-from capture.catalog import Catalog
+from capture.catalog import Catalog, Purpose
 from capture.db.store import Store
 from capture.fields import BY_NAME, CHOICE, PROFILE_FIELDS
 from capture.leads.filters import LeadFilter
@@ -97,9 +98,8 @@ def _source(name: str, which: str) -> Column:
     return Column(f"{which}_{name}", kind, f"The {_named(name)} of the person's {which} request.")
 
 
-def _consent(purpose: str) -> tuple[Column, ...]:
+def _consent(purpose: str, what: str) -> tuple[Column, ...]:
     """A purpose's columns: where its consent stands, and the event that put it there."""
-    what = {"terms": "the terms", "marketing": "marketing emails"}.get(purpose, purpose)
     return (
         Column(f"{purpose}_state", TEXT, f"Consent to {what}: given, declined, confirmed or withdrawn "
                "(empty: never asked). A box left unticked later does not withdraw a consent."),
@@ -109,8 +109,8 @@ def _consent(purpose: str) -> tuple[Column, ...]:
     )
 
 
-#: Every column, in the order ``all`` gives them.
-COLUMNS: dict[str, Column] = {c.name: c for c in (
+#: The columns before the purposes' and after them, in the order ``all`` gives them.
+_BEFORE_CONSENT: tuple[Column, ...] = (
     Column("id", NUMBER, "The lead's number: stable, to match one export with the next."),
     Column("email", TEXT, "Email address as last typed (one lead per address, whatever its case)."),
     *(_profile(name) for name in PROFILE_FIELDS),
@@ -127,14 +127,28 @@ COLUMNS: dict[str, Column] = {c.name: c for c in (
     Column("submissions", NUMBER, "How many forms the person sent."),
     Column("downloads", NUMBER, "How many times the person's download links were used."),
     Column("last_download_at", TIME, "When a download link of theirs was last used."),
-    *(column for purpose in PURPOSES for column in _consent(purpose)),
+)
+_FIXED_CONSENT = (*_consent("terms", "the terms"), *_consent("marketing", "marketing emails"))
+_AFTER_CONSENT: tuple[Column, ...] = (
     Column("marketing_opt_in", FLAG, "yes when marketing consent is current: given (confirmed, "
            "with double opt-in) and not withdrawn — what may be emailed today."),
     Column("marketing_opt_in_at", TIME, "When the marketing consent in force was given (or "
            "confirmed); empty when it is not current."),
     Column("first_seen", TIME, "When the person first sent a form."),
     Column("last_seen", TIME, "When the person last sent a form."),
-)}
+)
+
+
+@lru_cache(maxsize=8)
+def export_columns(purposes: tuple[Purpose, ...] = ()) -> dict[str, Column]:
+    """Every column of an export, with the further purposes of leadgate.yml (``purposes``,
+    Settings.purposes) after terms and marketing, in their order."""
+    extra = (column for purpose in purposes for column in _consent(purpose.name, purpose.label.lower()))
+    return {c.name: c for c in (*_BEFORE_CONSENT, *_FIXED_CONSENT, *extra, *_AFTER_CONSENT)}
+
+
+#: Every column of a site with no further purposes of consent, in the order ``all`` gives them.
+COLUMNS: dict[str, Column] = export_columns()
 
 #: What an export holds when no columns are asked for.
 DEFAULT_COLUMNS = (
@@ -144,6 +158,13 @@ DEFAULT_COLUMNS = (
     "latest_landing_page", "resources", "terms_state", "terms_version", "terms_at", "marketing_state",
     "marketing_version", "marketing_at", "marketing_opt_in", "marketing_opt_in_at", "first_seen", "last_seen",
 )
+
+
+def default_columns(purposes: tuple[Purpose, ...] = ()) -> tuple[str, ...]:
+    """DEFAULT_COLUMNS with each further purpose's state, version and time after marketing's."""
+    at = DEFAULT_COLUMNS.index("marketing_at") + 1
+    extra = tuple(f"{p.name}_{part}" for p in purposes for part in ("state", "version", "at"))
+    return DEFAULT_COLUMNS[:at] + extra + DEFAULT_COLUMNS[at:]
 
 
 def neutralise(value: str) -> str:
@@ -200,27 +221,36 @@ class ExportOptions:
     columns: tuple[str, ...] = DEFAULT_COLUMNS
     format: str = "csv"
     excel: bool = False
+    #: The further purposes of consent (Settings.purposes) whose columns may be asked for.
+    purposes: tuple[Purpose, ...] = ()
+
+    @property
+    def available(self) -> dict[str, Column]:
+        return export_columns(self.purposes)
 
     @property
     def content_type(self) -> str:
         return FORMATS[self.format]
 
     @classmethod
-    def from_args(cls, args: Mapping[str, str | None]) -> tuple[ExportOptions, dict[str, list[str]]]:
-        """Read ``columns``, ``format`` and ``excel``; messages per parameter like LeadFilter's."""
+    def from_args(cls, args: Mapping[str, str | None],
+                  purposes: tuple[Purpose, ...] = ()) -> tuple[ExportOptions, dict[str, list[str]]]:
+        """Read ``columns``, ``format`` and ``excel``; messages per parameter like LeadFilter's.
+        ``purposes``: the further purposes of consent of the settings, which add columns."""
         errors: dict[str, list[str]] = {}
-        columns = DEFAULT_COLUMNS
+        available = export_columns(purposes)
+        columns = default_columns(purposes)
         text = (args.get("columns") or "").strip()
         if text == "all":
-            columns = tuple(COLUMNS)
+            columns = tuple(available)
         elif text:
             names = [name.strip() for name in text.split(",") if name.strip()]
-            unknown = [name for name in names if name not in COLUMNS]
+            unknown = [name for name in names if name not in available]
             repeated = sorted({name for name in names if names.count(name) > 1})
             if unknown:
                 errors["columns"] = [
                     f"Unknown column{'s' if len(unknown) > 1 else ''}: {', '.join(u[:40] for u in unknown[:10])}. "
-                    f"Valid columns: {', '.join(COLUMNS)} (or all)."]
+                    f"Valid columns: {', '.join(available)} (or all)."]
             elif repeated:
                 errors["columns"] = [f"Each column once: {', '.join(repeated)} is listed twice."]
             elif not names:
@@ -237,7 +267,7 @@ class ExportOptions:
             errors["excel"] = [f"Use yes or no, not '{excel_text[:20]}'."]
         elif excel and fmt != "csv":
             errors["excel"] = ["The Excel mark (a UTF-8 BOM) is for CSV only."]
-        return cls(columns, fmt, excel), errors
+        return cls(columns, fmt, excel, purposes), errors
 
     def filename(self, today: datetime) -> str:
         """``leads-2026-11-30.csv``: dated, so downloads on different days do not overwrite."""
@@ -285,7 +315,7 @@ class Rendering:
         return self.count.rows
 
     def __iter__(self) -> Iterator[bytes]:
-        kinds = [COLUMNS[name].kind for name in self.options.columns]
+        kinds = [self.options.available[name].kind for name in self.options.columns]
         if self.options.format == "jsonl":
             return self._jsonl(kinds)
         return self._csv(kinds)
@@ -354,7 +384,8 @@ def iter_export(store: Store, options: ExportOptions = ExportOptions(), lead_fil
     """The export as blocks of UTF-8; nothing is queried until the header has been taken.
     ``after`` and ``through`` bound a page of it (capture.leads.queries.export_page_end)."""
     rows = iter_export_rows(store, lead_filter, columns=options.columns, catalog=catalog, order=order,
-                            after=after, through=through, chunk_size=chunk_size)
+                            after=after, through=through, chunk_size=chunk_size,
+                            purposes=(*PURPOSES, *(p.name for p in options.purposes)))
     return Rendering(rows, options, chunk_size)
 
 

@@ -25,7 +25,8 @@ from capture.leads.filters import NOT_ERASED, LeadFilter, Part, lead_conditions,
 EXPORT_SOURCE_FIELDS = (*SOURCE_FIELDS, "resource_id")
 #: The lead's stage and stored score, as the lead list shows them.
 QUALIFICATION_COLUMNS = ("stage", "fit", "engagement", "score", "score_reasons")
-#: The purposes of consent the export has columns for.
+#: The purposes of consent every export has columns for; the further ones of leadgate.yml
+#: follow them (Settings.purposes).
 PURPOSES = (TERMS, MARKETING)
 #: A purpose's columns: its state, and the words' version and SHA-256 and the time of the
 #: event that set it (consent_states, capture.consent.state).
@@ -246,7 +247,7 @@ def lead_timeline(store: Store, lead_id: int) -> list[TimelineEntry]:
 def iter_export_rows(store: Store, lead_filter: LeadFilter | None = None, *,
                      columns: Sequence[str] = EXPORT_COLUMNS, catalog: Catalog | None = None,
                      order: tuple[str, str] | None = None, after: ExportKey | None = None,
-                     through: ExportKey | None = None,
+                     through: ExportKey | None = None, purposes: Sequence[str] = PURPOSES,
                      chunk_size: int = 1000) -> Iterator[Sequence[Any]]:
     """The leads a filter selects (all by default) as rows of ``columns``.
 
@@ -263,12 +264,12 @@ def iter_export_rows(store: Store, lead_filter: LeadFilter | None = None, *,
     ids ints (``fit``, ``engagement`` and ``score`` too), ``score_reasons`` the stored JSON
     text ("" when never scored), ``marketing_opt_in`` a bool (whether marketing consent is
     current; False when never asked), ``marketing_opt_in_at`` None unless it is, each
-    purpose's ``_state``, ``_version``, ``_sha256`` "" and ``_at`` None when never asked, and
+    purpose's (of ``purposes``) ``_state``, ``_version``, ``_sha256`` "" and ``_at`` None when never asked, and
     ``resources`` the resource ids of the lead's posts joined by ``;``, repeats included, in
     no order. Erased leads are left out.
     """
     first, latest = aliased(Submission), aliased(Submission)
-    states = {purpose: aliased(ConsentState, name=f"{purpose}_state") for purpose in PURPOSES}
+    states = {purpose: aliased(ConsentState, name=f"{purpose}_state") for purpose in dict.fromkeys((*PURPOSES, *purposes))}
     iso = _iso_text(store.engine.dialect.name)
     expressions: dict[str, Any] = {
         "id": Lead.id, "email": Lead.email,

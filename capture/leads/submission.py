@@ -45,6 +45,8 @@ class NewSubmission:
     terms: ConsentText
     marketing: ConsentText
     marketing_opt_in: bool
+    #: The further purposes whose boxes the page showed (leadgate.yml): the words, and ticked.
+    purposes: tuple[tuple[ConsentText, bool], ...] = ()
     first_name: str = ""
     last_name: str = ""
     company: str = ""
@@ -139,7 +141,7 @@ def record_submission(store: Store, data: NewSubmission, scoring: Scoring | None
         remember_rules(tx, scoring, store.dialect)
         tx.run(sql.consent_text, [
             {"sha256": text.sha256, "kind": text.kind, "version": text.version, "text": text.text,
-             "first_seen": at} for text in (data.terms, data.marketing)])
+             "first_seen": at} for text in (data.terms, data.marketing, *(t for t, _ in data.purposes))])
         # A new lead is inserted with this post's details, so that only its submission ids
         # change below; a known lead comes back as it was and is merged.
         key = email_key(data.email)
@@ -168,7 +170,7 @@ def record_submission(store: Store, data: NewSubmission, scoring: Scoring | None
                              event=ledger.GIVEN if given else ledger.DECLINED, method=ledger.FORM,
                              at=at, resource_id=data.resource_id, page=data.page or data.landing_page,
                              ip_prefix=data.ip_prefix, user_agent=data.user_agent)
-            for text, given in ((data.terms, True), (data.marketing, data.marketing_opt_in))],
+            for text, given in ((data.terms, True), (data.marketing, data.marketing_opt_in), *data.purposes)],
             states={} if row["first_submission_id"] is None else None,
             # Double opt-in needs a mail server (capture.config): without mail settings it is off.
             double_opt_in=mail is not None and mail.double_opt_in)

@@ -77,6 +77,9 @@ def decode(raw: bytes) -> NewSubmission | SpooledDownload:
             return NewSubmission(**{
                 **record, "uid": uuid.UUID(record["uid"]), "terms": ConsentText(**record["terms"]),
                 "marketing": ConsentText(**record["marketing"]),
+                # Lines written before further purposes existed have none.
+                "purposes": tuple((ConsentText(**text), bool(given))
+                                  for text, given in record.get("purposes", ())),
                 "spam": Verdict.from_json(record.get("spam", ""))})
         if kind == DOWNLOAD:
             uid = uuid.UUID(record.pop("submission_uid"))

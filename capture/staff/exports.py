@@ -29,7 +29,7 @@ from flask import Blueprint, Flask, Response, current_app, g, request, stream_wi
 from itsdangerous import BadSignature, URLSafeSerializer
 from limits import parse_many
 
-from capture.catalog import Catalog, get_catalog
+from capture.catalog import Catalog, get_catalog, get_settings
 from capture.config import ConfigError
 from capture.db.models import utcnow
 from capture.db.store import get_store
@@ -59,7 +59,7 @@ def read_export_args(args: Mapping[str, str]) -> tuple[LeadFilter, ExportOptions
     """Filter, options and (for a type filter) the catalog, with messages per bad parameter."""
     catalog = get_catalog() if args.get("type") or args.get("resource") else None
     lead_filter, errors = LeadFilter.from_args(args, *catalog.choices() if catalog else ())
-    options, option_errors = ExportOptions.from_args(args)
+    options, option_errors = ExportOptions.from_args(args, get_settings().purposes)
     return lead_filter, options, catalog, {**errors, **option_errors}
 
 

@@ -15,6 +15,7 @@ import binascii
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 from urllib.parse import urlencode
 
@@ -237,14 +238,20 @@ def move(lead_id: int) -> Any:
 @auth.login_required
 @roles.needs(roles.MOVE)
 def withdraw_marketing(lead_id: int) -> Any:
-    """Staff record the person's withdrawal of marketing consent (asked by phone, by email…):
-    a ledger event with method ``staff`` naming the account; nothing when none stands."""
+    """Staff record the person's withdrawal of marketing consent, or of a further purpose of the
+    settings (``purpose``), asked by phone, by email…: a ledger event with method ``staff``
+    naming the account; nothing when none stands."""
     if get_lead(get_store(), lead_id) is None:
         raise Problem(404, "There is no lead with this number; it may have been erased.",
                       title="Lead not found")
-    withdrawn = ledger.withdraw(get_store(), lead_id, ledger.MARKETING, ledger.STAFF, at=utcnow(),
+    purpose = request.form.get("purpose") or ledger.MARKETING
+    labels = get_catalog().settings.purpose_labels
+    if purpose != ledger.MARKETING and purpose not in labels:
+        raise Problem(422, "Only marketing consent and the further purposes of the settings can be withdrawn.")
+    withdrawn = ledger.withdraw(get_store(), lead_id, purpose, ledger.STAFF, at=utcnow(),
                                 user_agent=request.user_agent.string, actor=auth.current_user().email)
-    flash("Marketing consent withdrawn." if withdrawn else "There was no marketing consent to withdraw.")
+    what = "marketing consent" if purpose == ledger.MARKETING else f"consent to {labels[purpose]}"
+    flash(f"{what[0].upper()}{what[1:]} withdrawn." if withdrawn else f"There was no {what} to withdraw.")
     return redirect(url_for(".lead", lead_id=lead_id, _anchor="consent"), 303)
 
 
@@ -288,12 +295,15 @@ def lead_page(lead_id: int, *, form: Mapping[str, str] | None = None,
     events = sorted([*timeline, *changes], key=lambda entry: entry.at)
     rules = get_scoring().rules
     fit_reasons, engagement_reasons = reasons_from_json(person.score_reasons)
+    labels = get_catalog().settings.purpose_labels
     body = render_template(
         "workspace/lead.html", lead=person, timeline=events, catalog=get_catalog(),
         first=submissions.get(person.first_submission_id),
         latest=submissions.get(person.last_submission_id),
-        consent=proof(store, lead_id, double_opt_in=current_app.config["DOUBLE_OPT_IN"]),
-        methods=ledger.METHODS, told=told, consent_texts=lead_consent_texts(store, lead_id),
+        consent=proof(store, lead_id, double_opt_in=current_app.config["DOUBLE_OPT_IN"],
+                      labels=labels),
+        methods=ledger.METHODS, told=partial(told, labels=labels),
+        withdrawable=(ledger.MARKETING, *labels), consent_texts=lead_consent_texts(store, lead_id),
         downloads=sum(isinstance(e.item, Download) for e in timeline),
         rules=rules, scoring_on=rules.mql_threshold <= 100,
         fit_reasons=fit_reasons, engagement_reasons=engagement_reasons,

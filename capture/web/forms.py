@@ -21,7 +21,7 @@ from werkzeug.datastructures import MultiDict
 from wtforms import Form, StringField
 from wtforms.validators import InputRequired, StopValidation, ValidationError
 
-from capture.catalog import Catalog, ConsentText, Resource
+from capture.catalog import Catalog, ConsentText, Purpose, Resource
 from capture.errors import VISITOR
 from capture.scoring.domains import DISPOSABLE, domain_of, kind_of_domain
 from capture.fields import (
@@ -185,6 +185,24 @@ def shown_text(posted: str, current: tuple[ConsentText, ...], kind: str,
     return recorded if recorded is not None and recorded.kind == kind else None
 
 
+#: A further purpose's box posted beside words the service cannot tell (answered 409).
+STALE = "stale"
+
+
+def _purpose_choice(formdata: MultiDict, purpose: Purpose,
+                    known_text: Callable[[str], ConsentText | None]) -> tuple[ConsentText, bool] | str | None:
+    """(the words shown, ticked) for a further purpose; None when the page did not show its box
+    (built before the purpose was added: nothing was asked, so nothing is recorded), STALE
+    when it names words the service does not know."""
+    box, digest = purpose.fields
+    posted = formdata.get(digest.name) or ""
+    ticked = formdata.get(box.name) == box.value
+    if not posted:
+        return STALE if ticked else None
+    shown = shown_text(posted, (purpose.text,), purpose.name, known_text)
+    return STALE if shown is None else (shown, ticked)
+
+
 _bound = threading.local()
 
 
@@ -221,7 +239,10 @@ def check_submission(formdata: MultiDict, catalog: Catalog, *,
                        known_text)
     marketing = shown_text(form.marketing_sha256.data, (catalog.settings.marketing,), "marketing",
                            known_text)
-    if terms is None or marketing is None:
+    purposes = [_purpose_choice(formdata, purpose, known_text) for purpose in catalog.settings.purposes]
+    checked.values.update({purpose.fields[0].name: formdata.get(purpose.fields[0].name) or ""
+                           for purpose in catalog.settings.purposes})
+    if terms is None or marketing is None or STALE in purposes:
         checked.form_error = STALE_PAGE
         return checked
     if not valid:
@@ -232,6 +253,7 @@ def check_submission(formdata: MultiDict, catalog: Catalog, *,
         "terms": terms,
         "marketing": marketing,
         "marketing_opt_in": form.marketing_ticked,
+        "purposes": tuple(choice for choice in purposes if choice is not None),
         **{name: form[name].data for name in (*PROFILE_FIELDS, *SOURCE_FIELDS)},
     }
     return checked

@@ -21,7 +21,7 @@ from flask import Blueprint, Flask, Response, current_app, request
 from capture.catalog import SLUG, Catalog, get_catalog
 from capture.fields import CHECKBOX, CHOICE, EMAIL, FIELDS, RESOURCE_ID_MAX, UTM_MAX, Field
 from capture.leads import stages
-from capture.leads.export import COLUMNS, FALSE, FORMATS, TRUE
+from capture.leads.export import COLUMNS, FALSE, FORMATS, TRUE, export_columns
 from capture.leads.filters import ARGS, DAY, Q_MAX, RANGES, TYPE_MAX
 from capture.leads.queries import LEAD_SORTS
 from capture.staff.api import MOVE_FIELDS
@@ -91,11 +91,24 @@ def _field_schema(spec: Field, catalog: Catalog | None) -> dict[str, Any]:
     return schema
 
 
+def _purpose_schemas(catalog: Catalog | None) -> dict[str, Any]:
+    """The two fields of each further purpose of consent of the settings (capture.fields.purpose_fields)."""
+    schemas: dict[str, Any] = {}
+    for purpose in catalog.settings.purposes if catalog is not None else ():
+        box, digest = purpose.fields
+        schemas[box.name] = _field_schema(box, None)
+        schemas[digest.name] = {**_field_schema(digest, None), "enum": [purpose.text.sha256]}
+        schemas[digest.name]["description"] += (": this one today; the hash of words shown before is "
+                                                "accepted while the service has them on record")
+    return schemas
+
+
 def submission_schema(catalog: Catalog | None = None) -> dict[str, Any]:
-    """The form post's body, field by field from capture.fields."""
+    """The form post's body, field by field from capture.fields, then the further purposes'."""
     return {
         "type": "object",
-        "properties": {spec.name: _field_schema(spec, catalog) for spec in FIELDS},
+        "properties": {**{spec.name: _field_schema(spec, catalog) for spec in FIELDS},
+                       **_purpose_schemas(catalog)},
         "required": [spec.name for spec in FIELDS if spec.required or spec.name in PAGE_SENDS],
         "additionalProperties": {"type": "string", "description": "Ignored."},
     }
@@ -105,7 +118,7 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
 
-def export_parameters() -> list[dict[str, Any]]:
+def export_parameters(catalog: Catalog | None = None) -> list[dict[str, Any]]:
     """The parameters of ``GET /api/leads.csv``: the lead filter's, the export's, the order's,
     and the page (``limit``, ``cursor``). Meanings: docs/export.md."""
     day = {"type": "string", "format": "date", "pattern": f"^{DAY.pattern}$"}
@@ -133,7 +146,8 @@ def export_parameters() -> list[dict[str, Any]]:
     parameters = [_query(name, *filters.get(name, ({"type": "string"}, UNDESCRIBED))) for name in ARGS]
     parameters += [
         _query("columns", {"type": "string"},
-               f"Comma-separated columns, or all. Columns: {', '.join(COLUMNS)}."),
+               f"Comma-separated columns, or all. Columns: "
+               f"{', '.join(export_columns(catalog.settings.purposes) if catalog else COLUMNS)}."),
         _query("format", {"type": "string", "enum": list(FORMATS)}, "csv (default) or jsonl."),
         _query("excel", {"type": "string", "enum": sorted(TRUE | FALSE)},
                "Start the CSV with a UTF-8 BOM so Excel reads it as UTF-8."),
@@ -317,7 +331,7 @@ def describe(catalog: Catalog | None = None) -> dict[str, Any]:
                 "description": "Parameters and columns: docs/export.md. Every given filter must hold.",
                 "tags": ["staff"],
                 "security": [{"token": []}],
-                "parameters": export_parameters(),
+                "parameters": export_parameters(catalog),
                 "responses": {
                     "200": {"description": "The rows, streamed (an attachment).", "content": {
                         "text/csv": {"schema": {"type": "string"}},
