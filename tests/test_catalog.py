@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from capture.catalog import Controller, CatalogError, load_catalog
+from capture.catalog import CatalogError, load_catalog
+from capture.content_settings import Controller
 from capture.privacy_notice import fill_privacy_notice, notice_problems
 from conftest import TINY_PDF, write_resource
 

@@ -18,7 +18,8 @@ from capture.db.models import Spend
 from capture.db.store import get_store
 from capture.leads.stages import Actor, Move, move_stage
 from capture.leads.submission import NewSubmission, record_submission
-from capture.catalog import DEFAULT_SETTINGS, get_catalog
+from capture.catalog import get_catalog
+from capture.content_settings import DEFAULT_SETTINGS
 from capture.scoring.apply import get_scoring
 from staff import signed_in
 

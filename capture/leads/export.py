@@ -55,7 +55,8 @@ from itertools import islice
 from operator import itemgetter
 from typing import Any, BinaryIO
 
-from capture.catalog import Catalog, Purpose
+from capture.catalog import Catalog
+from capture.content_settings import Purpose
 from capture.db.store import Store
 from capture.fields import BY_NAME, CHOICE, PROFILE_FIELDS
 from capture.leads.filters import LeadFilter

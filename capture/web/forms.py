@@ -21,7 +21,8 @@ from werkzeug.datastructures import MultiDict
 from wtforms import Form, StringField
 from wtforms.validators import InputRequired, StopValidation, ValidationError
 
-from capture.catalog import Catalog, ConsentText, Purpose, Resource
+from capture.catalog import Catalog, ConsentText, Resource
+from capture.content_settings import Purpose
 from capture.errors import VISITOR
 from capture.scoring.domains import DISPOSABLE, domain_of, kind_of_domain
 from capture.fields import (
