@@ -27,9 +27,6 @@ TERMS, MARKETING = "terms", "marketing"
 #: What can happen to a consent: ticked on a form, left unticked, confirmed by the link in an
 #: email (double opt-in), withdrawn.
 EVENTS = (GIVEN, DECLINED, CONFIRMED, WITHDRAWN)
-#: The events that grant the purpose (ConsentEvent.granted).
-GRANTING = GRANTED
-
 FORM, CONFIRMATION_LINK, UNSUBSCRIBE_PAGE, ONE_CLICK, STAFF, IMPORT = (
     "form", "confirmation_link", "unsubscribe_page", "one_click", "staff", "import")
 #: How an event came about, in the words the proof prints.
@@ -60,7 +57,7 @@ def _row(*, lead_id: int, kind: str, version: str, sha256: str, event: str, meth
     if method not in METHODS:
         raise ValueError(f"unknown consent method {method!r}")
     return {"lead_id": lead_id, "submission_id": submission_id, "kind": kind, "event": event,
-            "granted": event in GRANTING, "version": version, "sha256": sha256,
+            "granted": event in GRANTED, "version": version, "sha256": sha256,
             "created_at": at, "ip_prefix": ip_prefix, "method": method, "resource_id": resource_id,
             "page": page[:limit("landing_page")], "user_agent": user_agent[:USER_AGENT_MAX], "actor": actor}
 

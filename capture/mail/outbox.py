@@ -34,7 +34,6 @@ from capture.db.writes import Writes
 from capture.jobs import queue
 
 DELIVERY, CONFIRMATION = "delivery", "confirmation"
-KINDS = (DELIVERY, CONFIRMATION)
 #: The job kind that sends an email (capture.jobs.worker.HANDLERS).
 JOB_KIND = "email"
 EXTENSION = "leadgate.mail"
