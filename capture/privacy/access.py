@@ -36,7 +36,7 @@ from capture.leads.merge import email_key
 from capture.leads.submission import NewSubmission
 from capture.spam import folder
 from capture.spool.file import SpoolFile
-from capture.spool.lines import CorruptLine, SpooledDownload, decode
+from capture.spool.lines import CorruptLine, SpooledDownload, decode, of_person
 
 #: The document's format, first key of the file: a reader knows what it holds.
 FORMAT = "leadgate-person-data/1"
@@ -73,17 +73,13 @@ def spooled(spool: SpoolFile | None, email: str, submission_uids: set[uuid.UUID]
     their stored submissions."""
     if spool is None:
         return
-    key = email_key(email)
-    mine = set(submission_uids)
+    person = of_person(email, submission_uids)
     for raw in spool.raw_lines():
         try:
             event = decode(raw)
         except CorruptLine:
             continue
-        if isinstance(event, NewSubmission) and email_key(event.email) == key:
-            mine.add(event.uid)
-            yield event
-        elif isinstance(event, SpooledDownload) and event.submission_uid in mine:
+        if person(event):
             yield event
 
 

@@ -80,7 +80,7 @@ from capture.mail.outbox import MailSettings, get_mail_settings
 from capture.scoring.apply import Scoring, get_scoring
 from capture.spam import folder
 from capture.spool.file import Replay, SpoolError, SpoolFile, reason
-from capture.spool.lines import SpooledDownload, download_line, submission_line
+from capture.spool.lines import download_line, of_person, submission_line
 
 EXTENSION = "leadgate.spool"
 #: The name of each process's replaying thread.
@@ -197,17 +197,9 @@ class Spool:
         from capture.leads.merge import email_key
 
         key = email_key(email)
-        mine = set(submission_uids)
-
-        def person(event: NewSubmission | SpooledDownload) -> bool:
-            if isinstance(event, NewSubmission):
-                if email_key(event.email) == key:
-                    mine.add(event.uid)
-                    return True
-                return False
-            return event.submission_uid in mine
-
-        return self.file.remove(person, (key.encode(), json.dumps(key).strip('"').encode()))
+        # An unreadable line goes when it holds the key, as typed or as JSON escapes it.
+        return self.file.remove(of_person(email, submission_uids),
+                                (key.encode(), json.dumps(key).strip('"').encode()))
 
     def replay(self, *, wait: bool = True) -> Replay:
         report = self.file.replay(self.store, self.scoring(), wait=wait, suppressed=self.is_suppressed,

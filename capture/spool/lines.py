@@ -10,11 +10,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from capture.catalog import ConsentText
+from capture.leads.merge import email_key
 from capture.leads.submission import NewSubmission
 from capture.spam.verdict import Verdict
 
@@ -87,3 +89,21 @@ def decode(raw: bytes) -> NewSubmission | SpooledDownload:
         raise ValueError(f"unknown kind {kind!r}")
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise CorruptLine(str(e)) from None
+
+
+def of_person(email: str, submission_uids: set[uuid.UUID]) -> Callable[[NewSubmission | SpooledDownload], bool]:
+    """Whether a spooled event, read in the spool's order, is the person's: a submission from
+    their address (any spelling), or a download of one of their submissions (the stored ones,
+    ``submission_uids``, or one spooled before it). Access and erasure read the spool with it."""
+    key = email_key(email)
+    mine = set(submission_uids)
+
+    def person(event: NewSubmission | SpooledDownload) -> bool:
+        if isinstance(event, NewSubmission):
+            if email_key(event.email) == key:
+                mine.add(event.uid)
+                return True
+            return False
+        return event.submission_uid in mine
+
+    return person
