@@ -32,7 +32,7 @@ from capture.db.models import (
 )
 from capture.db.store import Store
 from capture.fields import PROFILE_FIELDS, SOURCE_FIELDS
-from capture.leads.merge import email_key
+from capture.leads.stages import lead_by_email
 from capture.leads.submission import NewSubmission
 from capture.spam import folder
 from capture.spool.file import SpoolFile
@@ -59,13 +59,6 @@ def plain(value: Any) -> Any:
 
 def _row(item: Any, columns: tuple[str, ...]) -> dict[str, Any]:
     return {name: plain(getattr(item, name)) for name in columns}
-
-
-def find_lead(store: Store, email: str) -> Lead | None:
-    """The lead of this address, whatever its case; None when there is none (or it was erased)."""
-    with store.read() as s:
-        return s.scalars(select(Lead).where(Lead.email_key == email_key(email),
-                                            Lead.erased_at.is_(None))).one_or_none()
 
 
 def spooled(spool: SpoolFile | None, email: str, submission_uids: set[uuid.UUID]) -> Iterator[NewSubmission | SpooledDownload]:
@@ -100,7 +93,8 @@ def _spooled_item(event: NewSubmission | SpooledDownload) -> dict[str, Any]:
 def person_data(store: Store, email: str, spool: SpoolFile | None = None, *,
                 at: datetime | None = None) -> dict[str, Any] | None:
     """Everything held about the person of this address; None when nothing is held at all."""
-    lead = find_lead(store, email)
+    # An erased lead's key is erased:<id>: no address finds it again.
+    lead = lead_by_email(store, email)
     with store.read() as s:
         held = folder.person_posts(s, email)
     document: dict[str, Any] = {"format": FORMAT, "exported_at": plain(at or utcnow()), "email": email,
