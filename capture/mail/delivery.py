@@ -33,7 +33,7 @@ from capture.db.models import Email, Lead, Submission, utcnow
 from capture.jobs.queue import GiveUp
 from capture.jobs.worker import JobContext
 from capture.mail import smtp
-from capture.mail.links import sign_confirm, sign_unsubscribe
+from capture.mail.links import ONE_CLICK, sign_confirm, sign_unsubscribe
 from capture.mail.outbox import CONFIRMATION, DELIVERY, MARKETING_STATE
 from capture.mail.render import clean, render
 from capture.web.links import DownloadClaim, public_url, sign_download, valid_for
@@ -42,7 +42,6 @@ log = logging.getLogger(__name__)
 
 #: Where the open SMTP connection is kept between jobs (JobContext.kept).
 KEPT = "smtp"
-ONE_CLICK = "List-Unsubscribe=One-Click"
 #: Headers on one line up to RFC 5322's limit: a List-Unsubscribe URL is not folded onto a
 #: line of its own, which some mail programs read with a leading space.
 POLICY = email.policy.SMTP.clone(max_line_length=998)

@@ -15,6 +15,11 @@ from functools import lru_cache
 
 from itsdangerous import BadData, SignatureExpired, TimestampSigner, URLSafeSerializer, URLSafeTimedSerializer
 
+#: RFC 8058's one-click unsubscribe: the form field and value a mail program POSTs to the
+#: List-Unsubscribe URL, and the List-Unsubscribe-Post header that announces it.
+ONE_CLICK_FIELD, ONE_CLICK_VALUE = "List-Unsubscribe", "One-Click"
+ONE_CLICK = f"{ONE_CLICK_FIELD}={ONE_CLICK_VALUE}"
+
 CONFIRM_SALT = "confirm-link"
 UNSUBSCRIBE_SALT = "unsubscribe-link"
 

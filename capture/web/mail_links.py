@@ -18,7 +18,14 @@ from capture.db.store import get_store
 from capture.errors import Problem
 from capture.leads.attribution import ip_prefix
 from capture.mail.outbox import MARKETING_STATE
-from capture.mail.links import TokenExpired, TokenInvalid, read_confirm, read_unsubscribe
+from capture.mail.links import (
+    ONE_CLICK_FIELD,
+    ONE_CLICK_VALUE,
+    TokenExpired,
+    TokenInvalid,
+    read_confirm,
+    read_unsubscribe,
+)
 from capture.shells import MESSAGE_PAGE, MESSAGE_REGION, in_site_shell, site_link
 from capture.web.links import public_url
 from capture.web.views import private
@@ -26,7 +33,6 @@ from capture.web.views import private
 bp = Blueprint("mail_links", __name__)
 
 #: The body of an RFC 8058 one-click unsubscribe.
-ONE_CLICK = ("List-Unsubscribe", "One-Click")
 NOT_VALID = ("This link is not valid. It may be incomplete: open it again from the email, "
              "or copy the whole address into your browser.")
 
@@ -98,7 +104,7 @@ def unsubscribe_page(token: str) -> Response:
 @bp.post("/unsubscribe/<token>")
 def unsubscribe(token: str) -> Response:
     lead_id = unsubscribe_lead(token)
-    one_click = request.form.get(ONE_CLICK[0]) == ONE_CLICK[1]
+    one_click = request.form.get(ONE_CLICK_FIELD) == ONE_CLICK_VALUE
     method = ledger.ONE_CLICK if one_click else ledger.UNSUBSCRIBE_PAGE
     ledger.withdraw(get_store(), lead_id, ledger.MARKETING, method, **who())
     if one_click:

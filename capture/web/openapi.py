@@ -24,6 +24,7 @@ from capture.leads import stages
 from capture.leads.export import COLUMNS, FALSE, FORMATS, TRUE, export_columns
 from capture.leads.filters import ARGS, DAY, Q_MAX, RANGES, TYPE_MAX
 from capture.leads.queries import LEAD_SORTS
+from capture.mail.links import ONE_CLICK_FIELD, ONE_CLICK_VALUE
 from capture.staff.api import MOVE_FIELDS
 from capture.web.routing import ROW_ID_MAX
 
@@ -194,7 +195,7 @@ def _mail_link(summary: str, get: str, post: str, *, expires: bool) -> dict[str,
 
 
 #: RFC 8058's one-click body, which the unsubscribe link's POST also accepts.
-ONE_CLICK = {"type": "object", "properties": {"List-Unsubscribe": {"const": "One-Click"}}}
+ONE_CLICK = {"type": "object", "properties": {ONE_CLICK_FIELD: {"const": ONE_CLICK_VALUE}}}
 MAIL_LINKS = {
     "/confirm/{token}": _mail_link("Confirm an address (double opt-in)", "The page with the button.",
                                    "Confirmed (the same page however often it is sent).", expires=True),
